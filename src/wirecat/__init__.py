@@ -1,0 +1,82 @@
+"""wirecat: a socket tool, a small server library, and a teacher of the socket API.
+
+The public names are re-exported here, lazily (PEP 562): ``import wirecat``
+costs almost nothing, so ``wirecat --version`` starts as fast as Python does,
+and a name's module is imported the first time the name is used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+# name -> module that defines it
+_EXPORTS = {
+    "AccessList": "wirecat.access",
+    "Address": "wirecat.address",
+    "parse_address": "wirecat.address",
+    "ConnectOptions": "wirecat.apps.connect",
+    "connect_stdio": "wirecat.apps.connect",
+    "open_stream": "wirecat.apps.connect",
+    "ListenOptions": "wirecat.apps.listen",
+    "listen_stdio": "wirecat.apps.listen",
+    "SessionOptions": "wirecat.session",
+    "SessionResult": "wirecat.session",
+    "run_session": "wirecat.session",
+    **{
+        name: "wirecat.errors"
+        for name in (
+            "BindError",
+            "ConnectError",
+            "ConnectTimeout",
+            "IdleTimeout",
+            "NetworkError",
+            "PeerReset",
+            "ProgramError",
+            "ResolveError",
+            "Timeout",
+            "Truncated",
+            "UsageError",
+            "WirecatError",
+        )
+    },
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+if TYPE_CHECKING:
+    from wirecat.access import AccessList
+    from wirecat.address import Address, parse_address
+    from wirecat.apps.connect import ConnectOptions, connect_stdio, open_stream
+    from wirecat.apps.listen import ListenOptions, listen_stdio
+    from wirecat.errors import (
+        BindError,
+        ConnectError,
+        ConnectTimeout,
+        IdleTimeout,
+        NetworkError,
+        PeerReset,
+        ProgramError,
+        ResolveError,
+        Timeout,
+        Truncated,
+        UsageError,
+        WirecatError,
+    )
+    from wirecat.session import SessionOptions, SessionResult, run_session
+
+
+def __getattr__(name: str) -> object:
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'wirecat' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,1 @@
+"""The jobs wirecat does, one module each; the CLI is a thin shell over these."""

@@ -1,0 +1,76 @@
+"""``wirecat connect``: stdin and stdout joined to a stream socket we connect."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+from wirecat.address import Address
+from wirecat.report import Reporter, quiet, summary_line
+from wirecat.session import SessionOptions, SessionResult, run_session
+from wirecat.sockets import configure_stream, connect, connect_unix, peer_name
+
+__all__ = ["ConnectOptions", "open_stream", "connect_stdio"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectOptions:
+    """How to open the connection (the session's own options are separate).
+
+    Attributes:
+        family: AF_INET (``-4``), AF_INET6 (``-6``) or AF_UNSPEC.
+        timeout: ``-w``: seconds to wait for the connection, or None.
+        source: ``-s``/``--source-port``: local (host, port) to bind first.
+        numeric: ``-n``: the host must be an IP address; no DNS.
+        keepalive: ``--keepalive``: turn on SO_KEEPALIVE.
+    """
+
+    family: socket.AddressFamily = socket.AF_UNSPEC
+    timeout: float | None = None
+    source: tuple[str, int] | None = None
+    numeric: bool = False
+    keepalive: bool = False
+
+
+def open_stream(
+    target: Address, options: ConnectOptions = ConnectOptions(), *, report: Reporter = quiet  # noqa: B008
+) -> socket.socket:
+    """Connect a stream socket to ``target`` (TCP with Happy Eyeballs, or Unix).
+
+    Raises:
+        ResolveError, ConnectError, ConnectTimeout, BindError, UsageError.
+    """
+    if target.is_unix:
+        sock = connect_unix(target, report=report)
+    else:
+        sock = connect(
+            target.host,
+            target.port,
+            family=options.family,
+            timeout=options.timeout,
+            source=options.source,
+            numeric=options.numeric,
+            report=report,
+        )
+    configure_stream(sock, interactive=True, keepalive=options.keepalive)
+    return sock
+
+
+def connect_stdio(
+    target: Address,
+    options: ConnectOptions = ConnectOptions(),  # noqa: B008 - frozen
+    session: SessionOptions = SessionOptions(),  # noqa: B008 - frozen
+    *,
+    report: Reporter = quiet,
+) -> SessionResult:
+    """Connect to ``target`` and join the connection to stdin and stdout.
+
+    Returns the session's result; a failure during the session is in
+    ``result.error`` (see :func:`wirecat.session.run_session`), a failure to
+    connect is raised.
+    """
+    with open_stream(target, options, report=report) as sock:
+        peer = peer_name(sock.getpeername()) if not target.is_unix else str(target)
+        result = run_session(sock, peer=peer, options=session)
+    report(summary_line(result.sent, result.received, result.duration, result.closed_first, result.ending))
+    return result

@@ -1,0 +1,382 @@
+"""``wirecat listen``: the seed's server steps, joined to stdin and stdout.
+
+socket → bind → listen → accept → communicate → close, for real:
+
+* one client by default: accept one (refusing denied peers), stop listening,
+  run the same stdio session as ``connect``, exit when it ends;
+* ``keep_open`` (``-k``): many clients at once in one thread (``selectors``):
+  what each client sends goes to stdout, what stdin gives goes to every
+  connected client. stdin is read only while a client is connected and every
+  client's queue is below its limit, so nothing typed is dropped for lack of
+  a listener, and a slow client slows stdin rather than growing memory.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import selectors
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from wirecat.access import AccessList
+from wirecat.address import Address
+from wirecat.errors import ConnectTimeout
+from wirecat.limits import DEFAULT_CLIENT_QUEUE, DEFAULT_MAX_CONNS
+from wirecat.report import Reporter, format_bytes, quiet, summary_line
+from wirecat.session import SessionOptions, SessionResult, run_session
+from wirecat.sockets import bind_listeners, bind_unix, configure_stream, peer_name
+
+__all__ = ["ListenOptions", "bound_listeners", "listen_stdio"]
+
+#: accept() errors that concern one connection only: skip it and go on (trio's survey).
+_ACCEPT_SKIP = {errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ECONNRESET, errno.EAGAIN}
+#: accept() errors from running out of descriptors or memory: log, back off, retry.
+_ACCEPT_BACKOFF = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+_BACKOFF_SECONDS = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class ListenOptions:
+    """How the listener behaves.
+
+    Attributes:
+        family: AF_INET (``-4``), AF_INET6 (``-6``) or AF_UNSPEC.
+        keep_open: ``-k``: serve many clients at once and keep listening.
+        max_conns: ``--max-conns``: clients served at once; more are refused.
+        access: ``--allow``/``--deny`` rules.
+        accept_timeout: ``-w``: seconds to wait for the first client.
+        keepalive: ``--keepalive``: SO_KEEPALIVE on accepted connections.
+        client_queue: bytes from stdin queued for one client before stdin pauses.
+    """
+
+    family: socket.AddressFamily = socket.AF_UNSPEC
+    keep_open: bool = False
+    max_conns: int = DEFAULT_MAX_CONNS
+    access: AccessList = field(default_factory=AccessList)
+    accept_timeout: float | None = None
+    keepalive: bool = False
+    client_queue: int = DEFAULT_CLIENT_QUEUE
+
+
+@contextmanager
+def bound_listeners(
+    address: Address, family: socket.AddressFamily = socket.AF_UNSPEC
+) -> Iterator[list[socket.socket]]:
+    """Bind and listen on ``address``; close (and unlink a Unix socket file) on exit."""
+    if address.is_unix:
+        listeners = [bind_unix(address)]
+    else:
+        listeners = bind_listeners(address.host, address.port, family=family, datagram=address.datagram)
+    try:
+        yield listeners
+    finally:
+        for sock in listeners:
+            sock.close()
+        if address.is_unix and not address.sockaddr_path.startswith("\0"):
+            try:
+                os.unlink(address.sockaddr_path)
+            except OSError:
+                pass
+
+
+def _peer_host(sockaddr: object) -> str:
+    return str(sockaddr[0]) if isinstance(sockaddr, tuple) else ""
+
+
+def listen_stdio(
+    address: Address,
+    options: ListenOptions = ListenOptions(),  # noqa: B008 - frozen
+    session: SessionOptions = SessionOptions(),  # noqa: B008 - frozen
+    *,
+    report: Reporter = quiet,
+    on_listening: Callable[[list[str]], None] | None = None,
+) -> SessionResult | None:
+    """Listen on ``address`` and join clients to stdin and stdout.
+
+    Args:
+        on_listening: called once with the addresses really listened on
+            (``127.0.0.1:40123``), after ``listen()`` and before ``accept()``.
+
+    Returns:
+        The session's result in one-client mode; None with ``keep_open``
+        (which returns only when interrupted, or when stdout is closed).
+
+    Raises:
+        BindError, ResolveError, ProgramError: the listener could not start.
+        ConnectTimeout: ``accept_timeout`` passed with no client.
+    """
+    with bound_listeners(address, options.family) as listeners:
+        names = [peer_name(sock.getsockname()) for sock in listeners]
+        if on_listening is not None:
+            on_listening(names)
+        if options.keep_open:
+            _Hub(listeners, options, session, report).run()
+            return None
+        sock, peer = _accept_one(listeners, options, report)
+    with sock:
+        report(f"connection from {peer}")
+        result = run_session(sock, peer=peer, options=session)
+    report(summary_line(result.sent, result.received, result.duration, result.closed_first, result.ending))
+    return result
+
+
+def _accept(listener: socket.socket, report: Reporter) -> tuple[socket.socket, object] | None:
+    """accept() with the errno policy above; None when there is nothing to take."""
+    try:
+        return listener.accept()
+    except OSError as exc:
+        if exc.errno in _ACCEPT_SKIP:
+            return None
+        if exc.errno in _ACCEPT_BACKOFF:
+            report(f"cannot accept: {exc.strerror}; retrying in {_BACKOFF_SECONDS:g} s")
+            time.sleep(_BACKOFF_SECONDS)  # not synchronisation: a pause to let descriptors free up
+            return None
+        raise
+
+
+def _accept_one(
+    listeners: list[socket.socket], options: ListenOptions, report: Reporter
+) -> tuple[socket.socket, str]:
+    deadline = None if options.accept_timeout is None else time.monotonic() + options.accept_timeout
+    with selectors.DefaultSelector() as selector:
+        for listener in listeners:
+            selector.register(listener, selectors.EVENT_READ)
+        while True:
+            wait = None if deadline is None else deadline - time.monotonic()
+            if wait is not None and wait <= 0:
+                raise ConnectTimeout(f"no client connected within {options.accept_timeout:g} s (-w)", "")
+            for key, _ in selector.select(wait):
+                accepted = _accept(key.fileobj, report)  # type: ignore[arg-type]
+                if accepted is None:
+                    continue
+                sock, sockaddr = accepted
+                peer = peer_name(sockaddr) if _peer_host(sockaddr) else peer_name(sock.getsockname())
+                if not options.access.admits(_peer_host(sockaddr)):
+                    report(f"refused {peer}: not allowed by --allow/--deny")
+                    sock.close()
+                    continue
+                sock.setblocking(True)
+                configure_stream(sock, interactive=True, keepalive=options.keepalive)
+                return sock, peer
+
+
+class _Client:
+    __slots__ = ("sock", "peer", "queue", "sent", "received", "start", "last_activity", "closing")
+
+    def __init__(self, sock: socket.socket, peer: str) -> None:
+        self.sock = sock
+        self.peer = peer
+        self.queue = bytearray()
+        self.sent = 0
+        self.received = 0
+        self.start = self.last_activity = time.monotonic()
+        self.closing = False  # the client sent EOF: close once its queue is sent
+
+
+class _Hub:
+    """The ``-k`` loop: one thread, one selector, every client and stdin."""
+
+    def __init__(
+        self,
+        listeners: list[socket.socket],
+        options: ListenOptions,
+        session: SessionOptions,
+        report: Reporter,
+    ) -> None:
+        self.listeners = listeners
+        self.options = options
+        self.session = session
+        self.report = report
+        # poll(), not epoll: stdin may be a regular file, which epoll refuses.
+        self.selector = selectors.PollSelector()
+        self.clients: dict[int, _Client] = {}
+        self.buffer = bytearray(256 * 1024)
+        self.view = memoryview(self.buffer)
+        self.stdin_open = session.send
+        self.stdin_registered = False
+        self.encode = None
+        if session.crlf:
+            from wirecat.crlf import CrlfEncoder
+
+            self.encode = CrlfEncoder().feed
+
+    def run(self) -> None:
+        for listener in self.listeners:
+            listener.setblocking(False)
+            self.selector.register(listener, selectors.EVENT_READ, self._on_accept)
+        try:
+            while True:
+                self._update_stdin()
+                for key, events in self.selector.select(self._next_timeout()):
+                    key.data(key.fileobj, events)
+                self._expire_idle()
+        except _StdoutClosed:
+            return
+        finally:
+            for client in list(self.clients.values()):
+                self._close(client, "listener stopped")
+            self.selector.close()
+
+    # -- stdin ---------------------------------------------------------------
+    def _update_stdin(self) -> None:
+        want = (
+            self.stdin_open
+            and bool(self.clients)
+            and all(len(c.queue) < self.options.client_queue for c in self.clients.values())
+        )
+        if want and not self.stdin_registered:
+            self.selector.register(0, selectors.EVENT_READ, self._on_stdin)
+        elif not want and self.stdin_registered:
+            self.selector.unregister(0)
+        self.stdin_registered = want
+
+    def _on_stdin(self, _fd: object, _events: int) -> None:
+        try:
+            data = os.read(0, len(self.buffer))
+        except OSError as exc:
+            self.report(f"stopped reading stdin: {exc.strerror}")
+            data = b""
+        if not data:
+            self.stdin_open = False
+            self.report("end of stdin; clients stay connected")
+            return
+        if self.encode is not None:
+            data = self.encode(data)
+        for client in list(self.clients.values()):
+            if not client.closing:
+                client.queue += data
+                self._flush(client)
+
+    # -- clients -------------------------------------------------------------
+    def _on_accept(self, listener: object, _events: int) -> None:
+        accepted = _accept(listener, self.report)  # type: ignore[arg-type]
+        if accepted is None:
+            return
+        sock, sockaddr = accepted
+        host = _peer_host(sockaddr)
+        peer = peer_name(sockaddr) if host else f"client {sock.fileno()}"
+        if not self.options.access.admits(host):
+            self.report(f"refused {peer}: not allowed by --allow/--deny")
+            sock.close()
+            return
+        if len(self.clients) >= self.options.max_conns:
+            # Always logged, -v or not: a refusal is something the operator must see.
+            from wirecat.report import stderr_reporter
+
+            stderr_reporter(f"refused {peer}: --max-conns {self.options.max_conns} reached")
+            sock.close()
+            return
+        sock.setblocking(False)
+        configure_stream(sock, interactive=True, keepalive=self.options.keepalive)
+        client = _Client(sock, peer)
+        self.clients[sock.fileno()] = client
+        mask = selectors.EVENT_READ if self.session.receive else 0
+        if mask:
+            self.selector.register(sock, mask, self._on_client)
+        self.report(f"connection from {peer} ({len(self.clients)} connected)")
+
+    def _on_client(self, sock: object, events: int) -> None:
+        client = self.clients.get(sock.fileno())  # type: ignore[attr-defined]
+        if client is None:
+            return
+        if events & selectors.EVENT_WRITE:
+            self._flush(client)
+        if events & selectors.EVENT_READ and client.sock.fileno() >= 0 and not client.closing:
+            self._receive(client)
+
+    def _receive(self, client: _Client) -> None:
+        try:
+            n = client.sock.recv_into(self.buffer)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._close(client, f"error: {exc.strerror}")
+            return
+        if n == 0:
+            client.closing = True
+            if not client.queue:
+                self._close(client, "client closed")
+            else:
+                self._watch(client)
+            return
+        client.received += n
+        client.last_activity = time.monotonic()
+        _write_stdout(self.view[:n])
+
+    def _flush(self, client: _Client) -> None:
+        if client.queue:
+            try:
+                n = client.sock.send(client.queue)
+            except BlockingIOError:
+                n = 0
+            except OSError as exc:
+                self._close(client, f"error: {exc.strerror}")
+                return
+            del client.queue[:n]
+            client.sent += n
+            if n:
+                client.last_activity = time.monotonic()
+        if client.closing and not client.queue:
+            self._close(client, "client closed")
+            return
+        self._watch(client)
+
+    def _watch(self, client: _Client) -> None:
+        mask = 0
+        if self.session.receive and not client.closing:
+            mask |= selectors.EVENT_READ
+        if client.queue:
+            mask |= selectors.EVENT_WRITE
+        key = self.selector.get_map().get(client.sock.fileno())
+        if key is None and mask:
+            self.selector.register(client.sock, mask, self._on_client)
+        elif key is not None and not mask:
+            self.selector.unregister(client.sock)
+        elif key is not None and key.events != mask:
+            self.selector.modify(client.sock, mask, self._on_client)
+
+    def _close(self, client: _Client, why: str) -> None:
+        fd = client.sock.fileno()
+        self.clients.pop(fd, None)
+        if fd in self.selector.get_map():
+            self.selector.unregister(fd)
+        client.sock.close()
+        duration = time.monotonic() - client.start
+        self.report(
+            f"{client.peer} gone ({why}): sent {format_bytes(client.sent)}, "
+            f"received {format_bytes(client.received)} in {duration:.2f} s"
+        )
+
+    # -- idle timeout --------------------------------------------------------
+    def _next_timeout(self) -> float | None:
+        idle = self.session.idle_timeout
+        if idle is None or not self.clients:
+            return None
+        oldest = min(c.last_activity for c in self.clients.values())
+        return max(0.0, oldest + idle - time.monotonic())
+
+    def _expire_idle(self) -> None:
+        idle = self.session.idle_timeout
+        if idle is None:
+            return
+        now = time.monotonic()
+        for client in list(self.clients.values()):
+            if now - client.last_activity >= idle:
+                self._close(client, f"idle for {idle:g} s (-i)")
+
+
+class _StdoutClosed(Exception):
+    """stdout went away (``| head``): the hub ends quietly."""
+
+
+def _write_stdout(data: memoryview) -> None:
+    try:
+        while data:
+            n = os.write(1, data)
+            data = data[n:]
+    except BrokenPipeError:
+        raise _StdoutClosed from None

@@ -1,0 +1,27 @@
+"""The command line: parse flags, call the library, turn errors into exit codes.
+
+``main()`` is the console script. It answers ``--version`` before importing
+anything else (start-up time matters to shell loops), maps netcat spellings
+(``wirecat HOST PORT``, ``wirecat -l -p PORT``, ``wirecat -z HOST PORTS``) to
+subcommands, and catches every :class:`~wirecat.errors.WirecatError` once, to
+print one line and exit with its code.
+"""
+
+from __future__ import annotations
+
+import sys
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run wirecat with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    if args in (["--version"], ["-V"]):
+        from wirecat import __version__
+
+        print(f"wirecat {__version__}")
+        return 0
+    from wirecat.cli.run import run
+
+    return run(args)

@@ -1,0 +1,109 @@
+"""Flags shared by several subcommands, and their conversion to library options."""
+
+from __future__ import annotations
+
+import argparse
+
+from wirecat.address import Address, parse_address, parse_port
+from wirecat.errors import UsageError
+from wirecat.report import Reporter, quiet, stderr_reporter
+from wirecat.session import SessionOptions
+
+__all__ = [
+    "add_address_flags",
+    "add_session_flags",
+    "address_from",
+    "reporter",
+    "seconds",
+    "session_options",
+]
+
+
+def seconds(text: str) -> float:
+    """argparse type for a duration in seconds: a number ≥ 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"bad number of seconds {text!r}: give a number ≥ 0")
+    return value
+
+
+def add_address_flags(parser: argparse.ArgumentParser) -> None:
+    """-4/-6/-u/-U/-n/-v and --keepalive."""
+    group = parser.add_argument_group("address and transport")
+    group.add_argument("-4", dest="ipv4", action="store_true", help="IPv4 only")
+    group.add_argument("-6", dest="ipv6", action="store_true", help="IPv6 only")
+    group.add_argument("-u", "--udp", action="store_true", help="UDP instead of TCP")
+    group.add_argument(
+        "-U", "--unix", action="store_true", help="the address is a Unix socket path (or write unix:PATH)"
+    )
+    group.add_argument("-n", dest="numeric", action="store_true", help="no DNS: the host must be an IP address")
+    group.add_argument("--keepalive", action="store_true", help="turn on TCP keepalive (SO_KEEPALIVE)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="say what happens, on stderr")
+
+
+def add_session_flags(parser: argparse.ArgumentParser) -> None:
+    """The stdio session flags shared by connect and listen."""
+    group = parser.add_argument_group("data and lifetime")
+    group.add_argument("-C", "--crlf", action="store_true", help="send LF line endings as CRLF (idempotent)")
+    group.add_argument(
+        "-q", dest="quit_after_eof", type=seconds, metavar="SECS",
+        help="quit SECS after end of stdin even if the peer is still sending (exit 8 if it was)",
+    )
+    group.add_argument(
+        "-N", dest="nc_shutdown", action="store_true",
+        help="accepted for nc compatibility: wirecat always sends FIN at end of stdin",
+    )
+    group.add_argument(
+        "--no-shutdown", action="store_true", help="do not send FIN at end of stdin; wait for the peer to close"
+    )
+    group.add_argument("--send-only", action="store_true", help="only send; ignore what the peer sends")
+    group.add_argument("--recv-only", action="store_true", help="only receive; do not read stdin")
+    group.add_argument(
+        "-i", "--idle-timeout", type=seconds, metavar="SECS", help="give up after SECS with no data either way"
+    )
+
+
+def session_options(args: argparse.Namespace) -> SessionOptions:
+    """Build SessionOptions from parsed flags, refusing contradictory ones."""
+    if args.send_only and args.recv_only:
+        raise UsageError("--send-only and --recv-only cannot go together", "give at most one")
+    if args.no_shutdown and args.nc_shutdown:
+        raise UsageError("-N (send FIN at end of stdin) contradicts --no-shutdown")
+    return SessionOptions(
+        send=not args.recv_only,
+        receive=not args.send_only,
+        shutdown_on_eof=not args.no_shutdown,
+        quit_after_eof=args.quit_after_eof,
+        idle_timeout=args.idle_timeout,
+        crlf=args.crlf,
+    )
+
+
+def address_from(words: list[str], args: argparse.Namespace, *, default_host: str = "") -> Address:
+    """Turn the positional words (HOST PORT, HOST:PORT, unix:PATH, -U PATH) into an Address."""
+    if args.unix:
+        if len(words) != 1:
+            raise UsageError("-U takes one socket path and no port", "e.g. wirecat connect -U /tmp/app.sock")
+        path = words[0].removeprefix("unix:")
+        return Address(path=path, datagram=args.udp)
+    if len(words) == 2:
+        return parse_address(words[0], words[1], datagram=args.udp)
+    if len(words) == 1:
+        return parse_address(words[0], datagram=args.udp, default_host=default_host)
+    raise UsageError(f"expected an address and a port, got {len(words)} words: {' '.join(words)!r}")
+
+
+def source_from(args: argparse.Namespace) -> tuple[str, int] | None:
+    """``-s ADDR`` and ``-p``/``--source-port PORT`` as a (host, port) to bind, or None."""
+    if args.source is None and args.source_port is None:
+        return None
+    port = parse_port(args.source_port, what="source port") if args.source_port is not None else 0
+    return (args.source or "").strip("[]"), port
+
+
+def reporter(args: argparse.Namespace) -> Reporter:
+    """stderr lines under -v, silence otherwise."""
+    return stderr_reporter if args.verbose else quiet

@@ -1,0 +1,68 @@
+"""``wirecat connect HOST PORT``."""
+
+from __future__ import annotations
+
+import argparse
+
+from wirecat.cli.common import (
+    add_address_flags,
+    add_session_flags,
+    address_from,
+    reporter,
+    seconds,
+    session_options,
+    source_from,
+)
+from wirecat.errors import UsageError
+
+__all__ = ["register"]
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add connect's arguments to its subparser."""
+    parser.add_argument("target", nargs="+", metavar="HOST PORT", help="HOST PORT, HOST:PORT, [::1]:PORT or unix:PATH")
+    add_address_flags(parser)
+    add_session_flags(parser)
+    group = parser.add_argument_group("connection")
+    group.add_argument("-w", dest="timeout", type=seconds, metavar="SECS", help="connect timeout")
+    group.add_argument("-s", "--source", metavar="ADDR", help="local address to connect from")
+    group.add_argument("-p", "--source-port", metavar="PORT", help="local port to connect from")
+    group.add_argument(
+        "--wait-reply", type=seconds, metavar="SECS",
+        help="UDP: after end of stdin, wait up to SECS for replies",
+    )
+    group.add_argument("-k", dest="keep_open", action="store_true", help=argparse.SUPPRESS)
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Run connect; return the exit code."""
+    from wirecat.apps.connect import ConnectOptions, connect_stdio
+    from wirecat.sockets import family_of
+
+    if args.keep_open:
+        raise UsageError(
+            "-k means --keep-open, which applies to listen only",
+            "for TCP keepalive (traditional nc -k) use --keepalive",
+        )
+    target = address_from(args.target, args)
+    if args.wait_reply is not None and not target.datagram:
+        raise UsageError("--wait-reply is for UDP (-u)", "over TCP wirecat waits for the peer to close anyway")
+    options = ConnectOptions(
+        family=family_of(ipv4=args.ipv4, ipv6=args.ipv6),
+        timeout=args.timeout,
+        source=source_from(args),
+        numeric=args.numeric,
+        keepalive=args.keepalive,
+    )
+    session = session_options(args)
+    report = reporter(args)
+    if target.datagram:
+        from wirecat.apps.udp import udp_connect_stdio
+
+        result = udp_connect_stdio(target, options, session, wait_reply=args.wait_reply, report=report)
+    else:
+        result = connect_stdio(target, options, session, report=report)
+    if result.error is not None:
+        raise result.error
+    return 0

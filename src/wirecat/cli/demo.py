@@ -1,0 +1,12 @@
+"""``wirecat demo``: placeholder until its app lands."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["register"]
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add demo's arguments to its subparser."""
+    parser.set_defaults(handler=lambda args: 1)

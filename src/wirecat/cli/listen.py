@@ -1,0 +1,79 @@
+"""``wirecat listen [HOST] PORT``."""
+
+from __future__ import annotations
+
+import argparse
+
+from wirecat.cli.common import add_address_flags, add_session_flags, address_from, reporter, seconds, session_options
+from wirecat.errors import UsageError
+from wirecat.limits import DEFAULT_MAX_CONNS, DEFAULT_UDP_IDLE
+from wirecat.report import stderr_reporter
+
+__all__ = ["register"]
+
+#: The default bind address: loopback only, so nothing is exposed unless asked.
+DEFAULT_LISTEN_HOST = "127.0.0.1"
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add listen's arguments to its subparser."""
+    parser.add_argument(
+        "address", nargs="+", metavar="[HOST] PORT",
+        help=f"PORT (on {DEFAULT_LISTEN_HOST}), HOST PORT, HOST:PORT, [::]:PORT or unix:PATH; port 0 picks a free one",
+    )
+    add_address_flags(parser)
+    add_session_flags(parser)
+    group = parser.add_argument_group("clients")
+    group.add_argument("-k", "--keep-open", action="store_true", help="serve many clients at once; keep listening")
+    group.add_argument(
+        "--max-conns", type=int, default=DEFAULT_MAX_CONNS, metavar="N",
+        help=f"with -k: clients at once; more are refused and logged (default {DEFAULT_MAX_CONNS})",
+    )
+    group.add_argument("--allow", action="append", default=[], metavar="ADDR[/BITS]", help="only these may connect")
+    group.add_argument("--deny", action="append", default=[], metavar="ADDR[/BITS]", help="these may not connect")
+    group.add_argument("-w", dest="accept_timeout", type=seconds, metavar="SECS", help="give up if no client comes in SECS")
+    group.add_argument(
+        "--udp-idle", type=seconds, default=DEFAULT_UDP_IDLE, metavar="SECS",
+        help=f"UDP: forget a silent peer after SECS (default {DEFAULT_UDP_IDLE:g})",
+    )
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Run listen; return the exit code."""
+    from wirecat.access import AccessList
+    from wirecat.apps.listen import ListenOptions, listen_stdio
+    from wirecat.sockets import family_of
+
+    address = address_from(args.address, args, default_host=DEFAULT_LISTEN_HOST)
+    if not address.is_unix and not address.host:
+        address = type(address)(host=DEFAULT_LISTEN_HOST, port=address.port, datagram=address.datagram)
+    if args.max_conns < 1:
+        raise UsageError(f"bad --max-conns {args.max_conns}", "give a number ≥ 1")
+    options = ListenOptions(
+        family=family_of(ipv4=args.ipv4, ipv6=args.ipv6),
+        keep_open=args.keep_open,
+        max_conns=args.max_conns,
+        access=AccessList.from_rules(args.allow, args.deny),
+        accept_timeout=args.accept_timeout,
+        keepalive=args.keepalive,
+    )
+    session = session_options(args)
+    report = reporter(args)
+
+    def on_listening(names: list[str]) -> None:
+        # Always printed: scripts parse "listening on HOST:PORT" to learn port 0's pick.
+        for name in names:
+            stderr_reporter(f"listening on {name}")
+
+    if address.datagram:
+        from wirecat.apps.udp import udp_listen_stdio
+
+        result = udp_listen_stdio(
+            address, options, session, idle_expiry=args.udp_idle, report=report, on_listening=on_listening
+        )
+    else:
+        result = listen_stdio(address, options, session, report=report, on_listening=on_listening)
+    if result is not None and result.error is not None:
+        raise result.error
+    return 0

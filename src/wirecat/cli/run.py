@@ -1,0 +1,120 @@
+"""Argument parsing and dispatch; see :func:`run`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import signal
+import sys
+from typing import NoReturn
+
+from wirecat.errors import EXIT_INTERRUPTED, UsageError, WirecatError
+
+__all__ = ["Parser", "run"]
+
+#: Subcommands, in the order ``--help`` lists them: (name, module, one line, example).
+SUBCOMMANDS: list[tuple[str, str, str, str]] = [
+    ("connect", "wirecat.cli.connect", "connect to a server; stdin → socket → stdout",
+     "wirecat connect example.com 80"),
+    ("listen", "wirecat.cli.listen", "wait for clients; socket ↔ stdin/stdout",
+     "wirecat listen 9000"),
+    ("scan", "wirecat.cli.scan", "find open TCP ports",
+     "wirecat scan 127.0.0.1 22,80,8000-8100"),
+    ("demo", "wirecat.cli.demo", "watch a TCP server and client talk, step by step",
+     "wirecat demo"),
+]
+
+_EPILOG_NETCAT = """\
+netcat spellings work too:
+  wirecat HOST PORT            = wirecat connect HOST PORT
+  wirecat -l [-p] PORT         = wirecat listen PORT
+  wirecat -z HOST PORTS        = wirecat scan HOST PORTS
+
+exit codes: 0 ok, 1 other failure, 2 usage, 3 unknown host, 4 refused or
+unreachable, 5 cannot listen, 6 timeout, 7 reset by peer, 8 cut off by -q,
+9 bad local file or program, 130 interrupted (Ctrl-C).
+"""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one ``wirecat: …`` line and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message, f"see '{self.prog} --help'")
+
+
+def _top_help() -> str:
+    from wirecat import __version__
+
+    width = max(len(name) for name, *_ in SUBCOMMANDS)
+    lines = [
+        f"wirecat {__version__}: connect, listen, scan and learn sockets",
+        "",
+        "usage: wirecat COMMAND [options] ...   (wirecat COMMAND --help for its options)",
+        "",
+        "commands:",
+    ]
+    for name, _, summary, example in SUBCOMMANDS:
+        lines.append(f"  {name:<{width}}  {summary}")
+        lines.append(f"  {'':<{width}}    e.g. {example}")
+    lines += ["", _EPILOG_NETCAT.rstrip(), "", "global flags: -v (say what happens), --debug (tracebacks), --version"]
+    return "\n".join(lines) + "\n"
+
+
+def build_parser() -> Parser:
+    """The full parser, with one subparser per entry of :data:`SUBCOMMANDS`."""
+    parser = Parser(prog="wirecat", add_help=False)
+    commands = parser.add_subparsers(dest="command", parser_class=Parser)
+    for name, module, summary, example in SUBCOMMANDS:
+        sub = commands.add_parser(
+            name,
+            help=summary,
+            description=f"{summary}\n\nexample: {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.add_argument("--debug", action="store_true", help="show a traceback on errors")
+        importlib.import_module(module).register(sub)  # type: ignore[attr-defined]
+    return parser
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    # Unwind like Ctrl-C so `finally` blocks run (a Unix listener removes its file).
+    raise SystemExit(128 + signum)
+
+
+def run(argv: list[str]) -> int:
+    """Parse ``argv``, run the subcommand, and return the exit code."""
+    debug = "--debug" in argv
+    try:
+        if not argv or argv[0] in ("-h", "--help", "help"):
+            sys.stdout.write(_top_help())
+            return 0 if argv else 2
+        from wirecat.cli.netcat import translate
+
+        argv = translate(argv, [name for name, *_ in SUBCOMMANDS])
+        args = build_parser().parse_args(argv)
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        return int(args.handler(args))
+    except WirecatError as exc:
+        if debug:
+            raise
+        _say(f"wirecat: {exc}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # stdout closed under us (`| head`): end quietly, and keep Python's
+        # own flush at exit from complaining about it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _say(line: str) -> None:
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except OSError:
+        pass

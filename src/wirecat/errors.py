@@ -1,0 +1,142 @@
+"""The one error tree of wirecat.
+
+Every failure a user can meet is one of these classes. Each carries an
+``exit_code`` (what the CLI exits with) and a ``hint`` (what to do about it,
+or ``""``). The CLI prints ``wirecat: <message>: <hint>`` on one line and exits
+with the code; a traceback appears only with ``--debug``.
+
+::
+
+    WirecatError                      exit 1
+    ├── UsageError                    exit 2   bad flag, address, port or combination
+    ├── NetworkError
+    │   ├── ResolveError              exit 3   unknown host
+    │   ├── ConnectError              exit 4   refused, unreachable
+    │   ├── BindError                 exit 5   address in use, permission denied
+    │   ├── Timeout                   exit 6
+    │   │   ├── ConnectTimeout
+    │   │   └── IdleTimeout
+    │   ├── PeerReset                 exit 7   reset by peer, broken pipe
+    │   └── Truncated                 exit 8   a timer cut the peer off (-q)
+    └── ProgramError                  exit 9   a program or file we were asked to use
+
+Only the standard library is imported here, so the sans-IO modules may raise
+these errors without pulling in any I/O.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "BindError",
+    "ConnectError",
+    "ConnectTimeout",
+    "IdleTimeout",
+    "NetworkError",
+    "PeerReset",
+    "ProgramError",
+    "ResolveError",
+    "Timeout",
+    "Truncated",
+    "UsageError",
+    "WirecatError",
+]
+
+#: Exit status of a run that did everything it was asked.
+EXIT_OK = 0
+#: Exit status after Ctrl-C (SIGINT), as a shell reports a killed child: 128 + 2.
+EXIT_INTERRUPTED = 130
+
+
+class WirecatError(Exception):
+    """Base of every error wirecat raises on purpose.
+
+    Args:
+        message: what happened, in words a user reads ("connection refused by
+            127.0.0.1:9").
+        hint: what to do about it, or ``""`` when there is nothing to do.
+    """
+
+    exit_code: int = 1
+    default_hint: str = ""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = self.default_hint if hint is None else hint
+
+    def __str__(self) -> str:
+        return f"{self.message}: {self.hint}" if self.hint else self.message
+
+
+class UsageError(WirecatError):
+    """Raised for bad command-line input: an unknown flag, a malformed address,
+    a port out of range, or flags that cannot go together. Never raised for a
+    failure of the network."""
+
+    exit_code = 2
+
+
+class NetworkError(WirecatError):
+    """Base of the errors the network (or the operating system's sockets) gave us."""
+
+
+class ResolveError(NetworkError):
+    """Raised when a host name does not resolve to any address of the wanted family."""
+
+    exit_code = 3
+    default_hint = "check the spelling, or give an IP address"
+
+
+class ConnectError(NetworkError):
+    """Raised when no address of the target accepted a connection (refused,
+    host or network unreachable). Not raised for timeouts: see ConnectTimeout."""
+
+    exit_code = 4
+
+
+class BindError(NetworkError):
+    """Raised when a socket cannot be bound to its local address: the address is
+    in use, not on this machine, or needs privileges (ports below 1024)."""
+
+    exit_code = 5
+
+
+class Timeout(NetworkError):
+    """Base of the timeouts; every one of them was asked for by a flag."""
+
+    exit_code = 6
+
+
+class ConnectTimeout(Timeout):
+    """Raised when connecting took longer than ``-w``/``--connect-timeout``."""
+
+    default_hint = "the host may be down or a firewall may drop packets; raise -w to wait longer"
+
+
+class IdleTimeout(Timeout):
+    """Raised when nothing moved in either direction for ``-i``/``--idle-timeout``."""
+
+
+class PeerReset(NetworkError):
+    """Raised when the peer reset the connection (ECONNRESET) or stopped
+    reading for good (EPIPE) while we still had data to send. Not raised for an
+    orderly close: that is a normal end."""
+
+    exit_code = 7
+
+
+class Truncated(NetworkError):
+    """Raised when a timer we were told to use (``-q``) ended the session while
+    the peer was still sending, so its reply may be incomplete."""
+
+    exit_code = 8
+    default_hint = "drop -q to wait for the peer's end of stream"
+
+
+class ProgramError(WirecatError):
+    """Raised when a local resource we were pointed at cannot be used: a file
+    that cannot be opened, a socket path that is a regular file."""
+
+    exit_code = 9

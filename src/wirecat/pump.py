@@ -1,0 +1,261 @@
+"""Move bytes from one file descriptor to another, as fast as the kernel can.
+
+A :class:`Pump` copies one direction until end of stream and picks its
+method from what the two descriptors are (checked once, with ``fstat``):
+
+=====================  =====================================================
+source → destination   method
+=====================  =====================================================
+pipe → anything        ``splice`` straight from the pipe (zero-copy)
+anything → pipe        ``splice`` straight into the pipe (zero-copy)
+file → socket          ``sendfile`` (zero-copy)
+socket → file/socket   ``splice`` through a private pipe (zero-copy)
+tty, or a transform    ``readinto`` a reused buffer, then ``write`` all of it
+=====================  =====================================================
+
+``splice`` needs a pipe on one side, hence the private pipe; where the kernel
+refuses a splice (EINVAL: some devices and file systems) the pump falls back
+to the copying loop at once, without losing a byte. No Python object is made
+per chunk on the zero-copy paths: the syscalls return ints.
+
+A pump blocks; run one per direction in a thread (the syscalls release the
+GIL). Errors are raised as :class:`PumpError`, which says which side failed,
+so the caller can tell a closed stdout (``| head``) from a reset socket.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import time
+from collections.abc import Callable
+from typing import Final
+
+from wirecat.limits import DEFAULT_BULK_CHUNK, DEFAULT_PIPE_SIZE
+
+__all__ = ["FdKind", "Pump", "PumpError", "fd_kind"]
+
+_HAS_SPLICE: Final = hasattr(os, "splice")
+_SPLICE_FLAGS: Final = getattr(os, "SPLICE_F_MOVE", 0)
+_F_SETPIPE_SZ: Final = 1031  # fcntl.F_SETPIPE_SZ, Linux ≥2.6.35; fcntl only names it on 3.10+ Linux
+
+
+class FdKind:
+    """What a descriptor is, as far as choosing a copy method goes."""
+
+    PIPE: Final = "pipe"
+    FILE: Final = "file"
+    SOCKET: Final = "socket"
+    OTHER: Final = "other"  # tty, character device
+
+
+def fd_kind(fd: int) -> str:
+    """Classify ``fd`` as one of the :class:`FdKind` values."""
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISFIFO(mode):
+        return FdKind.PIPE
+    if stat.S_ISREG(mode):
+        return FdKind.FILE
+    if stat.S_ISSOCK(mode):
+        return FdKind.SOCKET
+    return FdKind.OTHER
+
+
+def grow_pipe(fd: int, size: int = DEFAULT_PIPE_SIZE) -> None:
+    """Ask for a larger pipe buffer: fewer, larger splices. Best effort."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, _F_SETPIPE_SZ, size)
+    except OSError:
+        pass  # EPERM above pipe-max-size, or EBUSY: keep the 64 KiB default
+
+
+class PumpError(Exception):
+    """An ``OSError`` on one side of a pump; ``side`` is ``"src"`` or ``"dst"``."""
+
+    def __init__(self, side: str, error: OSError) -> None:
+        super().__init__(f"{side}: {error}")
+        self.side = side
+        self.error = error
+
+
+class Pump:
+    """Copies ``src_fd`` to ``dst_fd`` until the source ends.
+
+    Args:
+        src_fd: where to read; end of stream is ``read`` returning 0.
+        dst_fd: where to write; every byte read is written before ``run`` returns.
+        transform: a function applied to each chunk (``-C``); forces the copying
+            loop, since zero-copy never sees the bytes.
+        chunk: the largest single read or splice.
+
+    Attributes:
+        count: bytes written to ``dst_fd`` so far (read from another thread for
+            progress and idle timeouts: an int store is atomic under the GIL).
+        last_activity: ``time.monotonic()`` of the last chunk moved.
+    """
+
+    def __init__(
+        self,
+        src_fd: int,
+        dst_fd: int,
+        *,
+        transform: Callable[[bytes], bytes] | None = None,
+        chunk: int = DEFAULT_BULK_CHUNK,
+    ) -> None:
+        self.src_fd = src_fd
+        self.dst_fd = dst_fd
+        self.transform = transform
+        self.chunk = chunk
+        self.count = 0
+        self.last_activity = time.monotonic()
+        self.src_kind = fd_kind(src_fd)
+        self.dst_kind = fd_kind(dst_fd)
+
+    @property
+    def method(self) -> str:
+        """The copy method chosen: ``splice``, ``splice-via-pipe``, ``sendfile`` or ``copy``."""
+        if self.transform is not None or not _HAS_SPLICE:
+            return "sendfile" if self._can_sendfile() else "copy"
+        if FdKind.PIPE in (self.src_kind, self.dst_kind):
+            return "splice"
+        if self.src_kind == FdKind.FILE and self.dst_kind == FdKind.SOCKET:
+            return "sendfile"
+        if self.src_kind == FdKind.SOCKET and self.dst_kind in (FdKind.FILE, FdKind.SOCKET):
+            return "splice-via-pipe"
+        return "copy"
+
+    def _can_sendfile(self) -> bool:
+        return (
+            self.transform is None and self.src_kind == FdKind.FILE and self.dst_kind == FdKind.SOCKET
+        )
+
+    def run(self) -> int:
+        """Copy until end of stream; return the byte count.
+
+        Raises:
+            PumpError: reading or writing failed; the side is named.
+        """
+        method = self.method
+        if method == "splice":
+            for fd, kind in ((self.src_fd, self.src_kind), (self.dst_fd, self.dst_kind)):
+                if kind == FdKind.PIPE:
+                    grow_pipe(fd)
+            if self._splice(self.src_fd, self.dst_fd):
+                return self.count
+        elif method == "splice-via-pipe":
+            if self._splice_via_pipe():
+                return self.count
+        elif method == "sendfile":
+            if self._sendfile():
+                return self.count
+        self._copy()
+        return self.count
+
+    def _moved(self, n: int) -> None:
+        self.count += n
+        self.last_activity = time.monotonic()
+
+    def _splice(self, src: int, dst: int) -> bool:
+        """Splice directly; False means "not supported here, copy instead"."""
+        splice, chunk, flags = os.splice, self.chunk, _SPLICE_FLAGS
+        first = True
+        while True:
+            try:
+                n = splice(src, dst, chunk, flags=flags)
+            except OSError as exc:
+                if first and exc.errno == errno.EINVAL:
+                    return False
+                raise PumpError(self._side_of(exc, src_first=True), exc) from exc
+            if n == 0:
+                return True
+            first = False
+            self._moved(n)
+
+    def _side_of(self, exc: OSError, *, src_first: bool) -> str:
+        """Which side a splice/sendfile error belongs to.
+
+        The syscall does not say; EPIPE and ECONNRESET on a socket we write
+        to are the destination's, a reset on a socket we read is the
+        source's. Good enough for the messages we print.
+        """
+        if exc.errno == errno.EPIPE:
+            return "dst"
+        if exc.errno == errno.ECONNRESET:
+            return "src" if self.src_kind == FdKind.SOCKET else "dst"
+        return "src" if src_first else "dst"
+
+    def _splice_via_pipe(self) -> bool:
+        read_end, write_end = os.pipe()
+        try:
+            grow_pipe(write_end)
+            splice, chunk, flags = os.splice, self.chunk, _SPLICE_FLAGS
+            first = True
+            while True:
+                try:
+                    n = splice(self.src_fd, write_end, chunk, flags=flags)
+                except OSError as exc:
+                    if first and exc.errno == errno.EINVAL:
+                        return False
+                    raise PumpError("src", exc) from exc
+                if n == 0:
+                    return True
+                first = False
+                left = n
+                while left:
+                    try:
+                        m = splice(read_end, self.dst_fd, left, flags=flags)
+                    except OSError as exc:
+                        raise PumpError("dst", exc) from exc
+                    left -= m
+                self._moved(n)
+        finally:
+            os.close(read_end)
+            os.close(write_end)
+
+    def _sendfile(self) -> bool:
+        sendfile, chunk = os.sendfile, self.chunk
+        offset = os.lseek(self.src_fd, 0, os.SEEK_CUR)
+        first = True
+        while True:
+            try:
+                n = sendfile(self.dst_fd, self.src_fd, offset, chunk)
+            except OSError as exc:
+                if first and exc.errno in (errno.EINVAL, errno.ENOSYS):
+                    return False
+                raise PumpError("dst", exc) from exc
+            if n == 0:
+                os.lseek(self.src_fd, offset, os.SEEK_SET)
+                return True
+            first = False
+            offset += n
+            self._moved(n)
+
+    def _copy(self) -> None:
+        buffer = bytearray(min(self.chunk, 256 * 1024))
+        view = memoryview(buffer)
+        readinto = _readinto_for(self.src_fd, self.src_kind)
+        write, dst, transform = os.write, self.dst_fd, self.transform
+        while True:
+            try:
+                n = readinto(view)
+            except OSError as exc:
+                raise PumpError("src", exc) from exc
+            if n == 0:
+                return
+            data: bytes | memoryview = view[:n] if transform is None else transform(bytes(view[:n]))
+            try:
+                sent = 0
+                while sent < len(data):
+                    sent += write(dst, data[sent:])
+            except OSError as exc:
+                raise PumpError("dst", exc) from exc
+            self._moved(n)
+
+
+def _readinto_for(fd: int, kind: str) -> Callable[[memoryview], int]:
+    """``readv`` into one buffer: works on sockets, pipes, files and ttys alike."""
+    readv = os.readv
+    return lambda view: readv(fd, [view])

@@ -1,0 +1,240 @@
+"""One stream connection joined to standard input and output: the netcat job.
+
+The lifetime rule, the same for ``connect`` and ``listen`` (and documented in
+the README, because every netcat has a different one):
+
+1. Two directions run at once, each a :class:`~wirecat.pump.Pump` in its own
+   thread: stdin → socket and socket → stdout.
+2. At end of stdin we send FIN (``shutdown(SHUT_WR)``, what ``nc -N`` does)
+   and keep printing what the peer sends. No grace timer cuts the peer off.
+3. The session ends when both directions are done. If the peer closes first,
+   we keep sending what stdin still has (the peer may only have closed its
+   own side); if stdin is a terminal we end at once, since nobody is typing a
+   reply to a closed connection.
+4. ``-q SECS`` ends the session that long after end of stdin; if the peer was
+   still sending, that is reported as :class:`~wirecat.errors.Truncated`.
+   ``-i SECS`` ends it after that long with nothing moving either way.
+5. A closed stdout (``| head``) ends the session quietly.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from wirecat.crlf import CrlfEncoder
+from wirecat.errors import IdleTimeout, PeerReset, ProgramError, Truncated, WirecatError
+from wirecat.pump import Pump, PumpError
+from wirecat.sockets import translate_os_error
+
+__all__ = ["SessionOptions", "SessionResult", "run_session"]
+
+#: How often the supervising thread wakes when only a timer can end the wait.
+_TICK = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOptions:
+    """How a stdio session behaves; the defaults are wirecat's lifetime rule.
+
+    Attributes:
+        send: read stdin and send it (False: ``--recv-only``).
+        receive: print what the peer sends (False: ``--send-only``).
+        shutdown_on_eof: send FIN at end of stdin (False: ``--no-shutdown``).
+        quit_after_eof: ``-q``: seconds to wait for the peer after end of stdin.
+        idle_timeout: ``-i``: seconds with no traffic before giving up.
+        crlf: ``-C``: send LF line endings as CRLF.
+    """
+
+    send: bool = True
+    receive: bool = True
+    shutdown_on_eof: bool = True
+    quit_after_eof: float | None = None
+    idle_timeout: float | None = None
+    crlf: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SessionResult:
+    """How a session went.
+
+    Attributes:
+        sent: bytes sent to the peer.
+        received: bytes received from the peer.
+        duration: seconds from start to end.
+        closed_first: ``"we"`` (end of stdin), ``"peer"``, or ``""`` when
+            neither side closed (a timer or an error ended it).
+        ending: one phrase on how it ended, for the ``-v`` closing line.
+        error: the error that ended it, or None for a clean end.
+    """
+
+    sent: int
+    received: int
+    duration: float
+    closed_first: str
+    ending: str
+    error: WirecatError | None = None
+
+
+class _Direction(threading.Thread):
+    """Runs one pump in a daemon thread and records how it ended."""
+
+    def __init__(self, pump: Pump, on_done: Callable[[], None], name: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self.pump = pump
+        self.on_done = on_done
+        self.error: PumpError | None = None
+        self.finished_at: float | None = None
+
+    def run(self) -> None:
+        try:
+            self.pump.run()
+        except PumpError as exc:
+            self.error = exc
+        finally:
+            self.finished_at = time.monotonic()
+            self.on_done()
+
+
+def _stdin_is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def run_session(
+    sock: socket.socket,
+    *,
+    peer: str,
+    options: SessionOptions = SessionOptions(),  # noqa: B008 - frozen, so sharing is safe
+    stdin_fd: int = 0,
+    stdout_fd: int = 1,
+) -> SessionResult:
+    """Join ``sock`` to ``stdin_fd``/``stdout_fd`` until the lifetime rule ends it.
+
+    The socket is left open; the caller closes it. Errors are returned in
+    ``result.error`` rather than raised, so the caller can report the byte
+    counts first; they are:
+
+    * PeerReset: the peer reset the connection, or closed it while we still
+      had data to send;
+    * IdleTimeout: ``options.idle_timeout`` passed with no traffic;
+    * Truncated: ``options.quit_after_eof`` ended the session while the peer
+      was still connected.
+    """
+    start = time.monotonic()
+    changed = threading.Event()
+    fd = sock.fileno()
+    sender = receiver = None
+    if options.send and _stdin_is_open(stdin_fd):
+        transform = CrlfEncoder().feed if options.crlf else None
+        sender = _Direction(Pump(stdin_fd, fd, transform=transform), changed.set, "stdin→socket")
+    if options.receive:
+        receiver = _Direction(Pump(fd, stdout_fd), changed.set, "socket→stdout")
+    interactive = os.isatty(stdin_fd) if sender else False
+    for direction in (sender, receiver):
+        if direction:
+            direction.start()
+
+    closed_first = ""
+    sent_fin = False
+    ending = ""
+    error: WirecatError | None = None
+    while True:
+        changed.clear()
+        now = time.monotonic()
+        send_done = sender is None or sender.finished_at is not None
+        recv_done = receiver is None or receiver.finished_at is not None
+        if sender and sender.error:
+            error = _send_error(sender.error, peer)
+            if error is None:
+                ending = "stdin failed"
+            break
+        if receiver and receiver.error:
+            if receiver.error.side == "dst":  # stdout closed (| head): end quietly
+                ending = "stdout was closed"
+                break
+            error = translate_os_error(receiver.error.error, "receive from", peer)
+            break
+        if sender and send_done and not sent_fin:
+            if not closed_first:
+                closed_first = "we"
+            if options.shutdown_on_eof:
+                _shutdown_write(sock)
+            sent_fin = True
+            if receiver is None:
+                _drain_unread(sock)  # close() with unread data would send RST
+                ending = "end of input"
+                break
+        if receiver and recv_done:
+            if not closed_first:
+                closed_first = "peer"
+            if send_done or interactive:
+                ending = "both sides closed" if sender else "peer closed"
+                break
+        if sender is None and receiver is None:
+            ending = "nothing to do"
+            break
+        # Timers: -q after end of stdin, -i with no traffic.
+        deadlines: list[float] = []
+        if options.quit_after_eof is not None and sender and sender.finished_at:
+            quit_at = sender.finished_at + options.quit_after_eof
+            if now >= quit_at:
+                error = Truncated(
+                    f"stopped {options.quit_after_eof:g} s after end of input (-q) "
+                    f"while {peer} was still connected; its reply may be cut off"
+                )
+                break
+            deadlines.append(quit_at)
+        if options.idle_timeout is not None:
+            last = max(d.pump.last_activity for d in (sender, receiver) if d) if (sender or receiver) else start
+            idle_at = max(last, start) + options.idle_timeout
+            if now >= idle_at:
+                error = IdleTimeout(f"no data either way for {options.idle_timeout:g} s (-i)")
+                break
+            deadlines.append(idle_at)
+        wait = max(0.0, min(deadlines) - now) if deadlines else None
+        changed.wait(_TICK if wait is None else min(wait, _TICK))
+
+    sent = sender.pump.count if sender else 0
+    received = receiver.pump.count if receiver else 0
+    if error is not None:
+        ending = error.message
+    return SessionResult(sent, received, time.monotonic() - start, closed_first, ending, error)
+
+
+def _send_error(exc: PumpError, peer: str) -> WirecatError | None:
+    if exc.side == "src":
+        return ProgramError(f"cannot read standard input: {exc.error.strerror or exc.error}")
+    if exc.error.errno in (errno.EPIPE, errno.ECONNRESET):
+        return PeerReset(
+            f"{peer} closed the connection before it had all our data",
+            "the peer stopped reading; check what it expects",
+        )
+    return translate_os_error(exc.error, "send to", peer)
+
+
+def _shutdown_write(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass  # already disconnected: the receive side will tell us how
+
+
+def _drain_unread(sock: socket.socket) -> None:
+    """Discard what the peer sent us and we will not read (``--send-only``)."""
+    sock.setblocking(False)
+    try:
+        while sock.recv(65536):
+            pass
+    except OSError:
+        pass
+    finally:
+        sock.setblocking(True)

@@ -1,0 +1,407 @@
+"""Opening sockets: resolve, connect (Happy Eyeballs), bind and listen.
+
+Blocking and ``selectors``-based on purpose: the one-shot commands (connect,
+listen, scan) must start fast, and ``import asyncio`` alone costs ~55 ms.
+
+Three things live here and nowhere else:
+
+* :func:`translate_os_error`, the one place an ``OSError`` becomes a wirecat
+  error with a message and a hint (the ``OSError`` stays as ``__cause__``);
+* :func:`configure_stream`, the one place stream socket options are set;
+* the Unix socket file policy of :func:`bind_unix` (replace a stale socket,
+  never a live one or a regular file).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import selectors
+import socket
+import stat
+import time
+from dataclasses import dataclass
+
+from wirecat.address import Address, format_hostport
+from wirecat.errors import (
+    BindError,
+    ConnectError,
+    ConnectTimeout,
+    NetworkError,
+    PeerReset,
+    ProgramError,
+    ResolveError,
+    UsageError,
+    WirecatError,
+)
+from wirecat.limits import DEFAULT_BACKLOG, DEFAULT_HAPPY_EYEBALLS_DELAY
+from wirecat.report import Reporter, quiet
+
+__all__ = [
+    "Endpoint",
+    "bind_listeners",
+    "bind_unix",
+    "configure_stream",
+    "connect",
+    "connect_unix",
+    "family_of",
+    "peer_name",
+    "resolve",
+    "translate_os_error",
+]
+
+
+
+
+_RESET_ERRNOS = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ENOTCONN}
+_UNREACHABLE_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
+
+
+def translate_os_error(exc: OSError, action: str, where: str) -> WirecatError:
+    """Turn an ``OSError`` from ``action`` on ``where`` into a wirecat error.
+
+    Args:
+        exc: the error the kernel gave.
+        action: what we were doing, as a verb phrase ("connect to").
+        where: the address involved, formatted for a person.
+    """
+    code = exc.errno
+    if isinstance(exc, socket.gaierror):
+        return ResolveError(f"unknown host {where}")
+    if code == errno.ECONNREFUSED:
+        return ConnectError(
+            f"connection refused by {where}", "nothing is listening there; check the port"
+        )
+    if code in _UNREACHABLE_ERRNOS:
+        return ConnectError(f"cannot {action} {where}: {os.strerror(code or 0).lower()}")
+    if code == errno.ETIMEDOUT:
+        return ConnectTimeout(f"{action} {where} timed out")
+    if code == errno.EADDRINUSE:
+        return BindError(
+            f"address {where} is already in use",
+            "stop the other program, or pick another port (port 0 picks a free one)",
+        )
+    if code in (errno.EACCES, errno.EPERM) and action == "listen on":
+        return BindError(
+            f"permission denied to listen on {where}",
+            "ports below 1024 need root or CAP_NET_BIND_SERVICE; use a port ≥ 1024",
+        )
+    if code == errno.EADDRNOTAVAIL:
+        return BindError(f"cannot {action} {where}: the address is not on this machine")
+    if code in _RESET_ERRNOS:
+        return PeerReset(f"connection with {where} was reset by the peer")
+    if code == errno.ENOENT and action.startswith("connect"):
+        return ConnectError(f"no socket at {where}", "is the listener running?")
+    message = exc.strerror or str(exc)
+    return NetworkError(f"cannot {action} {where}: {message.lower()}")
+
+
+def family_of(*, ipv4: bool, ipv6: bool) -> socket.AddressFamily:
+    """The address family that ``-4``/``-6`` ask for (AF_UNSPEC for either)."""
+    if ipv4 and ipv6:
+        raise UsageError("-4 and -6 cannot go together", "give one of them, or neither")
+    return socket.AF_INET if ipv4 else socket.AF_INET6 if ipv6 else socket.AF_UNSPEC
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One resolved address: what ``getaddrinfo`` gives, in readable form."""
+
+    family: socket.AddressFamily
+    sockaddr: tuple[str, int] | tuple[str, int, int, int]
+
+    def __str__(self) -> str:
+        return format_hostport(self.sockaddr[0], self.sockaddr[1])
+
+
+def resolve(
+    host: str,
+    port: int,
+    *,
+    family: socket.AddressFamily = socket.AF_UNSPEC,
+    datagram: bool = False,
+    numeric: bool = False,
+    passive: bool = False,
+) -> list[Endpoint]:
+    """Resolve ``host`` to endpoints, in the order RFC 8305 §4 asks for.
+
+    The addresses alternate between families, starting with the first one
+    the system prefers (RFC 6724 order, as getaddrinfo returns it).
+
+    Raises:
+        ResolveError: the name is unknown, or has no address of ``family``.
+        UsageError: ``numeric`` (``-n``) was given and ``host`` is a name.
+    """
+    flags = socket.AI_NUMERICHOST if numeric else 0
+    if passive:
+        flags |= socket.AI_PASSIVE
+    kind = socket.SOCK_DGRAM if datagram else socket.SOCK_STREAM
+    try:
+        infos = socket.getaddrinfo(host or None, port, family, kind, 0, flags)
+    except socket.gaierror as exc:
+        if numeric and exc.errno == socket.EAI_NONAME:
+            raise UsageError(f"-n was given but {host!r} is not an IP address") from exc
+        wanted = {socket.AF_INET: " IPv4", socket.AF_INET6: " IPv6"}.get(family, "")
+        if exc.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", -5), socket.EAI_FAMILY):
+            hint = "check the spelling, or give an IP address"
+            if wanted:
+                raise ResolveError(f"{host!r} has no{wanted} address", hint) from exc
+            raise ResolveError(f"unknown host {host!r}", hint) from exc
+        raise ResolveError(f"cannot resolve {host!r}: {exc.strerror}") from exc
+    seen: set[tuple[object, ...]] = set()
+    by_family: dict[int, list[Endpoint]] = {}
+    for fam, _, _, _, sockaddr in infos:
+        if sockaddr in seen:
+            continue
+        seen.add(sockaddr)
+        by_family.setdefault(fam, []).append(Endpoint(fam, sockaddr))  # type: ignore[arg-type]
+    # Interleave families (RFC 8305 §4): v6, v4, v6, v4...
+    queues = list(by_family.values())
+    ordered: list[Endpoint] = []
+    while any(queues):
+        for queue in queues:
+            if queue:
+                ordered.append(queue.pop(0))
+    return ordered
+
+
+def configure_stream(sock: socket.socket, *, interactive: bool, keepalive: bool = False) -> None:
+    """Set the options every stream socket of ours gets, each for a reason.
+
+    Args:
+        interactive: disable Nagle (TCP_NODELAY) so that typed lines and small
+            request/response messages leave at once instead of waiting up to
+            40 ms for an ACK; bulk pumps write large chunks either way.
+        keepalive: SO_KEEPALIVE, so a dead peer is noticed on an idle connection.
+    """
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        if interactive:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if keepalive:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+
+
+def _new_socket(endpoint: Endpoint, source: tuple[str, int] | None, kind: int) -> socket.socket:
+    sock = socket.socket(endpoint.family, kind)
+    try:
+        if source is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            src_host = source[0] or ("::" if endpoint.family == socket.AF_INET6 else "0.0.0.0")
+            try:
+                sock.bind((src_host, source[1]))
+            except OSError as exc:
+                raise translate_os_error(
+                    exc, "bind source address", format_hostport(src_host, source[1])
+                ) from exc
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def connect(
+    host: str,
+    port: int,
+    *,
+    family: socket.AddressFamily = socket.AF_UNSPEC,
+    timeout: float | None = None,
+    source: tuple[str, int] | None = None,
+    numeric: bool = False,
+    datagram: bool = False,
+    delay: float = DEFAULT_HAPPY_EYEBALLS_DELAY,
+    report: Reporter = quiet,
+) -> socket.socket:
+    """Connect to ``host:port`` and return a blocking socket.
+
+    A host with several addresses is tried with Happy Eyeballs (RFC 8305):
+    a new attempt starts every ``delay`` seconds, or at once when the
+    previous one fails, and the first to connect wins; the others are closed.
+    Every failure is passed to ``report``. For ``datagram`` sockets,
+    ``connect()`` only fixes the peer address, so the first address is used.
+
+    Raises:
+        ResolveError, ConnectError, ConnectTimeout, BindError, UsageError.
+    """
+    endpoints = resolve(host, port, family=family, datagram=datagram, numeric=numeric)
+    kind = socket.SOCK_DGRAM if datagram else socket.SOCK_STREAM
+    if datagram:
+        sock = _new_socket(endpoints[0], source, kind)
+        sock.setblocking(True)
+        sock.connect(endpoints[0].sockaddr)
+        return sock
+    where = format_hostport(host, port)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pending = list(endpoints)
+    failures: list[WirecatError] = []
+    selector = selectors.DefaultSelector()
+    attempts: dict[socket.socket, Endpoint] = {}
+    next_start = time.monotonic()
+    try:
+        while pending or attempts:
+            now = time.monotonic()
+            if pending and (now >= next_start or not attempts):
+                endpoint = pending.pop(0)
+                report(f"connecting to {endpoint}")
+                sock = _new_socket(endpoint, source, kind)
+                err = sock.connect_ex(endpoint.sockaddr)
+                if err in (0, errno.EINPROGRESS):
+                    attempts[sock] = endpoint
+                    selector.register(sock, selectors.EVENT_WRITE)
+                else:
+                    sock.close()
+                    failure = translate_os_error(OSError(err, os.strerror(err)), "connect to", str(endpoint))
+                    report(f"{endpoint}: {failure.message}")
+                    failures.append(failure)
+                next_start = time.monotonic() + delay
+                continue
+            wait = next_start - now if pending else None
+            if deadline is not None:
+                left = deadline - now
+                if left <= 0:
+                    break
+                wait = left if wait is None else min(wait, left)
+            for key, _ in selector.select(wait):
+                sock = key.fileobj  # type: ignore[assignment]
+                endpoint = attempts.pop(sock)
+                selector.unregister(sock)
+                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if err == 0:
+                    sock.setblocking(True)
+                    report(f"connected to {endpoint} from {peer_name(sock.getsockname())}")
+                    return sock
+                sock.close()
+                failure = translate_os_error(OSError(err, os.strerror(err)), "connect to", str(endpoint))
+                report(f"{endpoint}: {failure.message}")
+                failures.append(failure)
+                next_start = time.monotonic()  # RFC 8305 §5: start the next one at once
+    finally:
+        for sock in attempts:
+            sock.close()
+        selector.close()
+    if deadline is not None and time.monotonic() >= deadline:
+        raise ConnectTimeout(f"connecting to {where} timed out after {timeout:g} s")
+    if len(failures) == 1:
+        raise failures[0]
+    kinds = {type(f) for f in failures}
+    error_type = kinds.pop() if len(kinds) == 1 else ConnectError
+    raise error_type(f"could not connect to {where}: every address failed", "run with -v to see each")
+
+
+def connect_unix(address: Address, *, report: Reporter = quiet) -> socket.socket:
+    """Connect to a Unix socket (stream or datagram) and return it, blocking."""
+    kind = socket.SOCK_DGRAM if address.datagram else socket.SOCK_STREAM
+    sock = socket.socket(socket.AF_UNIX, kind)
+    try:
+        sock.connect(address.sockaddr_path)
+    except OSError as exc:
+        sock.close()
+        raise translate_os_error(exc, "connect to", str(address)) from exc
+    report(f"connected to {address}")
+    return sock
+
+
+def bind_listeners(
+    host: str,
+    port: int,
+    *,
+    family: socket.AddressFamily = socket.AF_UNSPEC,
+    datagram: bool = False,
+    backlog: int = DEFAULT_BACKLOG,
+) -> list[socket.socket]:
+    """Bind (and for streams, listen on) every address ``host`` resolves to.
+
+    ``host`` must be given; the CLI supplies 127.0.0.1 by default, so nothing
+    listens on every interface unless asked. ``SO_REUSEADDR`` is set so a
+    restart does not fail while old connections sit in TIME_WAIT; IPv6
+    sockets are IPv6-only, so ``::`` and ``0.0.0.0`` can be bound side by side.
+    With port 0 and several addresses, all of them get the port the kernel
+    picked for the first.
+
+    Raises:
+        ResolveError, BindError.
+    """
+    endpoints = resolve(host, port, family=family, datagram=datagram, passive=True)
+    kind = socket.SOCK_DGRAM if datagram else socket.SOCK_STREAM
+    listeners: list[socket.socket] = []
+    try:
+        for endpoint in endpoints:
+            sock = socket.socket(endpoint.family, kind)
+            listeners.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if endpoint.family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sockaddr = endpoint.sockaddr
+            if port == 0 and len(listeners) > 1:
+                sockaddr = (sockaddr[0], listeners[0].getsockname()[1], *sockaddr[2:])  # type: ignore[assignment]
+            try:
+                sock.bind(sockaddr)
+                if not datagram:
+                    sock.listen(backlog)
+            except OSError as exc:
+                raise translate_os_error(exc, "listen on", format_hostport(sockaddr[0], sockaddr[1])) from exc
+    except BaseException:
+        for sock in listeners:
+            sock.close()
+        raise
+    return listeners
+
+
+def _is_live_socket(path: str, kind: int) -> bool:
+    probe = socket.socket(socket.AF_UNIX, kind)
+    try:
+        probe.connect(path)
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
+def bind_unix(address: Address, *, backlog: int = DEFAULT_BACKLOG) -> socket.socket:
+    """Bind (and for streams, listen on) a Unix socket.
+
+    A socket file left by a listener that died is replaced: we probe it with
+    ``connect()`` and remove it only if nobody answers. A live socket or any
+    other kind of file is never removed. The caller removes the file on exit.
+
+    Raises:
+        BindError: the path is in use by a live listener, or cannot be created.
+        ProgramError: the path is a regular file or a directory.
+    """
+    kind = socket.SOCK_DGRAM if address.datagram else socket.SOCK_STREAM
+    path = address.sockaddr_path
+    if not path.startswith("\0"):
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            pass
+        else:
+            if not stat.S_ISSOCK(mode):
+                raise ProgramError(
+                    f"{path} exists and is not a socket", "remove it yourself or choose another path"
+                )
+            if _is_live_socket(path, kind):
+                raise BindError(f"another listener is using {address}", "stop it first, or choose another path")
+            os.unlink(path)  # stale: its listener is gone
+    sock = socket.socket(socket.AF_UNIX, kind)
+    try:
+        sock.bind(path)
+        if not address.datagram:
+            sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise translate_os_error(exc, "listen on", str(address)) from exc
+    return sock
+
+
+def peer_name(sockaddr: object) -> str:
+    """Format a sockaddr (IP tuple or Unix path) for messages."""
+    if isinstance(sockaddr, tuple):
+        return format_hostport(str(sockaddr[0]), int(sockaddr[1]))
+    if isinstance(sockaddr, bytes):
+        sockaddr = sockaddr.decode(errors="replace")
+    text = str(sockaddr)
+    if text.startswith("\0"):
+        text = "@" + text[1:]
+    return f"unix:{text}" if text else "unix:(unnamed)"
