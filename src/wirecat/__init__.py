@@ -43,7 +43,32 @@ _EXPORTS = {
     },
 }
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = [
+    "AccessList",
+    "Address",
+    "BindError",
+    "ConnectError",
+    "ConnectOptions",
+    "ConnectTimeout",
+    "IdleTimeout",
+    "ListenOptions",
+    "NetworkError",
+    "PeerReset",
+    "ProgramError",
+    "ResolveError",
+    "SessionOptions",
+    "SessionResult",
+    "Timeout",
+    "Truncated",
+    "UsageError",
+    "WirecatError",
+    "__version__",
+    "connect_stdio",
+    "listen_stdio",
+    "open_stream",
+    "parse_address",
+    "run_session",
+]
 
 if TYPE_CHECKING:
     from wirecat.access import AccessList

@@ -137,7 +137,5 @@ def parse_address(
         if not colon:
             raise UsageError(f"address {text!r} has no port", "write HOST:PORT")
         if ":" in host:
-            raise UsageError(
-                f"ambiguous address {text!r}", "write an IPv6 address in brackets: [::1]:PORT"
-            )
+            raise UsageError(f"ambiguous address {text!r}", "write an IPv6 address in brackets: [::1]:PORT")
     return Address(host=host or default_host, port=parse_port(port_text), datagram=datagram)

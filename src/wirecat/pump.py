@@ -128,9 +128,7 @@ class Pump:
         return "copy"
 
     def _can_sendfile(self) -> bool:
-        return (
-            self.transform is None and self.src_kind == FdKind.FILE and self.dst_kind == FdKind.SOCKET
-        )
+        return self.transform is None and self.src_kind == FdKind.FILE and self.dst_kind == FdKind.SOCKET
 
     def run(self) -> int:
         """Copy until end of stream; return the byte count.
@@ -143,14 +141,14 @@ class Pump:
             for fd, kind in ((self.src_fd, self.src_kind), (self.dst_fd, self.dst_kind)):
                 if kind == FdKind.PIPE:
                     grow_pipe(fd)
-            if self._splice(self.src_fd, self.dst_fd):
-                return self.count
-        elif method == "splice-via-pipe":
-            if self._splice_via_pipe():
-                return self.count
-        elif method == "sendfile":
-            if self._sendfile():
-                return self.count
+        fast = {
+            "splice": lambda: self._splice(self.src_fd, self.dst_fd),
+            "splice-via-pipe": self._splice_via_pipe,
+            "sendfile": self._sendfile,
+        }.get(method)
+        # A fast path returns False when the kernel refused it before moving a byte.
+        if fast is not None and fast():
+            return self.count
         self._copy()
         return self.count
 

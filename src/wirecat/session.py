@@ -113,7 +113,7 @@ def run_session(
     sock: socket.socket,
     *,
     peer: str,
-    options: SessionOptions = SessionOptions(),  # noqa: B008 - frozen, so sharing is safe
+    options: SessionOptions = SessionOptions(),
     stdin_fd: int = 0,
     stdout_fd: int = 1,
 ) -> SessionResult:
@@ -194,7 +194,9 @@ def run_session(
                 break
             deadlines.append(quit_at)
         if options.idle_timeout is not None:
-            last = max(d.pump.last_activity for d in (sender, receiver) if d) if (sender or receiver) else start
+            last = (
+                max(d.pump.last_activity for d in (sender, receiver) if d) if (sender or receiver) else start
+            )
             idle_at = max(last, start) + options.idle_timeout
             if now >= idle_at:
                 error = IdleTimeout(f"no data either way for {options.idle_timeout:g} s (-i)")

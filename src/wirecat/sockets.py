@@ -51,8 +51,6 @@ __all__ = [
 ]
 
 
-
-
 _RESET_ERRNOS = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ENOTCONN}
 _UNREACHABLE_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
 
@@ -69,9 +67,7 @@ def translate_os_error(exc: OSError, action: str, where: str) -> WirecatError:
     if isinstance(exc, socket.gaierror):
         return ResolveError(f"unknown host {where}")
     if code == errno.ECONNREFUSED:
-        return ConnectError(
-            f"connection refused by {where}", "nothing is listening there; check the port"
-        )
+        return ConnectError(f"connection refused by {where}", "nothing is listening there; check the port")
     if code in _UNREACHABLE_ERRNOS:
         return ConnectError(f"cannot {action} {where}: {os.strerror(code or 0).lower()}")
     if code == errno.ETIMEDOUT:
@@ -159,9 +155,7 @@ def resolve(
     queues = list(by_family.values())
     ordered: list[Endpoint] = []
     while any(queues):
-        for queue in queues:
-            if queue:
-                ordered.append(queue.pop(0))
+        ordered.extend(queue.pop(0) for queue in queues if queue)
     return ordered
 
 
@@ -333,7 +327,7 @@ def bind_listeners(
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sockaddr = endpoint.sockaddr
             if port == 0 and len(listeners) > 1:
-                sockaddr = (sockaddr[0], listeners[0].getsockname()[1], *sockaddr[2:])  # type: ignore[assignment]
+                sockaddr = (sockaddr[0], listeners[0].getsockname()[1], *sockaddr[2:])
             try:
                 sock.bind(sockaddr)
                 if not datagram:
@@ -382,7 +376,9 @@ def bind_unix(address: Address, *, backlog: int = DEFAULT_BACKLOG) -> socket.soc
                     f"{path} exists and is not a socket", "remove it yourself or choose another path"
                 )
             if _is_live_socket(path, kind):
-                raise BindError(f"another listener is using {address}", "stop it first, or choose another path")
+                raise BindError(
+                    f"another listener is using {address}", "stop it first, or choose another path"
+                )
             os.unlink(path)  # stale: its listener is gone
     sock = socket.socket(socket.AF_UNIX, kind)
     try:

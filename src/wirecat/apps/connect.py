@@ -10,7 +10,7 @@ from wirecat.report import Reporter, quiet, summary_line
 from wirecat.session import SessionOptions, SessionResult, run_session
 from wirecat.sockets import configure_stream, connect, connect_unix, peer_name
 
-__all__ = ["ConnectOptions", "open_stream", "connect_stdio"]
+__all__ = ["ConnectOptions", "connect_stdio", "open_stream"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +33,10 @@ class ConnectOptions:
 
 
 def open_stream(
-    target: Address, options: ConnectOptions = ConnectOptions(), *, report: Reporter = quiet  # noqa: B008
+    target: Address,
+    options: ConnectOptions = ConnectOptions(),
+    *,
+    report: Reporter = quiet,
 ) -> socket.socket:
     """Connect a stream socket to ``target`` (TCP with Happy Eyeballs, or Unix).
 
@@ -58,7 +61,7 @@ def open_stream(
 
 def connect_stdio(
     target: Address,
-    options: ConnectOptions = ConnectOptions(),  # noqa: B008 - frozen
+    options: ConnectOptions = ConnectOptions(),
     session: SessionOptions = SessionOptions(),  # noqa: B008 - frozen
     *,
     report: Reporter = quiet,

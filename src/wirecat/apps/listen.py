@@ -89,7 +89,7 @@ def _peer_host(sockaddr: object) -> str:
 
 def listen_stdio(
     address: Address,
-    options: ListenOptions = ListenOptions(),  # noqa: B008 - frozen
+    options: ListenOptions = ListenOptions(),
     session: SessionOptions = SessionOptions(),  # noqa: B008 - frozen
     *,
     report: Reporter = quiet,
@@ -165,7 +165,7 @@ def _accept_one(
 
 
 class _Client:
-    __slots__ = ("sock", "peer", "queue", "sent", "received", "start", "last_activity", "closing")
+    __slots__ = ("closing", "last_activity", "peer", "queue", "received", "sent", "sock", "start")
 
     def __init__(self, sock: socket.socket, peer: str) -> None:
         self.sock = sock

@@ -39,7 +39,9 @@ def add_address_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "-U", "--unix", action="store_true", help="the address is a Unix socket path (or write unix:PATH)"
     )
-    group.add_argument("-n", dest="numeric", action="store_true", help="no DNS: the host must be an IP address")
+    group.add_argument(
+        "-n", dest="numeric", action="store_true", help="no DNS: the host must be an IP address"
+    )
     group.add_argument("--keepalive", action="store_true", help="turn on TCP keepalive (SO_KEEPALIVE)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="say what happens, on stderr")
 
@@ -49,20 +51,31 @@ def add_session_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("data and lifetime")
     group.add_argument("-C", "--crlf", action="store_true", help="send LF line endings as CRLF (idempotent)")
     group.add_argument(
-        "-q", dest="quit_after_eof", type=seconds, metavar="SECS",
+        "-q",
+        dest="quit_after_eof",
+        type=seconds,
+        metavar="SECS",
         help="quit SECS after end of stdin even if the peer is still sending (exit 8 if it was)",
     )
     group.add_argument(
-        "-N", dest="nc_shutdown", action="store_true",
+        "-N",
+        dest="nc_shutdown",
+        action="store_true",
         help="accepted for nc compatibility: wirecat always sends FIN at end of stdin",
     )
     group.add_argument(
-        "--no-shutdown", action="store_true", help="do not send FIN at end of stdin; wait for the peer to close"
+        "--no-shutdown",
+        action="store_true",
+        help="do not send FIN at end of stdin; wait for the peer to close",
     )
     group.add_argument("--send-only", action="store_true", help="only send; ignore what the peer sends")
     group.add_argument("--recv-only", action="store_true", help="only receive; do not read stdin")
     group.add_argument(
-        "-i", "--idle-timeout", type=seconds, metavar="SECS", help="give up after SECS with no data either way"
+        "-i",
+        "--idle-timeout",
+        type=seconds,
+        metavar="SECS",
+        help="give up after SECS with no data either way",
     )
 
 

@@ -20,7 +20,9 @@ __all__ = ["register"]
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add connect's arguments to its subparser."""
-    parser.add_argument("target", nargs="+", metavar="HOST PORT", help="HOST PORT, HOST:PORT, [::1]:PORT or unix:PATH")
+    parser.add_argument(
+        "target", nargs="+", metavar="HOST PORT", help="HOST PORT, HOST:PORT, [::1]:PORT or unix:PATH"
+    )
     add_address_flags(parser)
     add_session_flags(parser)
     group = parser.add_argument_group("connection")
@@ -28,7 +30,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     group.add_argument("-s", "--source", metavar="ADDR", help="local address to connect from")
     group.add_argument("-p", "--source-port", metavar="PORT", help="local port to connect from")
     group.add_argument(
-        "--wait-reply", type=seconds, metavar="SECS",
+        "--wait-reply",
+        type=seconds,
+        metavar="SECS",
         help="UDP: after end of stdin, wait up to SECS for replies",
     )
     group.add_argument("-k", dest="keep_open", action="store_true", help=argparse.SUPPRESS)
@@ -47,7 +51,9 @@ def handle(args: argparse.Namespace) -> int:
         )
     target = address_from(args.target, args)
     if args.wait_reply is not None and not target.datagram:
-        raise UsageError("--wait-reply is for UDP (-u)", "over TCP wirecat waits for the peer to close anyway")
+        raise UsageError(
+            "--wait-reply is for UDP (-u)", "over TCP wirecat waits for the peer to close anyway"
+        )
     options = ConnectOptions(
         family=family_of(ipv4=args.ipv4, ipv6=args.ipv6),
         timeout=args.timeout,

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from wirecat.cli.common import add_address_flags, add_session_flags, address_from, reporter, seconds, session_options
+from wirecat.cli.common import (
+    add_address_flags,
+    add_session_flags,
+    address_from,
+    reporter,
+    seconds,
+    session_options,
+)
 from wirecat.errors import UsageError
 from wirecat.limits import DEFAULT_MAX_CONNS, DEFAULT_UDP_IDLE
 from wirecat.report import stderr_reporter
@@ -18,22 +25,39 @@ DEFAULT_LISTEN_HOST = "127.0.0.1"
 def register(parser: argparse.ArgumentParser) -> None:
     """Add listen's arguments to its subparser."""
     parser.add_argument(
-        "address", nargs="+", metavar="[HOST] PORT",
-        help=f"PORT (on {DEFAULT_LISTEN_HOST}), HOST PORT, HOST:PORT, [::]:PORT or unix:PATH; port 0 picks a free one",
+        "address",
+        nargs="+",
+        metavar="[HOST] PORT",
+        help=f"PORT (on {DEFAULT_LISTEN_HOST}), HOST PORT, HOST:PORT, [::]:PORT or unix:PATH;"
+        " port 0 picks a free one",
     )
     add_address_flags(parser)
     add_session_flags(parser)
     group = parser.add_argument_group("clients")
-    group.add_argument("-k", "--keep-open", action="store_true", help="serve many clients at once; keep listening")
     group.add_argument(
-        "--max-conns", type=int, default=DEFAULT_MAX_CONNS, metavar="N",
+        "-k", "--keep-open", action="store_true", help="serve many clients at once; keep listening"
+    )
+    group.add_argument(
+        "--max-conns",
+        type=int,
+        default=DEFAULT_MAX_CONNS,
+        metavar="N",
         help=f"with -k: clients at once; more are refused and logged (default {DEFAULT_MAX_CONNS})",
     )
-    group.add_argument("--allow", action="append", default=[], metavar="ADDR[/BITS]", help="only these may connect")
-    group.add_argument("--deny", action="append", default=[], metavar="ADDR[/BITS]", help="these may not connect")
-    group.add_argument("-w", dest="accept_timeout", type=seconds, metavar="SECS", help="give up if no client comes in SECS")
     group.add_argument(
-        "--udp-idle", type=seconds, default=DEFAULT_UDP_IDLE, metavar="SECS",
+        "--allow", action="append", default=[], metavar="ADDR[/BITS]", help="only these may connect"
+    )
+    group.add_argument(
+        "--deny", action="append", default=[], metavar="ADDR[/BITS]", help="these may not connect"
+    )
+    group.add_argument(
+        "-w", dest="accept_timeout", type=seconds, metavar="SECS", help="give up if no client comes in SECS"
+    )
+    group.add_argument(
+        "--udp-idle",
+        type=seconds,
+        default=DEFAULT_UDP_IDLE,
+        metavar="SECS",
         help=f"UDP: forget a silent peer after SECS (default {DEFAULT_UDP_IDLE:g})",
     )
     parser.set_defaults(handler=handle)

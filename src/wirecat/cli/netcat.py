@@ -31,8 +31,7 @@ __all__ = ["translate"]
 _VALUED = set("pwiqs")
 
 _AMBIGUOUS = {
-    "-d": "-d means 'delay' in ncat but 'do not read stdin' in OpenBSD nc; "
-    "use --recv-only to not read stdin",
+    "-d": "-d means 'delay' in ncat but 'do not read stdin' in OpenBSD nc; use --recv-only to not read stdin",
     "-c": "-c means a shell command in ncat, TLS in OpenBSD nc and 'close on EOF' in GNU nc; "
     "wirecat closes on EOF by itself (use --sh-exec COMMAND for a command, when available)",
     "-e": "-e means 'run a program' in ncat but a TLS name in OpenBSD nc; "

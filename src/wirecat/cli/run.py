@@ -15,14 +15,15 @@ __all__ = ["Parser", "run"]
 
 #: Subcommands, in the order ``--help`` lists them: (name, module, one line, example).
 SUBCOMMANDS: list[tuple[str, str, str, str]] = [
-    ("connect", "wirecat.cli.connect", "connect to a server; stdin → socket → stdout",
-     "wirecat connect example.com 80"),
-    ("listen", "wirecat.cli.listen", "wait for clients; socket ↔ stdin/stdout",
-     "wirecat listen 9000"),
-    ("scan", "wirecat.cli.scan", "find open TCP ports",
-     "wirecat scan 127.0.0.1 22,80,8000-8100"),
-    ("demo", "wirecat.cli.demo", "watch a TCP server and client talk, step by step",
-     "wirecat demo"),
+    (
+        "connect",
+        "wirecat.cli.connect",
+        "connect to a server; stdin → socket → stdout",
+        "wirecat connect example.com 80",
+    ),
+    ("listen", "wirecat.cli.listen", "wait for clients; socket ↔ stdin/stdout", "wirecat listen 9000"),
+    ("scan", "wirecat.cli.scan", "find open TCP ports", "wirecat scan 127.0.0.1 22,80,8000-8100"),
+    ("demo", "wirecat.cli.demo", "watch a TCP server and client talk, step by step", "wirecat demo"),
 ]
 
 _EPILOG_NETCAT = """\
@@ -58,7 +59,12 @@ def _top_help() -> str:
     for name, _, summary, example in SUBCOMMANDS:
         lines.append(f"  {name:<{width}}  {summary}")
         lines.append(f"  {'':<{width}}    e.g. {example}")
-    lines += ["", _EPILOG_NETCAT.rstrip(), "", "global flags: -v (say what happens), --debug (tracebacks), --version"]
+    lines += [
+        "",
+        _EPILOG_NETCAT.rstrip(),
+        "",
+        "global flags: -v (say what happens), --debug (tracebacks), --version",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -74,7 +80,7 @@ def build_parser() -> Parser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         sub.add_argument("--debug", action="store_true", help="show a traceback on errors")
-        importlib.import_module(module).register(sub)  # type: ignore[attr-defined]
+        importlib.import_module(module).register(sub)
     return parser
 
 
