@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from wirecat.errors import UsageError
 
@@ -47,12 +47,11 @@ def _normalise(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | Non
     return address
 
 
-@dataclass(frozen=True)
-class AccessList:
+class AccessList(NamedTuple):
     """Who may connect. Build with :meth:`from_rules`; ask with :meth:`admits`."""
 
-    allow: tuple[_Network, ...] = field(default=())
-    deny: tuple[_Network, ...] = field(default=())
+    allow: tuple[_Network, ...] = ()
+    deny: tuple[_Network, ...] = ()
 
     @classmethod
     def from_rules(cls, allow: Iterable[str] = (), deny: Iterable[str] = ()) -> AccessList:

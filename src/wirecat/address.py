@@ -14,7 +14,7 @@ Nothing here resolves names or opens sockets: that is ``wirecat.sockets``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from wirecat.errors import UsageError
 
@@ -23,8 +23,7 @@ __all__ = ["Address", "format_hostport", "parse_address", "parse_port", "parse_p
 _PORT_HINT = "give a number from 0 to 65535"
 
 
-@dataclass(frozen=True, slots=True)
-class Address:
+class Address(NamedTuple):
     """Where a socket connects or listens.
 
     Exactly one of ``path`` (a Unix socket) or ``host``/``port`` (an IP
@@ -65,7 +64,8 @@ def parse_port(text: str, *, what: str = "port") -> int:
     Raises:
         UsageError: for anything but a decimal number in range.
     """
-    if not text.isdigit() or int(text) > 65535:
+    # isascii(): str.isdigit() also accepts "¹" and "٣", which int() refuses.
+    if not (text.isascii() and text.isdigit()) or int(text) > 65535:
         raise UsageError(f"bad {what} {text!r}", _PORT_HINT)
     return int(text)
 
@@ -125,7 +125,7 @@ def parse_address(
         if not host:
             raise UsageError("empty host name", "give a host name or an address such as 127.0.0.1")
         return Address(host=host, port=parse_port(port), datagram=datagram)
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return Address(host=default_host, port=parse_port(text), datagram=datagram)
     if text.startswith("["):
         end = text.find("]")

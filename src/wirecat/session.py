@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from wirecat.crlf import CrlfEncoder
 from wirecat.errors import IdleTimeout, PeerReset, ProgramError, Truncated, WirecatError
@@ -38,8 +38,7 @@ __all__ = ["SessionOptions", "SessionResult", "run_session"]
 _TICK = 0.5
 
 
-@dataclass(frozen=True, slots=True)
-class SessionOptions:
+class SessionOptions(NamedTuple):
     """How a stdio session behaves; the defaults are wirecat's lifetime rule.
 
     Attributes:
@@ -59,8 +58,7 @@ class SessionOptions:
     crlf: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class SessionResult:
+class SessionResult(NamedTuple):
     """How a session went.
 
     Attributes:

@@ -20,7 +20,7 @@ import selectors
 import socket
 import stat
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from wirecat.address import Address, format_hostport
 from wirecat.errors import (
@@ -99,8 +99,7 @@ def family_of(*, ipv4: bool, ipv6: bool) -> socket.AddressFamily:
     return socket.AF_INET if ipv4 else socket.AF_INET6 if ipv6 else socket.AF_UNSPEC
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
+class Endpoint(NamedTuple):
     """One resolved address: what ``getaddrinfo`` gives, in readable form."""
 
     family: socket.AddressFamily

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from wirecat.address import Address
 from wirecat.report import Reporter, quiet, summary_line
@@ -13,8 +13,7 @@ from wirecat.sockets import configure_stream, connect, connect_unix, peer_name
 __all__ = ["ConnectOptions", "connect_stdio", "open_stream"]
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectOptions:
+class ConnectOptions(NamedTuple):
     """How to open the connection (the session's own options are separate).
 
     Attributes:
@@ -62,7 +61,7 @@ def open_stream(
 def connect_stdio(
     target: Address,
     options: ConnectOptions = ConnectOptions(),
-    session: SessionOptions = SessionOptions(),  # noqa: B008 - frozen
+    session: SessionOptions = SessionOptions(),
     *,
     report: Reporter = quiet,
 ) -> SessionResult:

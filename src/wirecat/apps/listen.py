@@ -20,7 +20,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from wirecat.access import AccessList
 from wirecat.address import Address
@@ -39,8 +39,7 @@ _ACCEPT_BACKOFF = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 _BACKOFF_SECONDS = 0.1
 
 
-@dataclass(frozen=True, slots=True)
-class ListenOptions:
+class ListenOptions(NamedTuple):
     """How the listener behaves.
 
     Attributes:
@@ -56,7 +55,7 @@ class ListenOptions:
     family: socket.AddressFamily = socket.AF_UNSPEC
     keep_open: bool = False
     max_conns: int = DEFAULT_MAX_CONNS
-    access: AccessList = field(default_factory=AccessList)
+    access: AccessList = AccessList()
     accept_timeout: float | None = None
     keepalive: bool = False
     client_queue: int = DEFAULT_CLIENT_QUEUE
@@ -90,7 +89,7 @@ def _peer_host(sockaddr: object) -> str:
 def listen_stdio(
     address: Address,
     options: ListenOptions = ListenOptions(),
-    session: SessionOptions = SessionOptions(),  # noqa: B008 - frozen
+    session: SessionOptions = SessionOptions(),
     *,
     report: Reporter = quiet,
     on_listening: Callable[[list[str]], None] | None = None,
