@@ -1,0 +1,492 @@
+"""``wirecat demo``: a TCP server and client talking, one real socket call at a time.
+
+The server is the classic six steps (socket, bind, listen, accept,
+communicate, close) written as plain straight-line code in
+:func:`_server`, run in a thread; the client is :func:`_client`, run by the
+caller. Both use the blocking ``socket`` API exactly as a learner would, and
+every :class:`Step` reports what the call really returned: the addresses, the
+file descriptors, the byte counts.
+
+Two threads print in a fixed order because each step waits for its turn in
+:data:`_SCRIPT` (a list of named slots; see :class:`_Turns`). A turn only
+orders the *reporting*; the calls themselves block as blocking calls do. For
+example the server prints "accept() blocks", then really blocks in
+``accept()``, while the client connects; the server's "accept() returned"
+step then waits for its slot, after the client's connect step, so the output
+is the same on every run.
+
+The lessons, each shown where it happens, correct common misreadings of the
+socket API:
+
+* ``listen(backlog)``: the backlog is the length of the queue of
+  connections waiting for ``accept()``, not a limit on clients;
+* ``recv(n)`` needs a size: the most bytes one call may return;
+* ``send()`` may send only part of the bytes; ``sendall()`` loops until all
+  are sent;
+* TCP is a byte stream: two sends may arrive as one ``recv()``;
+* ``recv()`` returning ``b""`` means end of stream (the peer shut down its
+  sending side), not "no data yet";
+* ``shutdown(SHUT_WR)`` half-closes: the other direction stays open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from wirecat.address import format_hostport
+from wirecat.errors import WirecatError
+
+__all__ = ["INTRO", "DemoResult", "Step", "format_step", "run_demo"]
+
+#: The backlog the server passes to listen(): small on purpose, to show it is
+#: a queue length and the demo's one client does not need more.
+DEMO_BACKLOG = 5
+#: Bytes asked of every recv(): the most one call may return.
+RECV_SIZE = 1024
+#: Seconds a side waits for its turn before the demo gives up. Every step
+#: is local and takes microseconds; this only bounds a bug or a stalled machine.
+TURN_TIMEOUT = 10.0
+
+#: What the demo prints before its first step.
+INTRO = """\
+wirecat demo: a TCP server and a client on this machine, one socket call
+at a time. The server runs in a thread, the client in the main program, both
+with Python's plain blocking socket API. Each step shows the code that ran,
+what it really returned (->) or that it is waiting (...), and what it means.
+"""
+
+# The order in which the steps are shown. A side that reaches a slot before
+# its turn waits there; the calls between slots run freely.
+_SCRIPT = [
+    "server socket",
+    "server bind",
+    "server listen",
+    "server accept called",
+    "client socket",
+    "client connect",
+    "client nodelay",
+    "server accept returned",
+    "server recv called",
+    "client sendall hello",
+    "server recv returned",
+    "server sendall reply",
+    "client recv reply",
+    "client send first",
+    "client sendall second",
+    "server recv both",
+    "client shutdown",
+    "server recv eof",
+    "server sendall bye",
+    "server close conn",
+    "client recv bye",
+    "client close",
+    "server close listener",
+    "check",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One socket call, as it happened.
+
+    Attributes:
+        number: 1, 2, 3... in the order shown.
+        side: ``"server"``, ``"client"`` or ``"check"``.
+        call: the Python code that was run, e.g. ``conn.recv(1024)``.
+        result: what it returned or did, with real addresses and byte counts.
+        lesson: one line on what to learn from it, or ``""``.
+        pending: True when the step is shown *before* a blocking call returns
+            ("accept() blocks until..."); its return is a later step.
+    """
+
+    number: int
+    side: str
+    call: str
+    result: str
+    lesson: str = ""
+    pending: bool = False
+
+
+@dataclass
+class DemoResult:
+    """What the demo did, for callers and tests.
+
+    Attributes:
+        address: the server's address (host, port) while it listened.
+        steps: every step shown, in order.
+        client_bytes: bytes the client sent. server_bytes: bytes the server sent.
+    """
+
+    address: tuple[str, int]
+    steps: list[Step] = field(default_factory=list)
+    client_bytes: int = 0
+    server_bytes: int = 0
+
+
+def format_step(step: Step) -> str:
+    """Lay out a step for a terminal: number, side, call; then result and lesson.
+
+    ::
+
+         6 CLIENT  client.connect(('127.0.0.1', 40521))
+                   -> None: connected from 127.0.0.1:51234
+                      the kernel did the TCP handshake (SYN, SYN-ACK, ACK)
+
+    ASCII only, so it prints on any terminal and locale.
+    """
+    indent = " " * 11
+    arrow = "..." if step.pending else "->"
+    lines = [f"{step.number:>2} {step.side.upper():<6}  {step.call}", f"{indent}{arrow} {step.result}"]
+    if step.lesson:
+        lines.append(f"{indent}   {step.lesson}")
+    return "\n".join(lines)
+
+
+class _Aborted(Exception):
+    """The other side failed; stop at the next turn."""
+
+
+class _Turns:
+    """Hands out the slots of :data:`_SCRIPT` in order, to two threads.
+
+    ``with turns.slot("client connect") as show:`` waits until every earlier
+    slot is done, runs the block, then marks the slot done. ``show`` records
+    a :class:`Step` and passes it on at once, so output follows the script.
+    """
+
+    def __init__(self, on_step: Callable[[Step], None], result: DemoResult) -> None:
+        self._cond = threading.Condition()
+        self._next = 0
+        self._failed = False
+        self._on_step = on_step
+        self._result = result
+
+    def abort(self) -> None:
+        """Wake every waiter with :class:`_Aborted` (the other side failed)."""
+        with self._cond:
+            self._failed = True
+            self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def slot(self, name: str) -> Iterator[Callable[..., None]]:
+        index = _SCRIPT.index(name)
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._failed or self._next == index, TURN_TIMEOUT):
+                raise WirecatError(f"demo stalled waiting for step {name!r}", "run it again with --debug")
+            if self._failed:
+                raise _Aborted
+        side = name.split()[0]
+
+        def show(call: str, result: str, lesson: str = "", *, pending: bool = False) -> None:
+            step = Step(len(self._result.steps) + 1, side, call, result, lesson, pending)
+            self._result.steps.append(step)
+            self._on_step(step)
+
+        # Only the slot's owner runs here, so show() needs no lock: the
+        # Condition hand-over orders it before the next slot's steps.
+        yield show
+        with self._cond:
+            self._next = index + 1
+            self._cond.notify_all()
+
+
+def _fd(sock: socket.socket) -> str:
+    return f"a socket with file descriptor {sock.fileno()}"
+
+
+def _name(sockaddr: tuple[str, int] | tuple[str, int, int, int]) -> str:
+    return format_hostport(str(sockaddr[0]), int(sockaddr[1]))
+
+
+def _fam(family: socket.AddressFamily) -> str:
+    return "AF_INET6" if family == socket.AF_INET6 else "AF_INET"
+
+
+def _server(
+    turns: _Turns,
+    family: socket.AddressFamily,
+    host: str,
+    ready: Callable[[tuple[str, int]], None],
+    result: DemoResult,
+    opened: list[socket.socket],
+) -> None:
+    """The server: the seed's six steps, blocking calls, one client."""
+    with turns.slot("server socket") as show:
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        opened.append(listener)
+        show(
+            f"listener = socket.socket({_fam(family)}, SOCK_STREAM)",
+            _fd(listener),
+            f"{_fam(family)}: IP{'v6' if family == socket.AF_INET6 else 'v4'} addresses; "
+            "SOCK_STREAM: TCP. It has no address yet.",
+        )
+    with turns.slot("server bind") as show:
+        listener.bind((host, 0))
+        bound = listener.getsockname()
+        ready((str(bound[0]), int(bound[1])))
+        show(
+            f"listener.bind(({host!r}, 0))",
+            f"None; listener.getsockname() says {_name(bound)}",
+            "Port 0 asks the kernel for a free port; getsockname() says which.",
+        )
+    with turns.slot("server listen") as show:
+        listener.listen(DEMO_BACKLOG)
+        show(
+            f"listener.listen({DEMO_BACKLOG})",
+            f"None; clients can now connect to {_name(bound)}",
+            f"Backlog {DEMO_BACKLOG}: a queue length for accept(), not a limit on clients.",
+        )
+    with turns.slot("server accept called") as show:
+        show(
+            "conn, addr = listener.accept()",
+            "accept() blocks until a client has connected",
+            "It returns a NEW socket for this client; the listener stays.",
+            pending=True,
+        )
+    conn, addr = listener.accept()
+    opened.append(conn)
+    with turns.slot("server accept returned") as show:
+        show(
+            "accept() returned",
+            f"conn = {_fd(conn)}, addr = {_name(addr)}",
+            "Talk to this client through conn; the listener waits for others.",
+        )
+    with turns.slot("server recv called") as show:
+        show(
+            f"data = conn.recv({RECV_SIZE})",
+            "recv() blocks until some bytes arrive",
+            f"recv needs a size: {RECV_SIZE} is the most bytes one call may return.",
+            pending=True,
+        )
+    data = conn.recv(RECV_SIZE)
+    with turns.slot("server recv returned") as show:
+        show("recv() returned", f"{data!r} ({len(data)} bytes)", "The bytes the client sent.")
+    reply = b"hello, client\n"
+    with turns.slot("server sendall reply") as show:
+        conn.sendall(reply)
+        result.server_bytes += len(reply)
+        show(
+            f"conn.sendall({reply!r})",
+            f"None: all {len(reply)} bytes handed to the kernel",
+            "sendall() loops over send() until every byte is sent.",
+        )
+    with turns.slot("server recv both") as show:
+        # Read until both of the client's lines are in: a real server must
+        # find message boundaries itself (here: newlines).
+        data = b""
+        while data.count(b"\n") < 2:
+            chunk = conn.recv(RECV_SIZE)
+            data += chunk
+            lesson = (
+                "Two sends, one recv(): TCP carries bytes, not messages."
+                if chunk.count(b"\n") == 2
+                else "recv() returns what has arrived: TCP keeps no message boundaries."
+            )
+            show(f"data = conn.recv({RECV_SIZE})", f"{chunk!r} ({len(chunk)} bytes)", lesson)
+            if not chunk:
+                break
+    with turns.slot("server recv eof") as show:
+        data = conn.recv(RECV_SIZE)
+        show(
+            f"data = conn.recv({RECV_SIZE})",
+            f"{data!r} ({len(data)} bytes)",
+            "b'' means end of stream (the client is done), not 'no data yet'.",
+        )
+    bye = b"bye: got 2 lines\n"
+    with turns.slot("server sendall bye") as show:
+        conn.sendall(bye)
+        result.server_bytes += len(bye)
+        show(
+            f"conn.sendall({bye!r})",
+            f"None: all {len(bye)} bytes sent",
+            "Only the client's sending side is closed: this way is still open.",
+        )
+    with turns.slot("server close conn") as show:
+        conn.close()
+        show(
+            "conn.close()",
+            "None: the connection's socket is released",
+            "Queued bytes go out first, then FIN: the client reads both.",
+        )
+    with turns.slot("server close listener") as show:
+        listener.close()
+        show(
+            "listener.close()",
+            f"None: nothing listens on {_name(bound)} any more",
+            "The server's steps: socket, bind, listen, accept, talk, close.",
+        )
+
+
+def _client(turns: _Turns, family: socket.AddressFamily, server: tuple[str, int], result: DemoResult) -> None:
+    """The client: connect, talk, half-close, read to the end, close."""
+    with turns.slot("client socket") as show:
+        client = socket.socket(family, socket.SOCK_STREAM)
+        show(
+            f"client = socket.socket({_fam(family)}, SOCK_STREAM)", _fd(client), "A second, separate socket."
+        )
+    with client:
+        with turns.slot("client connect") as show:
+            client.connect(server)
+            show(
+                f"client.connect({server!r})",
+                f"None: connected from {_name(client.getsockname())}",
+                "The kernel did the TCP handshake and gave the client a port.",
+            )
+        with turns.slot("client nodelay") as show:
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            show(
+                "client.setsockopt(IPPROTO_TCP, TCP_NODELAY, 1)",
+                "None: Nagle's algorithm is off for this socket",
+                "Small writes leave at once, not after the previous one's ACK.",
+            )
+        hello = b"hello, server\n"
+        with turns.slot("client sendall hello") as show:
+            client.sendall(hello)
+            result.client_bytes += len(hello)
+            show(
+                f"client.sendall({hello!r})",
+                f"None: all {len(hello)} bytes sent",
+                "The server's recv() is waiting for these.",
+            )
+        with turns.slot("client recv reply") as show:
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = client.recv(RECV_SIZE)
+                data += chunk
+                show(f"data = client.recv({RECV_SIZE})", f"{chunk!r} ({len(chunk)} bytes)", "The reply.")
+                if not chunk:
+                    break
+        first = b"first line\n"
+        with turns.slot("client send first") as show:
+            sent = client.send(first)
+            result.client_bytes += sent
+            show(
+                f"n = client.send({first!r})",
+                f"n = {sent} of {len(first)} bytes",
+                "send() may send only part: check n, or use sendall().",
+            )
+            if sent < len(first):  # truthful either way: finish the job
+                client.sendall(first[sent:])
+                result.client_bytes += len(first) - sent
+                show(f"client.sendall({first[sent:]!r})", "None: the rest is sent")
+        second = b"second line\n"
+        with turns.slot("client sendall second") as show:
+            client.sendall(second)
+            result.client_bytes += len(second)
+            show(f"client.sendall({second!r})", f"None: all {len(second)} bytes sent")
+        with turns.slot("client shutdown") as show:
+            client.shutdown(socket.SHUT_WR)
+            show(
+                "client.shutdown(SHUT_WR)",
+                "None: FIN sent; the client will send nothing more",
+                "A half-close: the client can still receive the server's answer.",
+            )
+        with turns.slot("client recv bye") as show:
+            while True:
+                data = client.recv(RECV_SIZE)
+                lesson = (
+                    "b'' again: end of stream, the server closed."
+                    if not data
+                    else "The server's last bytes come before its end of stream."
+                )
+                show(f"data = client.recv({RECV_SIZE})", f"{data!r} ({len(data)} bytes)", lesson)
+                if not data:
+                    break
+        with turns.slot("client close") as show:
+            client.close()
+            show("client.close()", "None: the client's socket is released", "Always close what you open.")
+
+
+def _check_closed(turns: _Turns, family: socket.AddressFamily, server: tuple[str, int]) -> None:
+    """Prove the listener is gone: a new connect() must be refused."""
+    with turns.slot("check") as show, socket.socket(family, socket.SOCK_STREAM) as probe:
+        code = probe.connect_ex(server)
+        what = errno.errorcode.get(code, "connected!") if code else "connected!"
+        refused = code == errno.ECONNREFUSED
+        show(
+            f"socket.socket({_fam(family)}).connect_ex({server!r})",
+            f"{code} ({what})",
+            "Refused: nothing is left listening. The demo is over."
+            if refused
+            else "Not refused: another program took the port since the demo closed it.",
+        )
+
+
+def run_demo(
+    on_step: Callable[[Step], None] = lambda step: None,
+    *,
+    ipv6: bool = False,
+) -> DemoResult:
+    """Run a TCP server (in a thread) and a client on loopback, reporting every call.
+
+    Args:
+        on_step: called with each :class:`Step` as it happens, in the same
+            order on every run (print ``format_step(step)`` for a terminal).
+        ipv6: use ``::1`` and AF_INET6 instead of ``127.0.0.1`` and AF_INET.
+
+    Returns:
+        A :class:`DemoResult`: the server's address and every step. When it
+        returns, every socket the demo opened is closed and its thread is done.
+
+    Raises:
+        WirecatError: the demo stalled (a bug, or a machine too slow to run
+            a step in :data:`TURN_TIMEOUT` seconds).
+        OSError: a socket call failed (e.g. no IPv6 loopback with ``ipv6``).
+    """
+    family = socket.AF_INET6 if ipv6 else socket.AF_INET
+    host = "::1" if ipv6 else "127.0.0.1"
+    result = DemoResult(address=(host, 0))
+    turns = _Turns(on_step, result)
+    bound: list[tuple[str, int]] = []
+    is_bound = threading.Event()
+    opened: list[socket.socket] = []
+    errors: list[BaseException] = []
+
+    def ready(address: tuple[str, int]) -> None:
+        bound.append(address)
+        is_bound.set()
+
+    def serve() -> None:
+        try:
+            _server(turns, family, host, ready, result, opened)
+        except _Aborted:
+            pass
+        except BaseException as exc:  # handed to the caller's thread below
+            errors.append(exc)
+            turns.abort()
+            is_bound.set()
+        finally:
+            for sock in opened:
+                sock.close()
+
+    thread = threading.Thread(target=serve, name="wirecat-demo-server", daemon=True)
+    thread.start()
+    try:
+        if not is_bound.wait(TURN_TIMEOUT) or not bound:
+            raise errors[0] if errors else WirecatError("demo server did not start")
+        result.address = bound[0]
+        _client(turns, family, bound[0], result)
+        thread.join(TURN_TIMEOUT)
+        if errors:
+            raise errors[0]
+        _check_closed(turns, family, bound[0])
+    except _Aborted:
+        thread.join(TURN_TIMEOUT)
+        if errors:
+            raise errors[0] from None
+        raise WirecatError("demo server stopped early") from None
+    except BaseException:
+        # Wake a server blocked in accept() or recv(): shutdown() makes a
+        # blocked call on Linux return at once (close() alone may not).
+        turns.abort()
+        for sock in opened.copy():  # the server thread may still append
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        thread.join(TURN_TIMEOUT)
+        raise
+    return result
