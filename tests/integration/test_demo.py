@@ -128,7 +128,7 @@ def test_library_call_leaves_no_thread_or_socket() -> None:
     before = {t.name for t in threading.enumerate()}
     steps: list[Step] = []
     result = run_demo(steps.append)
-    assert steps == result.steps
+    assert tuple(steps) == result.steps
     assert result.client_bytes == len(b"hello, server\nfirst line\nsecond line\n")
     assert result.server_bytes > 0
     assert "wirecat-demo-server" not in {t.name for t in threading.enumerate()} - before

@@ -166,7 +166,7 @@ def test_library_results_in_port_order_with_small_concurrency(open_port: int) ->
     ports = sorted({*closed, open_port})
     assert [r.port for r in result.results] == ports == seen
     assert result.open_ports == [open_port]
-    assert result.count(PortState.CLOSED) == len(ports) - 1
+    assert result.count_of(PortState.CLOSED) == len(ports) - 1
     assert str(result.results[ports.index(open_port)]) == f"127.0.0.1:{open_port} open"
 
 

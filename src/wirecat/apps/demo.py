@@ -36,7 +36,7 @@ import errno
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from wirecat.address import format_hostport
 from wirecat.errors import WirecatError
@@ -90,8 +90,7 @@ _SCRIPT = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
+class Step(NamedTuple):
     """One socket call, as it happened.
 
     Attributes:
@@ -112,20 +111,35 @@ class Step:
     pending: bool = False
 
 
-@dataclass
-class DemoResult:
+class DemoResult(NamedTuple):
     """What the demo did, for callers and tests.
 
     Attributes:
         address: the server's address (host, port) while it listened.
         steps: every step shown, in order.
-        client_bytes: bytes the client sent. server_bytes: bytes the server sent.
+        client_bytes: bytes the client sent.
+        server_bytes: bytes the server sent.
     """
 
     address: tuple[str, int]
-    steps: list[Step] = field(default_factory=list)
-    client_bytes: int = 0
-    server_bytes: int = 0
+    steps: tuple[Step, ...]
+    client_bytes: int
+    server_bytes: int
+
+
+class _Tally:
+    """What both sides record while the demo runs (a :class:`DemoResult` later).
+
+    Each field is written by one side only (the step list under the turn
+    hand-over), so no lock is needed.
+    """
+
+    __slots__ = ("client_bytes", "server_bytes", "steps")
+
+    def __init__(self) -> None:
+        self.steps: list[Step] = []
+        self.client_bytes = 0
+        self.server_bytes = 0
 
 
 def format_step(step: Step) -> str:
@@ -159,7 +173,7 @@ class _Turns:
     a :class:`Step` and passes it on at once, so output follows the script.
     """
 
-    def __init__(self, on_step: Callable[[Step], None], result: DemoResult) -> None:
+    def __init__(self, on_step: Callable[[Step], None], result: _Tally) -> None:
         self._cond = threading.Condition()
         self._next = 0
         self._failed = False
@@ -212,7 +226,7 @@ def _server(
     family: socket.AddressFamily,
     host: str,
     ready: Callable[[tuple[str, int]], None],
-    result: DemoResult,
+    result: _Tally,
     opened: list[socket.socket],
 ) -> None:
     """The server: the seed's six steps, blocking calls, one client."""
@@ -322,7 +336,7 @@ def _server(
         )
 
 
-def _client(turns: _Turns, family: socket.AddressFamily, server: tuple[str, int], result: DemoResult) -> None:
+def _client(turns: _Turns, family: socket.AddressFamily, server: tuple[str, int], result: _Tally) -> None:
     """The client: connect, talk, half-close, read to the end, close."""
     with turns.slot("client socket") as show:
         client = socket.socket(family, socket.SOCK_STREAM)
@@ -440,7 +454,7 @@ def run_demo(
     """
     family = socket.AF_INET6 if ipv6 else socket.AF_INET
     host = "::1" if ipv6 else "127.0.0.1"
-    result = DemoResult(address=(host, 0))
+    result = _Tally()
     turns = _Turns(on_step, result)
     bound: list[tuple[str, int]] = []
     is_bound = threading.Event()
@@ -469,11 +483,12 @@ def run_demo(
     try:
         if not is_bound.wait(TURN_TIMEOUT) or not bound:
             raise errors[0] if errors else WirecatError("demo server did not start")
-        result.address = bound[0]
         _client(turns, family, bound[0], result)
         thread.join(TURN_TIMEOUT)
         if errors:
             raise errors[0]
+        if thread.is_alive():
+            raise WirecatError("demo server did not finish", "run it again with --debug")
         _check_closed(turns, family, bound[0])
     except _Aborted:
         thread.join(TURN_TIMEOUT)
@@ -489,4 +504,4 @@ def run_demo(
                 sock.shutdown(socket.SHUT_RDWR)
         thread.join(TURN_TIMEOUT)
         raise
-    return result
+    return DemoResult(bound[0], tuple(result.steps), result.client_bytes, result.server_bytes)

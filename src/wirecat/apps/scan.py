@@ -34,7 +34,7 @@ import selectors
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from wirecat.address import format_hostport
 from wirecat.errors import NetworkError, UsageError
@@ -56,8 +56,7 @@ class PortState(enum.Enum):
     FILTERED = "filtered"
 
 
-@dataclass(frozen=True, slots=True)
-class PortResult:
+class PortResult(NamedTuple):
     """The outcome of probing one port.
 
     Attributes:
@@ -78,8 +77,7 @@ class PortResult:
         return f"{format_hostport(self.address, self.port)} {self.state.value}"
 
 
-@dataclass(frozen=True, slots=True)
-class ScanResult:
+class ScanResult(NamedTuple):
     """Everything a scan found.
 
     Attributes:
@@ -101,7 +99,7 @@ class ScanResult:
         """The ports found open, ascending."""
         return [r.port for r in self.results if r.state is PortState.OPEN]
 
-    def count(self, state: PortState) -> int:
+    def count_of(self, state: PortState) -> int:
         """How many ports ended in ``state``."""
         return sum(1 for r in self.results if r.state is state)
 
@@ -278,8 +276,8 @@ def scan_ports(
     )
     report(
         f"scanned {len(order)} port{'s' * (len(order) != 1)} of {endpoint.sockaddr[0]} "
-        f"in {result.duration:.2f} s: {result.count(PortState.OPEN)} open, "
-        f"{result.count(PortState.CLOSED)} closed, {result.count(PortState.FILTERED)} filtered"
+        f"in {result.duration:.2f} s: {result.count_of(PortState.OPEN)} open, "
+        f"{result.count_of(PortState.CLOSED)} closed, {result.count_of(PortState.FILTERED)} filtered"
     )
     return result
 
