@@ -21,6 +21,11 @@ _EXPORTS = {
     "open_stream": "wirecat.apps.connect",
     "ListenOptions": "wirecat.apps.listen",
     "listen_stdio": "wirecat.apps.listen",
+    "scan_ports": "wirecat.apps.scan",
+    "PortResult": "wirecat.apps.scan",
+    "PortState": "wirecat.apps.scan",
+    "ScanResult": "wirecat.apps.scan",
+    "run_demo": "wirecat.apps.demo",
     "SessionOptions": "wirecat.session",
     "SessionResult": "wirecat.session",
     "run_session": "wirecat.session",
@@ -54,8 +59,11 @@ __all__ = [
     "ListenOptions",
     "NetworkError",
     "PeerReset",
+    "PortResult",
+    "PortState",
     "ProgramError",
     "ResolveError",
+    "ScanResult",
     "SessionOptions",
     "SessionResult",
     "Timeout",
@@ -67,14 +75,18 @@ __all__ = [
     "listen_stdio",
     "open_stream",
     "parse_address",
+    "run_demo",
     "run_session",
+    "scan_ports",
 ]
 
 if TYPE_CHECKING:
     from wirecat.access import AccessList
     from wirecat.address import Address, parse_address
     from wirecat.apps.connect import ConnectOptions, connect_stdio, open_stream
+    from wirecat.apps.demo import run_demo
     from wirecat.apps.listen import ListenOptions, listen_stdio
+    from wirecat.apps.scan import PortResult, PortState, ScanResult, scan_ports
     from wirecat.errors import (
         BindError,
         ConnectError,

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from wirecat.address import Address, parse_address, parse_port
 from wirecat.errors import UsageError
 from wirecat.report import Reporter, quiet, stderr_reporter
-from wirecat.session import SessionOptions
+
+if TYPE_CHECKING:
+    from wirecat.session import SessionOptions
 
 __all__ = [
     "add_address_flags",
@@ -81,6 +84,8 @@ def add_session_flags(parser: argparse.ArgumentParser) -> None:
 
 def session_options(args: argparse.Namespace) -> SessionOptions:
     """Build SessionOptions from parsed flags, refusing contradictory ones."""
+    from wirecat.session import SessionOptions  # not at import: scan needs none of it
+
     if args.send_only and args.recv_only:
         raise UsageError("--send-only and --recv-only cannot go together", "give at most one")
     if args.no_shutdown and args.nc_shutdown:
