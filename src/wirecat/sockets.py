@@ -220,8 +220,12 @@ def connect(
     kind = socket.SOCK_DGRAM if datagram else socket.SOCK_STREAM
     if datagram:
         sock = _new_socket(endpoints[0], source, kind)
-        sock.setblocking(True)
-        sock.connect(endpoints[0].sockaddr)
+        try:
+            sock.setblocking(True)
+            sock.connect(endpoints[0].sockaddr)
+        except OSError as exc:
+            sock.close()
+            raise translate_os_error(exc, "connect to", str(endpoints[0])) from exc
         return sock
     where = format_hostport(host, port)
     deadline = None if timeout is None else time.monotonic() + timeout
