@@ -1,0 +1,1 @@
+"""wirecat against real peers: socat, ncat and OpenBSD nc, in both roles."""
