@@ -19,14 +19,19 @@ to the copying loop at once, without losing a byte. No Python object is made
 per chunk on the zero-copy paths: the syscalls return ints.
 
 A pump blocks; run one per direction in a thread (the syscalls release the
-GIL). Errors are raised as :class:`PumpError`, which says which side failed,
-so the caller can tell a closed stdout (``| head``) from a reset socket.
+GIL). Sockets given to a pump should be non-blocking: the pump then waits in
+``poll()`` and never inside ``splice()``, which would hold a pipe's lock
+while it waits (see :meth:`Pump._wait`). Blocking descriptors work too.
+
+Errors are raised as :class:`PumpError`, which says which side failed, so the
+caller can tell a closed stdout (``| head``) from a reset socket.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import select
 import stat
 import time
 from collections.abc import Callable
@@ -37,7 +42,9 @@ from wirecat.limits import DEFAULT_BULK_CHUNK, DEFAULT_PIPE_SIZE
 __all__ = ["FdKind", "Pump", "PumpError", "fd_kind"]
 
 _HAS_SPLICE: Final = hasattr(os, "splice")
-_SPLICE_FLAGS: Final = getattr(os, "SPLICE_F_MOVE", 0)
+# SPLICE_F_NONBLOCK makes the pipe side non-blocking; sockets must be
+# non-blocking themselves (O_NONBLOCK) for the socket side: see Pump._wait().
+_SPLICE_FLAGS: Final = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
 _F_SETPIPE_SZ: Final = 1031  # fcntl.F_SETPIPE_SZ, Linux ≥2.6.35; fcntl only names it on 3.10+ Linux
 
 
@@ -113,6 +120,11 @@ class Pump:
         self.last_activity = time.monotonic()
         self.src_kind = fd_kind(src_fd)
         self.dst_kind = fd_kind(dst_fd)
+        # Made once, used after every EAGAIN: see _wait().
+        self._src_ready = select.poll()
+        self._src_ready.register(src_fd, select.POLLIN)
+        self._dst_ready = select.poll()
+        self._dst_ready.register(dst_fd, select.POLLOUT)
 
     @property
     def method(self) -> str:
@@ -156,6 +168,21 @@ class Pump:
         self.count += n
         self.last_activity = time.monotonic()
 
+    def _wait(self) -> None:
+        """Block until the source is readable and the destination writable.
+
+        Called after EAGAIN. Waiting here, in poll(), rather than inside a
+        blocking splice() is the point: splice() holds the pipe's lock while
+        it waits for the socket, and the process at the other end of that
+        pipe would block in read() or write() even though poll() told it the
+        pipe was ready (a reader of our stdout would not see a line already
+        in the pipe until the next one arrived).
+        """
+        if not self._src_ready.poll(0):
+            self._src_ready.poll()
+        else:
+            self._dst_ready.poll()
+
     def _splice(self, src: int, dst: int) -> bool:
         """Splice directly; False means "not supported here, copy instead"."""
         splice, chunk, flags = os.splice, self.chunk, _SPLICE_FLAGS
@@ -163,27 +190,30 @@ class Pump:
         while True:
             try:
                 n = splice(src, dst, chunk, flags=flags)
+            except BlockingIOError:
+                self._wait()
+                continue
             except OSError as exc:
                 if first and exc.errno == errno.EINVAL:
                     return False
-                raise PumpError(self._side_of(exc, src_first=True), exc) from exc
+                raise PumpError(self._side_of(exc), exc) from exc
             if n == 0:
                 return True
             first = False
             self._moved(n)
 
-    def _side_of(self, exc: OSError, *, src_first: bool) -> str:
+    def _side_of(self, exc: OSError) -> str:
         """Which side a splice/sendfile error belongs to.
 
-        The syscall does not say; EPIPE and ECONNRESET on a socket we write
-        to are the destination's, a reset on a socket we read is the
-        source's. Good enough for the messages we print.
+        The syscall does not say. EPIPE is always the destination's; a reset
+        belongs to whichever side is the socket; anything else we blame on
+        the source, where most errors (EIO, EBADF on stdin) come from.
         """
         if exc.errno == errno.EPIPE:
             return "dst"
         if exc.errno == errno.ECONNRESET:
             return "src" if self.src_kind == FdKind.SOCKET else "dst"
-        return "src" if src_first else "dst"
+        return "src"
 
     def _splice_via_pipe(self) -> bool:
         read_end, write_end = os.pipe()
@@ -194,6 +224,9 @@ class Pump:
             while True:
                 try:
                     n = splice(self.src_fd, write_end, chunk, flags=flags)
+                except BlockingIOError:
+                    self._src_ready.poll()  # our own pipe is empty: only the source can be late
+                    continue
                 except OSError as exc:
                     if first and exc.errno == errno.EINVAL:
                         return False
@@ -204,10 +237,11 @@ class Pump:
                 left = n
                 while left:
                     try:
-                        m = splice(read_end, self.dst_fd, left, flags=flags)
+                        left -= splice(read_end, self.dst_fd, left, flags=flags)
+                    except BlockingIOError:
+                        self._dst_ready.poll()
                     except OSError as exc:
                         raise PumpError("dst", exc) from exc
-                    left -= m
                 self._moved(n)
         finally:
             os.close(read_end)
@@ -217,43 +251,48 @@ class Pump:
         sendfile, chunk = os.sendfile, self.chunk
         offset = os.lseek(self.src_fd, 0, os.SEEK_CUR)
         first = True
-        while True:
-            try:
-                n = sendfile(self.dst_fd, self.src_fd, offset, chunk)
-            except OSError as exc:
-                if first and exc.errno in (errno.EINVAL, errno.ENOSYS):
-                    return False
-                raise PumpError("dst", exc) from exc
-            if n == 0:
-                os.lseek(self.src_fd, offset, os.SEEK_SET)
-                return True
-            first = False
-            offset += n
-            self._moved(n)
+        try:
+            while True:
+                try:
+                    n = sendfile(self.dst_fd, self.src_fd, offset, chunk)
+                except BlockingIOError:
+                    self._dst_ready.poll()
+                    continue
+                except OSError as exc:
+                    if first and exc.errno in (errno.EINVAL, errno.ENOSYS):
+                        return False
+                    raise PumpError("dst", exc) from exc
+                if n == 0:
+                    return True
+                first = False
+                offset += n
+                self._moved(n)
+        finally:
+            # sendfile() with an offset leaves the file position alone: move it
+            # past what was sent, as a read() would have, for whoever reads next.
+            os.lseek(self.src_fd, offset, os.SEEK_SET)
 
     def _copy(self) -> None:
         buffer = bytearray(min(self.chunk, 256 * 1024))
         view = memoryview(buffer)
-        readinto = _readinto_for(self.src_fd, self.src_kind)
-        write, dst, transform = os.write, self.dst_fd, self.transform
+        readv, write, src, dst, transform = os.readv, os.write, self.src_fd, self.dst_fd, self.transform
         while True:
             try:
-                n = readinto(view)
+                n = readv(src, [view])
+            except BlockingIOError:
+                self._src_ready.poll()
+                continue
             except OSError as exc:
                 raise PumpError("src", exc) from exc
             if n == 0:
                 return
             data: bytes | memoryview = view[:n] if transform is None else transform(bytes(view[:n]))
-            try:
-                sent = 0
-                while sent < len(data):
+            sent = 0
+            while sent < len(data):
+                try:
                     sent += write(dst, data[sent:])
-            except OSError as exc:
-                raise PumpError("dst", exc) from exc
+                except BlockingIOError:
+                    self._dst_ready.poll()
+                except OSError as exc:
+                    raise PumpError("dst", exc) from exc
             self._moved(n)
-
-
-def _readinto_for(fd: int, kind: str) -> Callable[[memoryview], int]:
-    """``readv`` into one buffer: works on sockets, pipes, files and ttys alike."""
-    readv = os.readv
-    return lambda view: readv(fd, [view])

@@ -129,6 +129,8 @@ def run_session(
     """
     start = time.monotonic()
     changed = threading.Event()
+    # Non-blocking, so the pumps wait in poll() and never inside splice() (pump.py).
+    sock.setblocking(False)
     fd = sock.fileno()
     sender = receiver = None
     if options.send and _stdin_is_open(stdin_fd):
@@ -229,12 +231,13 @@ def _shutdown_write(sock: socket.socket) -> None:
 
 
 def _drain_unread(sock: socket.socket) -> None:
-    """Discard what the peer sent us and we will not read (``--send-only``)."""
-    sock.setblocking(False)
+    """Discard what the peer sent us and we will not read (``--send-only``).
+
+    The socket is non-blocking here (run_session made it so): this takes only
+    what has already arrived.
+    """
     try:
         while sock.recv(65536):
             pass
     except OSError:
         pass
-    finally:
-        sock.setblocking(True)
