@@ -248,7 +248,7 @@ def connect(
                 else:
                     sock.close()
                     failure = translate_os_error(OSError(err, os.strerror(err)), "connect to", str(endpoint))
-                    report(f"{endpoint}: {failure.message}")
+                    report(f"{endpoint}: {os.strerror(err).lower()}")
                     failures.append(failure)
                 next_start = time.monotonic() + delay
                 continue
@@ -269,7 +269,7 @@ def connect(
                     return sock
                 sock.close()
                 failure = translate_os_error(OSError(err, os.strerror(err)), "connect to", str(endpoint))
-                report(f"{endpoint}: {failure.message}")
+                report(f"{endpoint}: {os.strerror(err).lower()}")
                 failures.append(failure)
                 next_start = time.monotonic()  # RFC 8305 §5: start the next one at once
     finally:

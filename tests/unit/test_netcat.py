@@ -24,6 +24,9 @@ COMMANDS = ["connect", "listen", "scan", "demo"]
         (["-zv", "h", "20-30"], ["scan", "-v", "h", "20-30"]),
         (["connect", "-q0", "h", "1"], ["connect", "-q", "0", "h", "1"]),
         (["connect", "--send-only", "h", "1"], ["connect", "--send-only", "h", "1"]),
+        (["-v", "connect", "h", "1"], ["connect", "-v", "h", "1"]),
+        (["--debug", "-w", "5", "listen", "9"], ["listen", "--debug", "-w", "5", "9"]),
+        (["-v", "h", "connect"], ["connect", "-v", "h", "connect"]),
     ],
 )
 def test_translation(argv: list[str], expected: list[str]) -> None:

@@ -63,16 +63,34 @@ def _unbundle(argv: list[str]) -> list[str]:
     return out
 
 
+def _first_positional(words: list[str]) -> int | None:
+    """Index of the first word that is neither a flag nor a flag's value."""
+    take_value = False
+    for i, word in enumerate(words):
+        if take_value:
+            take_value = False
+        elif word == "--":
+            return i + 1 if i + 1 < len(words) else None
+        elif word.startswith("-") and len(word) > 1:
+            take_value = word in {f"-{c}" for c in _VALUED}
+        else:
+            return i
+    return None
+
+
 def translate(argv: list[str], subcommands: list[str]) -> list[str]:
     """Rewrite netcat-style ``argv`` into ``SUBCOMMAND args...``.
 
     Raises:
         UsageError: an ambiguous netcat letter was used (see the module table).
     """
-    if argv and argv[0] in subcommands:
-        command, rest = argv[0], _unbundle(argv[1:])
+    words = _unbundle(argv)
+    at = _first_positional(words)
+    if at is not None and words[at] in subcommands:
+        # `wirecat -v connect ...`: flags before the command belong to it.
+        command, rest = words[at], words[:at] + words[at + 1 :]
     else:
-        rest = _unbundle(argv)
+        rest = words
         if "-l" in rest or "--listen" in rest:
             command = "listen"
         elif "-z" in rest:
