@@ -135,7 +135,7 @@ def _transfer_params() -> Iterator[object]:
             )
 
 
-@pytest.mark.parametrize(("peer_name", "transport", "role", "direction", "size"), _transfer_params())
+@pytest.mark.parametrize(("peer_name", "transport", "role", "direction", "size"), list(_transfer_params()))
 def test_stream_transfer(
     spawn: Spawn,
     payloads: Payloads,
