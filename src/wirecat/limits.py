@@ -27,8 +27,10 @@ DEFAULT_BULK_CHUNK = 1024 * 1024
 #: Pipe buffer asked of F_SETPIPE_SZ for splice(); 1 MiB is the default
 #: /proc/sys/fs/pipe-max-size, so unprivileged users get it too.
 DEFAULT_PIPE_SIZE = 1024 * 1024
-#: Bytes queued for one client of ``listen -k`` before it is dropped as too slow.
-DEFAULT_CLIENT_QUEUE = 16 * 1024 * 1024
+#: Bytes of stdin queued for one client of ``listen -k``; over it, stdin pauses
+#: until the slowest client catches up. Memory is bounded by about
+#: max-conns × (this + one 256 KiB read): 125 MiB at the defaults.
+DEFAULT_CLIENT_QUEUE = 1024 * 1024
 #: Largest UDP payload sent from one stdin read: the IPv4 maximum (65535 - 20 - 8).
 MAX_DATAGRAM = 65507
 #: Seconds a UDP listener keeps a silent peer's session.

@@ -69,6 +69,12 @@ def fd_kind(fd: int) -> str:
     return FdKind.OTHER
 
 
+def _status_flags(fd: int) -> int:
+    import fcntl
+
+    return fcntl.fcntl(fd, fcntl.F_GETFL)
+
+
 def grow_pipe(fd: int, size: int = DEFAULT_PIPE_SIZE) -> None:
     """Ask for a larger pipe buffer: fewer, larger splices. Best effort."""
     try:
@@ -120,6 +126,8 @@ class Pump:
         self.last_activity = time.monotonic()
         self.src_kind = fd_kind(src_fd)
         self.dst_kind = fd_kind(dst_fd)
+        # splice() refuses files opened O_APPEND (`>> log`) with EINVAL.
+        self._dst_appends = self.dst_kind == FdKind.FILE and bool(_status_flags(dst_fd) & os.O_APPEND)
         # Made once, used after every EAGAIN: see _wait().
         self._src_ready = select.poll()
         self._src_ready.register(src_fd, select.POLLIN)
@@ -130,6 +138,8 @@ class Pump:
     def method(self) -> str:
         """The copy method chosen: ``splice``, ``splice-via-pipe``, ``sendfile`` or ``copy``."""
         if self.transform is not None or not _HAS_SPLICE:
+            return "sendfile" if self._can_sendfile() else "copy"
+        if self._dst_appends:
             return "sendfile" if self._can_sendfile() else "copy"
         if FdKind.PIPE in (self.src_kind, self.dst_kind):
             return "splice"
@@ -233,7 +243,6 @@ class Pump:
                     raise PumpError("src", exc) from exc
                 if n == 0:
                     return True
-                first = False
                 left = n
                 while left:
                     try:
@@ -241,7 +250,14 @@ class Pump:
                     except BlockingIOError:
                         self._dst_ready.poll()
                     except OSError as exc:
+                        if first and exc.errno == errno.EINVAL and left == n:
+                            # The destination refuses splice: hand over what is
+                            # already in our pipe, then let the copy loop go on.
+                            self._write_all(os.read(read_end, n))
+                            self._moved(n)
+                            return False
                         raise PumpError("dst", exc) from exc
+                first = False
                 self._moved(n)
         finally:
             os.close(read_end)
@@ -261,7 +277,7 @@ class Pump:
                 except OSError as exc:
                     if first and exc.errno in (errno.EINVAL, errno.ENOSYS):
                         return False
-                    raise PumpError("dst", exc) from exc
+                    raise PumpError(self._side_of(exc), exc) from exc
                 if n == 0:
                     return True
                 first = False
@@ -275,7 +291,7 @@ class Pump:
     def _copy(self) -> None:
         buffer = bytearray(min(self.chunk, 256 * 1024))
         view = memoryview(buffer)
-        readv, write, src, dst, transform = os.readv, os.write, self.src_fd, self.dst_fd, self.transform
+        readv, src, transform = os.readv, self.src_fd, self.transform
         while True:
             try:
                 n = readv(src, [view])
@@ -286,13 +302,15 @@ class Pump:
                 raise PumpError("src", exc) from exc
             if n == 0:
                 return
-            data: bytes | memoryview = view[:n] if transform is None else transform(bytes(view[:n]))
-            sent = 0
-            while sent < len(data):
-                try:
-                    sent += write(dst, data[sent:])
-                except BlockingIOError:
-                    self._dst_ready.poll()
-                except OSError as exc:
-                    raise PumpError("dst", exc) from exc
+            self._write_all(view[:n] if transform is None else transform(bytes(view[:n])))
             self._moved(n)
+
+    def _write_all(self, data: bytes | memoryview) -> None:
+        write, dst, sent = os.write, self.dst_fd, 0
+        while sent < len(data):
+            try:
+                sent += write(dst, data[sent:])
+            except BlockingIOError:
+                self._dst_ready.poll()
+            except OSError as exc:
+                raise PumpError("dst", exc) from exc

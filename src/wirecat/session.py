@@ -31,6 +31,7 @@ from wirecat.crlf import CrlfEncoder
 from wirecat.errors import IdleTimeout, PeerReset, ProgramError, Truncated, WirecatError
 from wirecat.pump import Pump, PumpError
 from wirecat.sockets import translate_os_error
+from wirecat.stdio import fd_is_open
 
 __all__ = ["SessionOptions", "SessionResult", "run_session"]
 
@@ -99,14 +100,6 @@ class _Direction(threading.Thread):
             self.on_done()
 
 
-def _stdin_is_open(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-    except OSError:
-        return False
-    return True
-
-
 def run_session(
     sock: socket.socket,
     *,
@@ -133,7 +126,9 @@ def run_session(
     sock.setblocking(False)
     fd = sock.fileno()
     sender = receiver = None
-    if options.send and _stdin_is_open(stdin_fd):
+    # A closed stdin (library callers; the CLI opens /dev/null on it) is empty input.
+    stdin_closed = options.send and not fd_is_open(stdin_fd)
+    if options.send and not stdin_closed:
         transform = CrlfEncoder().feed if options.crlf else None
         sender = _Direction(Pump(stdin_fd, fd, transform=transform), changed.set, "stdin→socket")
     if options.receive:
@@ -145,6 +140,11 @@ def run_session(
 
     closed_first = ""
     sent_fin = False
+    if stdin_closed:
+        closed_first = "we"
+        if options.shutdown_on_eof:
+            _shutdown_write(sock)
+            sent_fin = True
     ending = ""
     error: WirecatError | None = None
     while True:
@@ -158,8 +158,12 @@ def run_session(
                 ending = "stdin failed"
             break
         if receiver and receiver.error:
-            if receiver.error.side == "dst":  # stdout closed (| head): end quietly
-                ending = "stdout was closed"
+            if receiver.error.side == "dst":
+                if receiver.error.error.errno == errno.EPIPE:  # | head: end quietly
+                    ending = "stdout was closed"
+                    break
+                reason = receiver.error.error.strerror or str(receiver.error.error)
+                error = ProgramError(f"cannot write standard output: {reason.lower()}")
                 break
             error = translate_os_error(receiver.error.error, "receive from", peer)
             break

@@ -51,6 +51,8 @@ __all__ = [
 ]
 
 
+#: getaddrinfo() errors meaning "no address (of that family)"; not named everywhere.
+_EAI_NO_ADDRESS = tuple(getattr(socket, n) for n in ("EAI_NODATA", "EAI_ADDRFAMILY") if hasattr(socket, n))
 _RESET_ERRNOS = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ENOTCONN}
 _UNREACHABLE_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
 
@@ -137,7 +139,8 @@ def resolve(
         if numeric and exc.errno == socket.EAI_NONAME:
             raise UsageError(f"-n was given but {host!r} is not an IP address") from exc
         wanted = {socket.AF_INET: " IPv4", socket.AF_INET6: " IPv6"}.get(family, "")
-        if exc.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", -5), socket.EAI_FAMILY):
+        no_address = (socket.EAI_NONAME, socket.EAI_FAMILY, *_EAI_NO_ADDRESS)
+        if exc.errno in no_address:
             hint = "check the spelling, or give an IP address"
             if wanted:
                 raise ResolveError(f"{host!r} has no{wanted} address", hint) from exc
@@ -216,6 +219,8 @@ def connect(
     Raises:
         ResolveError, ConnectError, ConnectTimeout, BindError, UsageError.
     """
+    if source is not None and source[0]:
+        family = _source_family(source[0], family)
     endpoints = resolve(host, port, family=family, datagram=datagram, numeric=numeric)
     kind = socket.SOCK_DGRAM if datagram else socket.SOCK_STREAM
     if datagram:
@@ -237,6 +242,8 @@ def connect(
     try:
         while pending or attempts:
             now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                break
             if pending and (now >= next_start or not attempts):
                 endpoint = pending.pop(0)
                 report(f"connecting to {endpoint}")
@@ -283,6 +290,18 @@ def connect(
     kinds = {type(f) for f in failures}
     error_type = kinds.pop() if len(kinds) == 1 else ConnectError
     raise error_type(f"could not connect to {where}: every address failed", "run with -v to see each")
+
+
+def _source_family(host: str, family: socket.AddressFamily) -> socket.AddressFamily:
+    """The family a ``-s`` source address forces on the target (a socket has one family)."""
+    try:
+        source_family = socket.getaddrinfo(host, 0, family, 0, 0, socket.AI_NUMERICHOST)[0][0]
+    except socket.gaierror:
+        if family != socket.AF_UNSPEC:
+            wanted = "IPv4" if family == socket.AF_INET else "IPv6"
+            raise UsageError(f"source address {host!r} is not an {wanted} address") from None
+        raise UsageError(f"source address {host!r} is not an IP address", "give -s an IP address") from None
+    return socket.AddressFamily(source_family)
 
 
 def connect_unix(address: Address, *, report: Reporter = quiet) -> socket.socket:
@@ -344,7 +363,37 @@ def bind_listeners(
     return listeners
 
 
+def _listed_as_bound(path: str) -> bool | None:
+    """Whether Linux's /proc/net/unix lists a socket bound to ``path``.
+
+    None when it cannot tell: no /proc, or an entry with the same file name
+    under another spelling (a relative path bound from another directory).
+    """
+    try:
+        with open("/proc/net/unix") as table:
+            rows = table.read().splitlines()[1:]
+    except OSError:
+        return None
+    absolute, name, unsure = os.path.abspath(path), os.path.basename(path), False
+    for row in rows:
+        fields = row.split(None, 7)
+        if len(fields) == 8:
+            if fields[7] in (path, absolute):
+                return True
+            unsure = unsure or os.path.basename(fields[7]) == name
+    return None if unsure else False
+
+
 def _is_live_socket(path: str, kind: int) -> bool:
+    """Whether a listener is alive on ``path``.
+
+    /proc/net/unix first: a connect() probe would be accepted, as its one
+    client, by a live one-shot listener (``wirecat listen unix:PATH``), which
+    would then end. The probe is the fallback where /proc cannot tell.
+    """
+    listed = _listed_as_bound(path)
+    if listed is not None:
+        return listed
     probe = socket.socket(socket.AF_UNIX, kind)
     try:
         probe.connect(path)
@@ -358,8 +407,8 @@ def _is_live_socket(path: str, kind: int) -> bool:
 def bind_unix(address: Address, *, backlog: int = DEFAULT_BACKLOG) -> socket.socket:
     """Bind (and for streams, listen on) a Unix socket.
 
-    A socket file left by a listener that died is replaced: we probe it with
-    ``connect()`` and remove it only if nobody answers. A live socket or any
+    A socket file left by a listener that died is replaced: we remove it only
+    if no socket is bound to it (see :func:`_is_live_socket`). A live socket or any
     other kind of file is never removed. The caller removes the file on exit.
 
     Raises:

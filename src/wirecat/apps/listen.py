@@ -8,7 +8,10 @@ socket → bind → listen → accept → communicate → close, for real:
   what each client sends goes to stdout, what stdin gives goes to every
   connected client. stdin is read only while a client is connected and every
   client's queue is below its limit, so nothing typed is dropped for lack of
-  a listener, and a slow client slows stdin rather than growing memory.
+  a listener, and a slow client slows stdin rather than growing memory. At
+  end of stdin each client gets FIN once its queue is sent (clients that come
+  later get it at once), the same rule as one-client mode; ``--no-shutdown``
+  keeps them open, and ``--recv-only`` (a log sink) never reads stdin.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from wirecat.limits import DEFAULT_CLIENT_QUEUE, DEFAULT_MAX_CONNS
 from wirecat.report import Reporter, format_bytes, quiet, summary_line
 from wirecat.session import SessionOptions, SessionResult, run_session
 from wirecat.sockets import bind_listeners, bind_unix, configure_stream, peer_name
+from wirecat.stdio import StdoutClosed, fd_is_open, write_stdout
 
 __all__ = ["ListenOptions", "bound_listeners", "listen_stdio"]
 
@@ -153,8 +157,9 @@ def _accept_one(
                 if accepted is None:
                     continue
                 sock, sockaddr = accepted
-                peer = peer_name(sockaddr) if _peer_host(sockaddr) else peer_name(sock.getsockname())
-                if not options.access.admits(_peer_host(sockaddr)):
+                host = _peer_host(sockaddr)
+                peer = peer_name(sockaddr) if host else f"client of {peer_name(sock.getsockname())}"
+                if not options.access.admits(host):
                     report(f"refused {peer}: not allowed by --allow/--deny")
                     sock.close()
                     continue
@@ -164,7 +169,7 @@ def _accept_one(
 
 
 class _Client:
-    __slots__ = ("closing", "last_activity", "peer", "queue", "received", "sent", "sock", "start")
+    __slots__ = ("closing", "fin_sent", "last_activity", "peer", "queue", "received", "sent", "sock", "start")
 
     def __init__(self, sock: socket.socket, peer: str) -> None:
         self.sock = sock
@@ -174,6 +179,7 @@ class _Client:
         self.received = 0
         self.start = self.last_activity = time.monotonic()
         self.closing = False  # the client sent EOF: close once its queue is sent
+        self.fin_sent = False  # we sent FIN (end of our stdin) after its queue
 
 
 class _Hub:
@@ -195,8 +201,13 @@ class _Hub:
         self.clients: dict[int, _Client] = {}
         self.buffer = bytearray(256 * 1024)
         self.view = memoryview(self.buffer)
-        self.stdin_open = session.send
+        self.stdin_open = session.send and fd_is_open(0)
+        #: End of stdin reached: each client gets FIN once its queue is sent
+        #: (the lifetime rule of session.py), unless --no-shutdown.
+        self.stdin_done = session.send and not self.stdin_open
         self.stdin_registered = False
+        self.start = time.monotonic()
+        self.ever_connected = False  # for -w: the wait is for the first client
         self.encode = None
         if session.crlf:
             from wirecat.crlf import CrlfEncoder
@@ -213,7 +224,10 @@ class _Hub:
                 for key, events in self.selector.select(self._next_timeout()):
                     key.data(key.fileobj, events)
                 self._expire_idle()
-        except _StdoutClosed:
+                wait = self.options.accept_timeout
+                if wait is not None and not self.ever_connected and time.monotonic() - self.start >= wait:
+                    raise ConnectTimeout(f"no client connected within {wait:g} s (-w)", "")
+        except StdoutClosed:
             return
         finally:
             for client in list(self.clients.values()):
@@ -241,7 +255,10 @@ class _Hub:
             data = b""
         if not data:
             self.stdin_open = False
-            self.report("end of stdin; clients stay connected")
+            self.stdin_done = True
+            self.report("end of stdin")
+            for client in list(self.clients.values()):
+                self._flush(client)  # sends FIN where the queue is empty
             return
         if self.encode is not None:
             data = self.encode(data)
@@ -257,7 +274,7 @@ class _Hub:
             return
         sock, sockaddr = accepted
         host = _peer_host(sockaddr)
-        peer = peer_name(sockaddr) if host else f"client {sock.fileno()}"
+        peer = peer_name(sockaddr) if host else f"client of {peer_name(sock.getsockname())}"
         if not self.options.access.admits(host):
             self.report(f"refused {peer}: not allowed by --allow/--deny")
             sock.close()
@@ -273,10 +290,13 @@ class _Hub:
         configure_stream(sock, interactive=True, keepalive=self.options.keepalive)
         client = _Client(sock, peer)
         self.clients[sock.fileno()] = client
+        self.ever_connected = True
         mask = selectors.EVENT_READ if self.session.receive else 0
         if mask:
             self.selector.register(sock, mask, self._on_client)
         self.report(f"connection from {peer} ({len(self.clients)} connected)")
+        if self.stdin_done:
+            self._flush(client)  # stdin already ended: FIN at once
 
     def _on_client(self, sock: object, events: int) -> None:
         client = self.clients.get(sock.fileno())  # type: ignore[attr-defined]
@@ -304,7 +324,7 @@ class _Hub:
             return
         client.received += n
         client.last_activity = time.monotonic()
-        _write_stdout(self.view[:n])
+        write_stdout(self.view[:n])
 
     def _flush(self, client: _Client) -> None:
         if client.queue:
@@ -322,6 +342,12 @@ class _Hub:
         if client.closing and not client.queue:
             self._close(client, "client closed")
             return
+        if self.stdin_done and not client.queue and not client.fin_sent and self.session.shutdown_on_eof:
+            client.fin_sent = True
+            try:
+                client.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass  # already gone: its read side will tell
         self._watch(client)
 
     def _watch(self, client: _Client) -> None:
@@ -352,11 +378,14 @@ class _Hub:
 
     # -- idle timeout --------------------------------------------------------
     def _next_timeout(self) -> float | None:
+        deadlines = []
         idle = self.session.idle_timeout
-        if idle is None or not self.clients:
-            return None
-        oldest = min(c.last_activity for c in self.clients.values())
-        return max(0.0, oldest + idle - time.monotonic())
+        if idle is not None and self.clients:
+            deadlines.append(min(c.last_activity for c in self.clients.values()) + idle)
+        wait = self.options.accept_timeout
+        if wait is not None and not self.ever_connected:
+            deadlines.append(self.start + wait)
+        return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
 
     def _expire_idle(self) -> None:
         idle = self.session.idle_timeout
@@ -366,16 +395,3 @@ class _Hub:
         for client in list(self.clients.values()):
             if now - client.last_activity >= idle:
                 self._close(client, f"idle for {idle:g} s (-i)")
-
-
-class _StdoutClosed(Exception):
-    """stdout went away (``| head``): the hub ends quietly."""
-
-
-def _write_stdout(data: memoryview) -> None:
-    try:
-        while data:
-            n = os.write(1, data)
-            data = data[n:]
-    except BrokenPipeError:
-        raise _StdoutClosed from None

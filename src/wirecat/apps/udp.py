@@ -109,6 +109,7 @@ from wirecat.limits import DEFAULT_UDP_IDLE, MAX_DATAGRAM
 from wirecat.report import Reporter, format_bytes, quiet, stderr_reporter, summary_line
 from wirecat.session import SessionOptions, SessionResult
 from wirecat.sockets import Endpoint, peer_name, resolve, translate_os_error
+from wirecat.stdio import StdoutClosed, fd_is_open, write_stdout
 
 __all__ = ["DEFAULT_LINGER", "udp_connect_stdio", "udp_listen_stdio"]
 
@@ -139,10 +140,6 @@ _NOTED_LIMIT = 4096
 _SockAddr = tuple[Any, ...] | str | bytes
 
 
-class _StdoutClosed(Exception):
-    """stdout went away (``| head``): the session ends quietly."""
-
-
 class _Ended(Exception):
     """The session is over; carries how it ended."""
 
@@ -150,23 +147,6 @@ class _Ended(Exception):
         super().__init__(ending)
         self.ending = ending
         self.error = error
-
-
-def _write_stdout(data: memoryview) -> None:
-    try:
-        while data:
-            n = os.write(1, data)
-            data = data[n:]
-    except BrokenPipeError:
-        raise _StdoutClosed from None
-
-
-def _fd_is_open(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-    except OSError:
-        return False
-    return True
 
 
 def _tune(sock: socket.socket) -> None:
@@ -187,7 +167,7 @@ class _Stdin:
     """stdin as a source of datagrams: one read each, ``-C`` applied, split."""
 
     def __init__(self, enabled: bool, crlf: bool, report: Reporter) -> None:
-        self.open = enabled and _fd_is_open(0)
+        self.open = enabled and fd_is_open(0)
         self.report = report
         self.encode: Callable[[bytes], bytes] | None = None
         if crlf:
@@ -408,7 +388,7 @@ class _Client:
                             self._on_socket()
         except _Ended as end:
             ending, error = end.ending, end.error
-        except _StdoutClosed:
+        except StdoutClosed:
             ending = "stdout was closed"
         counts = f"{_datagrams(self.datagrams_sent)} out, {self.datagrams_received} in"
         ending = f"{counts}; {error.message if error else ending}" if ending or error else counts
@@ -529,7 +509,7 @@ class _Client:
                 n = _READ_SIZE
             self.received += n
             if self.session.receive:
-                _write_stdout(self.view[:n])
+                write_stdout(self.view[:n])
 
     # -- errors ----------------------------------------------------------------
     def _failed(self, exc: OSError) -> None:
@@ -642,6 +622,7 @@ class _Listener:
         #: Live sessions, least recently heard from first (a dict keeps order).
         self.peers: dict[tuple[int, _SockAddr], _Peer] = {}
         self.first: _Peer | None = None  # one-peer mode: the peer chosen
+        self.heard_any = False  # for -w: has any datagram come at all?
         self.stdin = _Stdin(session.send, session.crlf, report)
         self.out: collections.deque[tuple[_Peer, bytes]] = collections.deque()
         self.noted: set[tuple[str, _SockAddr]] = set()
@@ -669,7 +650,7 @@ class _Listener:
                     self._flush()
         except _Ended as end:
             return self._result(end.ending, end.error)
-        except _StdoutClosed:
+        except StdoutClosed:
             return self._result("stdout was closed", None) if not self.keep_open else None
         finally:
             selector.close()
@@ -698,6 +679,11 @@ class _Listener:
     def _check_timers(self, now: float) -> float | None:
         """Expire silent peers and end the one-peer session; return the select timeout."""
         deadlines: list[float] = [] if self.retry_at is None else [self.retry_at]
+        wait = self.options.accept_timeout
+        if self.keep_open and wait is not None and not self.heard_any:
+            if now - self.start >= wait:
+                raise ConnectTimeout(f"no datagram arrived within {wait:g} s (-w)", "")
+            deadlines.append(self.start + wait)
         if not self.keep_open:
             peer = self.first
             if peer is None:
@@ -755,7 +741,7 @@ class _Listener:
             peer.received += n
             peer.last_activity = time.monotonic()
             if self.session.receive:
-                _write_stdout(self.view[:n])
+                write_stdout(self.view[:n])
 
     def _note(self, kind: str, sockaddr: _SockAddr, line: str, *, always: bool = False) -> None:
         """Say ``line`` once per (kind, address), so a flood does not flood stderr."""
@@ -799,6 +785,7 @@ class _Listener:
             return None
         peer = _Peer(sock, sockaddr, name, time.monotonic())
         self.peers[key] = peer
+        self.heard_any = True
         self.noted.discard(("full", sockaddr))
         if not self.keep_open:
             self.first = peer

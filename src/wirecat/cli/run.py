@@ -92,6 +92,9 @@ def _on_sigterm(signum: int, frame: object) -> None:
 def run(argv: list[str]) -> int:
     """Parse ``argv``, run the subcommand, and return the exit code."""
     debug = "--debug" in argv
+    from wirecat.stdio import ensure_standard_fds
+
+    ensure_standard_fds()  # before any socket can take fd 0, 1 or 2
     try:
         if not argv or argv[0] in ("-h", "--help", "help"):
             sys.stdout.write(_top_help())

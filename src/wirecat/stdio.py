@@ -1,0 +1,53 @@
+"""The process's standard descriptors, as the jobs use them.
+
+* :func:`ensure_standard_fds` runs first thing in the CLI: a descriptor 0, 1
+  or 2 that the caller closed (``wirecat ... <&-``) is opened on /dev/null,
+  so the first socket we create cannot land on fd 0 and be read as stdin.
+  A closed stdin then simply reads as empty: end of input, FIN sent.
+* :func:`write_stdout` writes all of a chunk, and turns a closed stdout
+  (``| head``) into :class:`StdoutClosed`, which the jobs end on quietly.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["StdoutClosed", "ensure_standard_fds", "fd_is_open", "write_stdout"]
+
+
+class StdoutClosed(Exception):
+    """stdout went away (``| head``): the job ends quietly, exit 0."""
+
+
+def fd_is_open(fd: int) -> bool:
+    """Whether ``fd`` refers to an open file."""
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def ensure_standard_fds() -> None:
+    """Open /dev/null on whichever of fds 0, 1 and 2 is closed."""
+    for fd in (0, 1, 2):
+        if not fd_is_open(fd):
+            null = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
+            if null != fd:  # lower fds were open, so os.open picked a higher one
+                os.dup2(null, fd)
+                os.close(null)
+
+
+def write_stdout(data: memoryview | bytes) -> None:
+    """Write all of ``data`` to fd 1.
+
+    Raises:
+        StdoutClosed: the reader of stdout is gone (EPIPE).
+        OSError: any other write error (a full disk: never silent).
+    """
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(1, view) :]
+    except BrokenPipeError:
+        raise StdoutClosed from None
