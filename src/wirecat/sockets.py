@@ -40,6 +40,7 @@ from wirecat.report import Reporter, quiet
 __all__ = [
     "Endpoint",
     "bind_listeners",
+    "bind_source",
     "bind_unix",
     "configure_stream",
     "connect",
@@ -177,18 +178,30 @@ def configure_stream(sock: socket.socket, *, interactive: bool, keepalive: bool 
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
 
 
+def bind_source(sock: socket.socket, source: tuple[str, int] | None) -> None:
+    """Bind a client socket to ``-s``/``-p`` before it connects (no-op for None).
+
+    An empty host means any address of the socket's family, so ``-p`` alone
+    picks only the port. SO_REUSEADDR lets the same source port be used again
+    while an earlier connection from it sits in TIME_WAIT.
+
+    Raises:
+        BindError: the address is not on this machine, or the port is taken.
+    """
+    if source is None:
+        return
+    host = source[0] or ("::" if sock.family == socket.AF_INET6 else "0.0.0.0")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, source[1]))
+    except OSError as exc:
+        raise translate_os_error(exc, "bind source address", format_hostport(host, source[1])) from exc
+
+
 def _new_socket(endpoint: Endpoint, source: tuple[str, int] | None, kind: int) -> socket.socket:
     sock = socket.socket(endpoint.family, kind)
     try:
-        if source is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            src_host = source[0] or ("::" if endpoint.family == socket.AF_INET6 else "0.0.0.0")
-            try:
-                sock.bind((src_host, source[1]))
-            except OSError as exc:
-                raise translate_os_error(
-                    exc, "bind source address", format_hostport(src_host, source[1])
-                ) from exc
+        bind_source(sock, source)
         sock.setblocking(False)
     except BaseException:
         sock.close()
@@ -204,7 +217,6 @@ def connect(
     timeout: float | None = None,
     source: tuple[str, int] | None = None,
     numeric: bool = False,
-    datagram: bool = False,
     delay: float = DEFAULT_HAPPY_EYEBALLS_DELAY,
     report: Reporter = quiet,
 ) -> socket.socket:
@@ -213,25 +225,16 @@ def connect(
     A host with several addresses is tried with Happy Eyeballs (RFC 8305):
     a new attempt starts every ``delay`` seconds, or at once when the
     previous one fails, and the first to connect wins; the others are closed.
-    Every failure is passed to ``report``. For ``datagram`` sockets,
-    ``connect()`` only fixes the peer address, so the first address is used.
+    Every failure is passed to ``report``. (UDP has its own connect, in
+    ``apps/udp.py``: a datagram ``connect()`` sends nothing to race.)
 
     Raises:
         ResolveError, ConnectError, ConnectTimeout, BindError, UsageError.
     """
     if source is not None and source[0]:
         family = _source_family(source[0], family)
-    endpoints = resolve(host, port, family=family, datagram=datagram, numeric=numeric)
-    kind = socket.SOCK_DGRAM if datagram else socket.SOCK_STREAM
-    if datagram:
-        sock = _new_socket(endpoints[0], source, kind)
-        try:
-            sock.setblocking(True)
-            sock.connect(endpoints[0].sockaddr)
-        except OSError as exc:
-            sock.close()
-            raise translate_os_error(exc, "connect to", str(endpoints[0])) from exc
-        return sock
+    endpoints = resolve(host, port, family=family, numeric=numeric)
+    kind = socket.SOCK_STREAM
     where = format_hostport(host, port)
     deadline = None if timeout is None else time.monotonic() + timeout
     pending = list(endpoints)

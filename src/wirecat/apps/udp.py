@@ -108,7 +108,7 @@ from wirecat.errors import BindError, ConnectError, ConnectTimeout, IdleTimeout,
 from wirecat.limits import DEFAULT_UDP_IDLE, MAX_DATAGRAM
 from wirecat.report import Reporter, format_bytes, quiet, stderr_reporter, summary_line
 from wirecat.session import SessionOptions, SessionResult
-from wirecat.sockets import Endpoint, peer_name, resolve, translate_os_error
+from wirecat.sockets import Endpoint, bind_source, peer_name, resolve, translate_os_error
 from wirecat.stdio import StdoutClosed, fd_is_open, write_stdout
 
 __all__ = ["DEFAULT_LINGER", "udp_connect_stdio", "udp_listen_stdio"]
@@ -307,14 +307,7 @@ class _Client:
     def _open_ip(self, endpoint: Endpoint) -> socket.socket:
         sock = socket.socket(endpoint.family, socket.SOCK_DGRAM)
         try:
-            if self.options.source is not None:
-                host, port = self.options.source
-                host = host or ("::" if endpoint.family == socket.AF_INET6 else "0.0.0.0")
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    sock.bind((host, port))
-                except OSError as exc:
-                    raise translate_os_error(exc, "bind source address", peer_name((host, port))) from exc
+            bind_source(sock, self.options.source)
             try:
                 sock.connect(endpoint.sockaddr)
             except OSError as exc:
