@@ -58,15 +58,28 @@ class FdKind:
 
 
 def fd_kind(fd: int) -> str:
-    """Classify ``fd`` as one of the :class:`FdKind` values."""
-    mode = os.fstat(fd).st_mode
+    """Classify ``fd`` as one of the :class:`FdKind` values.
+
+    /dev/null counts as a file: it takes splice() (Linux's
+    ``splice_write_null``), and `> /dev/null` sinks are common in benchmarks
+    and scripts; copying into it measured 2.5 GB/s against 4-6 by splice.
+    """
+    info = os.fstat(fd)
+    mode = info.st_mode
     if stat.S_ISFIFO(mode):
         return FdKind.PIPE
-    if stat.S_ISREG(mode):
+    if stat.S_ISREG(mode) or (stat.S_ISCHR(mode) and info.st_rdev == _null_rdev()):
         return FdKind.FILE
     if stat.S_ISSOCK(mode):
         return FdKind.SOCKET
     return FdKind.OTHER
+
+
+def _null_rdev() -> int:
+    try:
+        return os.stat(os.devnull).st_rdev
+    except OSError:
+        return -1
 
 
 def _status_flags(fd: int) -> int:

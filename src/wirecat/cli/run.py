@@ -44,6 +44,15 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(message, f"see '{self.prog} --help'")
 
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # argparse asks shutil for the terminal width (shutil imports bz2, lzma,
+        # fnmatch: ~3 ms) every time it builds a formatter, help or not.
+        try:
+            width = os.get_terminal_size(1).columns - 2  # fd 1: sys.stdout may be None
+        except (OSError, ValueError):
+            width = 78
+        return self.formatter_class(prog=self.prog, width=width)  # type: ignore[call-arg]
+
 
 def _top_help() -> str:
     from wirecat import __version__
@@ -68,11 +77,13 @@ def _top_help() -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_parser() -> Parser:
-    """The full parser, with one subparser per entry of :data:`SUBCOMMANDS`."""
+def build_parser(only: str | None = None) -> Parser:
+    """The parser, with one subparser per entry of :data:`SUBCOMMANDS` (or just ``only``)."""
     parser = Parser(prog="wirecat", add_help=False)
     commands = parser.add_subparsers(dest="command", parser_class=Parser)
     for name, module, summary, example in SUBCOMMANDS:
+        if only is not None and name != only:
+            continue  # its module is not even imported: start-up time
         sub = commands.add_parser(
             name,
             help=summary,
@@ -101,8 +112,9 @@ def run(argv: list[str]) -> int:
             return 0 if argv else 2
         from wirecat.cli.netcat import translate
 
-        argv = translate(argv, [name for name, *_ in SUBCOMMANDS])
-        args = build_parser().parse_args(argv)
+        known = [name for name, *_ in SUBCOMMANDS]
+        argv = translate(argv, known)
+        args = build_parser(argv[0] if argv[0] in known else None).parse_args(argv)
         signal.signal(signal.SIGTERM, _on_sigterm)
         return int(args.handler(args))
     except WirecatError as exc:
