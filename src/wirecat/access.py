@@ -1,6 +1,6 @@
 """Allow and deny lists for listeners (``--allow``, ``--deny``), sans-IO.
 
-Rules are IP addresses or CIDR ranges (``10.0.0.0/8``, ``::1``, ``fe80::/10``).
+Rules are IP addresses or CIDR ranges (``203.0.113.0/24``, ``::1``, ``fe80::/10``).
 An IPv4 client seen on an IPv6 socket (``::ffff:127.0.0.1``) is matched as
 IPv4, so ``--allow 127.0.0.1`` works whichever socket accepted it.
 
@@ -33,7 +33,7 @@ def parse_network(text: str) -> _Network:
     except ValueError:
         raise UsageError(
             f"bad address or range {text!r} in --allow/--deny",
-            "write an IP address or a CIDR range such as 192.0.2.0/24",
+            "write an IP address or a CIDR range such as 198.51.100.0/24",
         ) from None
 
 

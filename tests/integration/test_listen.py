@@ -328,8 +328,8 @@ def _write(proc, data: bytes) -> None:
     [
         ["--deny", "127.0.0.0/8"],
         ["--deny", "127.0.0.1"],
-        ["--allow", "10.0.0.0/8"],
-        ["--allow", "192.0.2.1"],
+        ["--allow", "203.0.113.0/24"],
+        ["--allow", "198.51.100.1"],
     ],
 )
 @pytest.mark.parametrize("keep_open", [False, True])
@@ -351,8 +351,8 @@ def test_denied_client_is_closed_at_once_and_logged(spawn, rules: list[str], kee
     [
         ["--allow", "127.0.0.0/8"],
         ["--allow", "127.0.0.1"],
-        ["--deny", "10.0.0.0/8"],
-        ["--allow", "127.0.0.0/8", "--deny", "192.0.2.0/24"],
+        ["--deny", "203.0.113.0/24"],
+        ["--allow", "127.0.0.0/8", "--deny", "198.51.100.0/24"],
     ],
 )
 def test_allowed_client_is_served(spawn, rules: list[str]) -> None:
