@@ -17,8 +17,12 @@ with the code; a traceback appears only with ``--debug``.
     │   │   ├── ConnectTimeout
     │   │   └── IdleTimeout
     │   ├── PeerReset                 exit 7   reset by peer, broken pipe
-    │   └── Truncated                 exit 8   a timer cut the peer off (-q)
-    └── ProgramError                  exit 9   a program or file we were asked to use
+    │   ├── Truncated                 exit 8   a timer cut the peer off (-q)
+    │   └── ConnectionClosed          exit 1   send() on a connection that is closed
+    ├── ProgramError                  exit 9   a program or file we were asked to use
+    └── FrameError                    exit 10  bytes that break the framing rules
+        ├── FrameTooLarge                      a frame or line over its size limit
+        └── IncompleteFrame                    the stream ended in the middle of a frame
 
 Only the standard library is imported here, so the sans-IO modules may raise
 these errors without pulling in any I/O.
@@ -31,8 +35,12 @@ __all__ = [
     "EXIT_OK",
     "BindError",
     "ConnectError",
+    "ConnectionClosed",
     "ConnectTimeout",
+    "FrameError",
+    "FrameTooLarge",
     "IdleTimeout",
+    "IncompleteFrame",
     "NetworkError",
     "PeerReset",
     "ProgramError",
@@ -140,3 +148,33 @@ class ProgramError(WirecatError):
     that cannot be opened, a socket path that is a regular file."""
 
     exit_code = 9
+
+
+class ConnectionClosed(NetworkError):
+    """Raised by ``send()`` on a connection that was already closed, by us
+    (``close()``, a server shutting down, an idle timeout) or by the peer's
+    end of the connection. Not raised for a reset: that is :class:`PeerReset`."""
+
+    exit_code = 1
+
+
+class FrameError(WirecatError):
+    """Raised by a framer (``wirecat.framing``) when bytes break its rules.
+
+    A framer raises only this class and its subclasses, whatever bytes it is
+    fed; a server that gets one closes that connection, logs why, and goes on
+    serving everyone else.
+    """
+
+    exit_code = 10
+
+
+class FrameTooLarge(FrameError):
+    """Raised as soon as a frame is known to be over its limit: a length
+    header above ``max_size``, or a line that passed ``max_length`` without a
+    newline. Raised before the bytes are buffered, never after."""
+
+
+class IncompleteFrame(FrameError):
+    """Raised at end of stream when part of a frame was received but not all
+    of it (a length header promising more than came)."""

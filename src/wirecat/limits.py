@@ -8,6 +8,8 @@ __all__ = [
     "DEFAULT_CLIENT_QUEUE",
     "DEFAULT_HAPPY_EYEBALLS_DELAY",
     "DEFAULT_MAX_CONNS",
+    "DEFAULT_MAX_FRAME",
+    "DEFAULT_MAX_LINE",
     "DEFAULT_PIPE_SIZE",
     "DEFAULT_SCAN_CONCURRENCY",
     "DEFAULT_SCAN_TIMEOUT",
@@ -39,3 +41,9 @@ DEFAULT_UDP_IDLE = 60.0
 DEFAULT_SCAN_CONCURRENCY = 256
 #: Seconds ``scan`` waits for one port before calling it filtered.
 DEFAULT_SCAN_TIMEOUT = 1.0
+#: Longest line of ``Lines`` framing: asyncio's StreamReader limit is the same
+#: 64 KiB ("a security feature", as its source says), ample for any text protocol.
+DEFAULT_MAX_LINE = 64 * 1024
+#: Largest frame of ``LengthPrefixed`` framing: gRPC's default maximum received
+#: message is 4 MiB too. A header can announce 4 GiB; we never buffer that.
+DEFAULT_MAX_FRAME = 4 * 1024 * 1024

@@ -38,6 +38,9 @@ from wirecat.limits import DEFAULT_BACKLOG, DEFAULT_HAPPY_EYEBALLS_DELAY
 from wirecat.report import Reporter, quiet
 
 __all__ = [
+    "ACCEPT_BACKOFF_ERRNOS",
+    "ACCEPT_BACKOFF_SECONDS",
+    "ACCEPT_SKIP_ERRNOS",
     "Endpoint",
     "bind_listeners",
     "bind_source",
@@ -56,6 +59,18 @@ __all__ = [
 _EAI_NO_ADDRESS = tuple(getattr(socket, n) for n in ("EAI_NODATA", "EAI_ADDRFAMILY") if hasattr(socket, n))
 _RESET_ERRNOS = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ENOTCONN}
 _UNREACHABLE_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
+
+# The accept() errno policy, shared by every accept loop (listen -k, the server
+# library). From trio's survey in _highlevel_socket.py: these errors concern
+# one connection that died before we took it, so skip it and go on...
+ACCEPT_SKIP_ERRNOS = frozenset(
+    {errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ECONNRESET, errno.EAGAIN}
+)
+#: ...these mean we ran out of descriptors or memory: log, back off, retry...
+ACCEPT_BACKOFF_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+#: ...after this pause, so that closing connections can free what we lack.
+#: Anything else is raised: it is a bug or a listener that is gone.
+ACCEPT_BACKOFF_SECONDS = 0.1
 
 
 def translate_os_error(exc: OSError, action: str, where: str) -> WirecatError:

@@ -16,7 +16,6 @@ socket → bind → listen → accept → communicate → close, for real:
 
 from __future__ import annotations
 
-import errno
 import os
 import selectors
 import socket
@@ -31,16 +30,18 @@ from wirecat.errors import ConnectTimeout
 from wirecat.limits import DEFAULT_CLIENT_QUEUE, DEFAULT_MAX_CONNS
 from wirecat.report import Reporter, format_bytes, quiet, summary_line
 from wirecat.session import SessionOptions, SessionResult, run_session
-from wirecat.sockets import bind_listeners, bind_unix, configure_stream, peer_name
+from wirecat.sockets import (
+    ACCEPT_BACKOFF_ERRNOS,
+    ACCEPT_BACKOFF_SECONDS,
+    ACCEPT_SKIP_ERRNOS,
+    bind_listeners,
+    bind_unix,
+    configure_stream,
+    peer_name,
+)
 from wirecat.stdio import StdoutClosed, fd_is_open, write_stdout
 
 __all__ = ["ListenOptions", "bound_listeners", "listen_stdio"]
-
-#: accept() errors that concern one connection only: skip it and go on (trio's survey).
-_ACCEPT_SKIP = {errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ECONNRESET, errno.EAGAIN}
-#: accept() errors from running out of descriptors or memory: log, back off, retry.
-_ACCEPT_BACKOFF = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
-_BACKOFF_SECONDS = 0.1
 
 
 class ListenOptions(NamedTuple):
@@ -132,11 +133,11 @@ def _accept(listener: socket.socket, report: Reporter) -> tuple[socket.socket, o
     try:
         return listener.accept()
     except OSError as exc:
-        if exc.errno in _ACCEPT_SKIP:
+        if exc.errno in ACCEPT_SKIP_ERRNOS:
             return None
-        if exc.errno in _ACCEPT_BACKOFF:
-            report(f"cannot accept: {exc.strerror}; retrying in {_BACKOFF_SECONDS:g} s")
-            time.sleep(_BACKOFF_SECONDS)  # not synchronisation: a pause to let descriptors free up
+        if exc.errno in ACCEPT_BACKOFF_ERRNOS:
+            report(f"cannot accept: {exc.strerror}; retrying in {ACCEPT_BACKOFF_SECONDS:g} s")
+            time.sleep(ACCEPT_BACKOFF_SECONDS)  # not synchronisation: a pause to let descriptors free up
             return None
         raise
 

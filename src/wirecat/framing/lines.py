@@ -1,0 +1,108 @@
+"""The line framer: frames end with a newline (LF, or CRLF)."""
+
+from __future__ import annotations
+
+from typing import final
+
+from wirecat.errors import FrameError, FrameTooLarge
+from wirecat.framing._base import BytesLike
+from wirecat.limits import DEFAULT_MAX_LINE
+
+__all__ = ["Lines"]
+
+
+@final
+class Lines:
+    """Lines: each frame is the bytes before a newline, without it.
+
+    With the default ``newline=b"\\n"``, a ``\\r`` just before it is dropped
+    too, so CRLF clients (telnet, ``nc -C``, HTTP-style protocols) work
+    unchanged; ``encode()`` writes plain ``\\n``. Give ``newline=b"\\r\\n"``
+    to send CRLF and to keep a lone ``\\n`` inside a frame.
+
+    At end of stream, a last line without its newline is still returned as a
+    frame (``printf 'abc' | nc`` sends one line).
+
+    Args:
+        max_length: longest line accepted, newline not counted. A longer one
+            raises :class:`~wirecat.errors.FrameTooLarge` as soon as that many
+            bytes have come without a newline: the buffer never grows past it.
+        newline: the separator, ``b"\\n"`` or any other non-empty bytes.
+    """
+
+    __slots__ = ("_max_length", "_newline", "_partial", "_strip_cr")
+
+    def __init__(self, max_length: int = DEFAULT_MAX_LINE, newline: bytes = b"\n") -> None:
+        if max_length < 1:
+            raise ValueError("max_length must be at least 1")
+        if not newline:
+            raise ValueError("newline must not be empty")
+        self._max_length = max_length
+        self._newline = bytes(newline)
+        self._strip_cr = self._newline == b"\n"
+        self._partial = b""
+
+    @property
+    def max_length(self) -> int:
+        """Longest line accepted, newline not counted."""
+        return self._max_length
+
+    @property
+    def newline(self) -> bytes:
+        """The line separator."""
+        return self._newline
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of a line whose newline has not come yet."""
+        return len(self._partial)
+
+    def feed(self, data: BytesLike) -> list[bytes]:
+        """The complete lines, without their newlines; ``b""`` = end of stream.
+
+        Raises:
+            FrameTooLarge: a line is longer than ``max_length``.
+        """
+        if not data:
+            last, self._partial = self._partial, b""
+            if self._strip_cr and last.endswith(b"\r"):
+                last = last[:-1]
+            return [last] if last else []
+        buffer = self._partial + data if self._partial else bytes(data)
+        lines = buffer.split(self._newline)
+        partial = self._partial = lines.pop()
+        limit = self._max_length
+        if len(partial) > limit and not (
+            # one byte over is fine if it is the \r of a CRLF still to come
+            self._strip_cr and len(partial) == limit + 1 and partial.endswith(b"\r")
+        ):
+            self._partial = b""
+            raise FrameTooLarge(f"line longer than {limit} bytes", "raise the line length limit")
+        if self._strip_cr:
+            lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
+        # No complete line can be too long if all of them together are not.
+        if len(buffer) - len(partial) > limit:
+            for line in lines:
+                if len(line) > limit:
+                    self._partial = b""
+                    raise FrameTooLarge(f"line of {len(line)} bytes is over the limit of {limit}")
+        return lines
+
+    def encode(self, frame: BytesLike) -> bytes:
+        """``frame`` followed by the newline.
+
+        Raises:
+            FrameError: the frame holds the newline itself, so it would
+                arrive as two lines.
+        """
+        frame = bytes(frame)
+        if self._newline in frame:
+            raise FrameError(f"a line frame cannot contain the separator {self._newline!r}")
+        return frame + self._newline
+
+    def clone(self) -> Lines:
+        """A new Lines framer with the same settings and nothing buffered."""
+        return Lines(self._max_length, self._newline)
+
+    def __repr__(self) -> str:
+        return f"Lines(max_length={self._max_length}, newline={self._newline!r})"
