@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -22,7 +24,7 @@ def feed_all(framer: Framer, chunks: list[bytes], *, eof: bool = True) -> list[b
 def split(data: bytes, cuts: list[int]) -> list[bytes]:
     """``data`` cut at the given offsets (any order, duplicates allowed)."""
     points = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
-    return [data[a:b] for a, b in zip(points, points[1:], strict=False)]
+    return [data[a:b] for a, b in itertools.pairwise(points)]
 
 
 def outcome(framer: Framer, chunks: list[bytes]) -> tuple[str, list[bytes]] | tuple[str, type]:
