@@ -142,7 +142,7 @@ int main(int argc, char **argv) {
     double start = now();
     double measure_from = start + warmup;
     double stop = measure_from + seconds;
-    uint64_t messages = 0;
+    uint64_t messages = 0, all_messages = 0;
     struct epoll_event events[1024];
     double t = start;
     while (t < stop) {
@@ -172,6 +172,7 @@ int main(int argc, char **argv) {
                 }
                 c->received += (size_t)r;
                 if (c->received < size) continue;
+                all_messages++;
                 if (c->started >= measure_from) {
                     double us = (t - c->started) * 1e6;
                     size_t bucket = us < HIST_BUCKETS - 1 ? (size_t)us : HIST_BUCKETS - 1;
@@ -201,9 +202,9 @@ int main(int argc, char **argv) {
         if (!p999 && seen * 1000 >= messages * 999) p999 = b + 1;
     }
     printf("{\"messages\": %llu, \"seconds\": %.3f, \"rate\": %.1f, \"p50_us\": %llu, \"p99_us\": %llu,"
-           " \"p999_us\": %llu, \"connections\": %d, \"size\": %zu}\n",
+           " \"p999_us\": %llu, \"connections\": %d, \"size\": %zu, \"all_messages\": %llu}\n",
            (unsigned long long)messages, elapsed, messages / elapsed, (unsigned long long)p50,
-           (unsigned long long)p99, (unsigned long long)p999, nconn, size);
+           (unsigned long long)p99, (unsigned long long)p999, nconn, size, (unsigned long long)all_messages);
     for (int i = 0; i < nconn; i++) close(conns[i].fd);
     return messages ? 0 : 1;
 }

@@ -6,13 +6,18 @@ __all__ = [
     "DEFAULT_BACKLOG",
     "DEFAULT_BULK_CHUNK",
     "DEFAULT_CLIENT_QUEUE",
+    "DEFAULT_DRAIN_TIMEOUT",
     "DEFAULT_HAPPY_EYEBALLS_DELAY",
+    "DEFAULT_IDLE_TIMEOUT",
+    "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_CONNS",
     "DEFAULT_MAX_FRAME",
     "DEFAULT_MAX_LINE",
     "DEFAULT_PIPE_SIZE",
+    "DEFAULT_RECEIVE_QUEUE",
     "DEFAULT_SCAN_CONCURRENCY",
     "DEFAULT_SCAN_TIMEOUT",
+    "DEFAULT_SEND_QUEUE",
     "DEFAULT_UDP_IDLE",
     "MAX_DATAGRAM",
 ]
@@ -47,3 +52,20 @@ DEFAULT_MAX_LINE = 64 * 1024
 #: Largest frame of ``LengthPrefixed`` framing: gRPC's default maximum received
 #: message is 4 MiB too. A header can announce 4 GiB; we never buffer that.
 DEFAULT_MAX_FRAME = 4 * 1024 * 1024
+#: Received frames held for a handler that has not asked for them; reading
+#: from that socket pauses above it (asyncio streams pause at 2 × 64 KiB).
+DEFAULT_RECEIVE_QUEUE = 1024 * 1024
+#: Concurrent connections of a library server (``serve``) and of echo, chat and
+#: broker. nginx's worker_connections is 512 by default, 1024 in its sample
+#: configuration; more clients wait in the listen backlog until one leaves.
+DEFAULT_MAX_CONNECTIONS = 1024
+#: Seconds a server connection may stay silent both ways before it is closed:
+#: a slowloris client holds a slot for at most this long. nginx closes idle
+#: keep-alive connections after 75 s; five minutes leaves chat users time to think.
+DEFAULT_IDLE_TIMEOUT = 300.0
+#: Seconds a graceful shutdown (SIGINT/SIGTERM) lets busy handlers finish
+#: before their connections are closed. Handlers idle between frames end at once.
+DEFAULT_DRAIN_TIMEOUT = 10.0
+#: Bytes queued for one slow chat or broker client before it is disconnected:
+#: on loopback the kernel buffers several MiB more before this one fills.
+DEFAULT_SEND_QUEUE = 1024 * 1024

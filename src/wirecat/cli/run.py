@@ -22,6 +22,12 @@ SUBCOMMANDS: list[tuple[str, str, str, str]] = [
         "wirecat connect example.com 80",
     ),
     ("listen", "wirecat.cli.listen", "wait for clients; socket ↔ stdin/stdout", "wirecat listen 9000"),
+    (
+        "echo",
+        "wirecat.cli.echo",
+        "a server that sends every message back",
+        "wirecat echo 9000 --lines",
+    ),
     ("scan", "wirecat.cli.scan", "find open TCP ports", "wirecat scan 127.0.0.1 22,80,8000-8100"),
     ("demo", "wirecat.cli.demo", "watch a TCP server and client talk, step by step", "wirecat demo"),
 ]

@@ -1,0 +1,189 @@
+"""What the server commands (echo, chat, broker) share: flags, logging, the run loop."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import TYPE_CHECKING
+
+from wirecat.cli.common import seconds
+from wirecat.limits import (
+    DEFAULT_DRAIN_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_FRAME,
+    DEFAULT_MAX_LINE,
+)
+
+if TYPE_CHECKING:
+    from wirecat.framing import Framer
+    from wirecat.server import Handler
+
+__all__ = ["add_framing_flags", "add_server_flags", "framing_from", "run_server"]
+
+DEFAULT_HOST = "127.0.0.1"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"bad number {text!r}: give a whole number ≥ 1")
+    return value
+
+
+def _idle(text: str) -> float | None:
+    value = seconds(text)
+    return None if value == 0 else value
+
+
+def add_server_flags(parser: argparse.ArgumentParser) -> None:
+    """The address, limits and access flags of every server command."""
+    parser.add_argument(
+        "address",
+        nargs="+",
+        metavar="[HOST] PORT",
+        help=f"PORT (on {DEFAULT_HOST}), HOST PORT, HOST:PORT, [::]:PORT or unix:PATH;"
+        " port 0 picks a free one",
+    )
+    parser.add_argument("-4", dest="ipv4", action="store_true", help="IPv4 only")
+    parser.add_argument("-6", dest="ipv6", action="store_true", help="IPv6 only")
+    parser.add_argument("-U", "--unix", action="store_true", help="the address is a Unix socket path")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="one line per connection, on stderr"
+    )
+    limits = parser.add_argument_group("limits")
+    limits.add_argument(
+        "--max-conns",
+        type=_positive_int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        metavar="N",
+        help=f"clients at once; more wait in the backlog (default {DEFAULT_MAX_CONNECTIONS})",
+    )
+    limits.add_argument(
+        "--refuse-when-full",
+        action="store_true",
+        help="at --max-conns, close new clients at once (logged) instead of letting them wait",
+    )
+    limits.add_argument(
+        "-i",
+        "--idle-timeout",
+        type=_idle,
+        default=DEFAULT_IDLE_TIMEOUT,
+        metavar="SECS",
+        help=f"close a client silent for SECS, 0 for never (default {DEFAULT_IDLE_TIMEOUT:g})",
+    )
+    limits.add_argument(
+        "--drain-timeout",
+        type=seconds,
+        default=DEFAULT_DRAIN_TIMEOUT,
+        metavar="SECS",
+        help=f"on SIGINT/SIGTERM, let busy clients finish for SECS (default {DEFAULT_DRAIN_TIMEOUT:g})",
+    )
+    access = parser.add_argument_group("who may connect")
+    access.add_argument("--allow", action="append", default=[], metavar="ADDR[/BITS]", help="only these")
+    access.add_argument("--deny", action="append", default=[], metavar="ADDR[/BITS]", help="not these")
+
+
+def add_framing_flags(parser: argparse.ArgumentParser) -> None:
+    """--lines / --length-prefixed and their size limits."""
+    group = parser.add_argument_group("framing (default: raw bytes)")
+    kind = group.add_mutually_exclusive_group()
+    kind.add_argument("--lines", action="store_true", help="messages are lines (LF or CRLF)")
+    kind.add_argument(
+        "--length-prefixed", action="store_true", help="messages have a 4-byte big-endian length header"
+    )
+    group.add_argument(
+        "--max-line",
+        type=_positive_int,
+        default=DEFAULT_MAX_LINE,
+        metavar="BYTES",
+        help=f"with --lines: longest line (default {DEFAULT_MAX_LINE})",
+    )
+    group.add_argument(
+        "--max-frame",
+        type=_positive_int,
+        default=DEFAULT_MAX_FRAME,
+        metavar="BYTES",
+        help=f"with --length-prefixed: largest message (default {DEFAULT_MAX_FRAME})",
+    )
+
+
+def framing_from(args: argparse.Namespace) -> Framer:
+    """The framer the flags ask for."""
+    from wirecat.framing import LengthPrefixed, Lines, Raw
+
+    if getattr(args, "lines", False):
+        return Lines(max_length=args.max_line)
+    if getattr(args, "length_prefixed", False):
+        return LengthPrefixed(max_size=args.max_frame)
+    return Raw()
+
+
+class _StderrFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"wirecat: {record.getMessage()}"
+        if record.exc_info and record.levelno >= logging.ERROR:
+            exc = record.exc_info[1]
+            line += f" ({type(exc).__name__}: {exc})"
+        return line
+
+
+def _configure_logging(verbose: int, debug: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("wirecat: %(message)s") if debug else _StderrFormatter())
+    root = logging.getLogger("wirecat")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO if verbose or debug else logging.WARNING)
+    root.propagate = False
+
+
+def run_server(args: argparse.Namespace, handler: Handler, framing: Framer | None = None) -> int:
+    """Serve ``handler`` as the flags say until SIGINT/SIGTERM, then shut down gracefully.
+
+    Prints ``listening on HOST:PORT`` for every address (scripts parse it),
+    and the signal that stopped it under -v. Returns the exit code (0).
+    """
+    from wirecat import runtime
+    from wirecat.cli.common import address_from
+    from wirecat.errors import UsageError
+    from wirecat.report import stderr_reporter
+    from wirecat.server import serve
+    from wirecat.sockets import family_of
+
+    _configure_logging(args.verbose, args.debug)
+    args.udp = False
+    address = address_from(args.address, args, default_host=DEFAULT_HOST)
+    if not address.is_unix and not address.host:
+        address = address._replace(host=DEFAULT_HOST)
+    family = family_of(ipv4=args.ipv4, ipv6=args.ipv6)
+    if address.datagram:
+        raise UsageError("this server speaks TCP or Unix streams, not UDP")
+
+    async def main() -> int:
+        server = await serve(
+            handler,
+            address,
+            framing=framing,
+            max_connections=args.max_conns,
+            idle_timeout=args.idle_timeout,
+            drain_timeout=args.drain_timeout,
+            allow=args.allow,
+            deny=args.deny,
+            when_full="refuse" if args.refuse_when_full else "wait",
+            family=family,
+        )
+        for name in server.addresses:
+            stderr_reporter(f"listening on {name}")
+        logging.getLogger("wirecat.server").info("event loop: %s", runtime.loop_name())
+        signum = await runtime.wait_for_signal()
+        logging.getLogger("wirecat.server").info(
+            "signal %d: shutting down (%d connection(s) open)", signum, len(server.connections)
+        )
+        await server.shutdown()
+        return 0
+
+    return runtime.run(main())

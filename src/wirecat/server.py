@@ -1,0 +1,439 @@
+"""The server: :func:`serve` and :class:`Server`.
+
+The seed's six server steps, done once and done right, so a handler only
+has to talk to one client::
+
+    async def handler(conn):
+        async for line in conn:
+            await conn.send(line.upper())
+
+    server = await wirecat.serve(handler, "127.0.0.1:8000", framing=Lines())
+    await server.serve_forever()
+
+What the server does for every handler (each a place where hand-written
+servers go wrong):
+
+* ``socket``, ``bind``, ``listen`` on every address the host names, with
+  ``SO_REUSEADDR``; loopback unless another host is given; port 0 reported.
+* its own accept loop, with an errno policy (``sockets.ACCEPT_*``): a
+  connection that died before we took it is skipped; running out of
+  descriptors is logged and retried after 100 ms, never a crash.
+* ``max_connections``: at the limit, new clients wait in the listen backlog
+  (the loop stops calling ``accept()``) or, with ``when_full="refuse"``, are
+  closed at once with a logged reason.
+* ``allow``/``deny`` lists, checked before any byte is read.
+* ``idle_timeout`` per connection (slowloris), a framer per connection with
+  its size limits, and a handler failure ends that connection only, logged
+  with the peer.
+* graceful shutdown: stop accepting at once; handlers waiting between frames
+  get end of stream; busy ones get ``drain_timeout`` to finish; what they
+  sent is flushed before each socket closes.
+
+Logging goes to the ``wirecat.server`` logger: one INFO line per connection
+when it ends (peer, duration, bytes each way, why), WARNING for refused or
+broken clients, ERROR with the traceback for a handler that raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from types import TracebackType
+from typing import Any, Literal, final
+
+from wirecat.access import AccessList
+from wirecat.address import Address, parse_address
+from wirecat.errors import FrameError, IdleTimeout, NetworkError, UsageError
+from wirecat.framing import Framer, Raw
+from wirecat.limits import (
+    DEFAULT_BACKLOG,
+    DEFAULT_DRAIN_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_RECEIVE_QUEUE,
+)
+from wirecat.report import format_bytes
+from wirecat.sockets import (
+    ACCEPT_BACKOFF_ERRNOS,
+    ACCEPT_BACKOFF_SECONDS,
+    ACCEPT_SKIP_ERRNOS,
+    bind_listeners,
+    bind_unix,
+    configure_stream,
+    peer_name,
+)
+from wirecat.stream import Connection, new_connection
+
+__all__ = ["Handler", "Server", "serve"]
+
+#: What a server runs for each connection.
+Handler = Callable[[Connection], Awaitable[None]]
+
+logger = logging.getLogger("wirecat.server")
+
+#: Connections taken per wake-up of the accept loop; asyncio takes up to its backlog.
+_ACCEPT_BATCH = 64
+#: Descriptors kept in reserve above max_connections (listeners, logs, stdio).
+_SPARE_DESCRIPTORS = 64
+#: Seconds a TLS handshake may take; asyncio's own default is 60.
+_TLS_HANDSHAKE_TIMEOUT = 10.0
+
+DEFAULT_HOST = "127.0.0.1"
+
+
+@final
+class Server:
+    """A running server; made by :func:`serve`.
+
+    ``async with server:`` shuts it down gracefully at the end of the block;
+    :meth:`serve_forever` waits until it is shut down.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        listeners: list[socket.socket],
+        *,
+        framing: Framer,
+        tls: Any,
+        max_connections: int,
+        idle_timeout: float | None,
+        drain_timeout: float,
+        access: AccessList,
+        when_full: Literal["wait", "refuse"],
+        unix_path: str | None,
+    ) -> None:
+        self._handler = handler
+        self._listeners = listeners
+        self._framing = framing
+        self._tls = tls
+        self._max_connections = max_connections
+        self._idle_timeout = idle_timeout
+        self._drain_timeout = drain_timeout
+        self._access = access
+        self._when_full = when_full
+        self._unix_path = unix_path
+        self._loop = asyncio.get_running_loop()
+        self._connection_kind = type(new_connection())
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._connections: set[Connection] = set()
+        self._accepting = False
+        self._closed = False
+        self._backoff: asyncio.TimerHandle | None = None
+        self._done: asyncio.Future[None] = self._loop.create_future()
+        #: Connections accepted since the start.
+        self.accepted = 0
+        self.addresses = [peer_name(sock.getsockname()) for sock in listeners]
+
+    # -- public ---------------------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        """The first address listened on, with the real port (``127.0.0.1:40123``)."""
+        return self.addresses[0]
+
+    @property
+    def port(self) -> int:
+        """The port listened on (0 for a Unix socket)."""
+        sockname = self._listeners[0].getsockname() if self._listeners else None
+        return int(sockname[1]) if isinstance(sockname, tuple) else 0
+
+    @property
+    def connections(self) -> frozenset[Connection]:
+        """The connections open now."""
+        return frozenset(self._connections)
+
+    def is_serving(self) -> bool:
+        """True while new connections are accepted (or wait in the backlog)."""
+        return not self._closed
+
+    def close(self) -> None:
+        """Stop accepting and close the listening sockets; open connections go on.
+
+        Idempotent. A Unix socket file is removed.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._pause_accepting()
+        if self._backoff is not None:
+            self._backoff.cancel()
+        for sock in self._listeners:
+            sock.close()
+        if self._unix_path is not None:
+            try:
+                os.unlink(self._unix_path)
+            except OSError:
+                pass
+        if not self._tasks and not self._done.done():
+            self._done.set_result(None)
+
+    async def shutdown(self, drain_timeout: float | None = None) -> None:
+        """Graceful shutdown: stop accepting, let handlers finish, close.
+
+        Handlers waiting for a frame with none in progress get end of stream
+        at once; the others have ``drain_timeout`` seconds (the server's
+        by default) before their connections are closed
+        and their tasks cancelled. Idempotent.
+        """
+        self.close()
+        for conn in list(self._connections):
+            conn._stop()
+        timeout = self._drain_timeout if drain_timeout is None else drain_timeout
+        tasks = set(self._tasks)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                logger.info("closed %d connection(s) still busy after %g s", len(pending), timeout)
+                await asyncio.wait(pending)
+        if not self._done.done():
+            self._done.set_result(None)
+
+    async def serve_forever(self) -> None:
+        """Wait until the server has been shut down (by :meth:`shutdown` or :meth:`close`)."""
+        await asyncio.shield(self._done)
+
+    async def wait_closed(self) -> None:
+        """Same as :meth:`serve_forever`: wait for the end of the server."""
+        await asyncio.shield(self._done)
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.shutdown()
+
+    def __repr__(self) -> str:
+        return f"<Server {', '.join(self.addresses)} connections={len(self._connections)}>"
+
+    # -- accepting ------------------------------------------------------------------------------
+
+    def _start_accepting(self) -> None:
+        if self._accepting or self._closed:
+            return
+        self._accepting = True
+        for sock in self._listeners:
+            self._loop.add_reader(sock.fileno(), self._accept_ready, sock)
+
+    def _pause_accepting(self) -> None:
+        if not self._accepting:
+            return
+        self._accepting = False
+        for sock in self._listeners:
+            if sock.fileno() >= 0:
+                self._loop.remove_reader(sock.fileno())
+
+    def _resume_after_backoff(self) -> None:
+        self._backoff = None
+        self._start_accepting()
+
+    def _accept_ready(self, listener: socket.socket) -> None:
+        """The listener is readable: take up to a batch of connections."""
+        for _ in range(_ACCEPT_BATCH):
+            full = len(self._tasks) >= self._max_connections
+            if full and self._when_full == "wait":
+                # Leave the rest in the kernel's backlog; resumed when one ends.
+                self._pause_accepting()
+                return
+            try:
+                sock, sockaddr = listener.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno in ACCEPT_SKIP_ERRNOS:
+                    continue
+                if exc.errno in ACCEPT_BACKOFF_ERRNOS:
+                    logger.warning(
+                        "cannot accept: %s; retrying in %g s", exc.strerror, ACCEPT_BACKOFF_SECONDS
+                    )
+                    self._pause_accepting()
+                    self._backoff = self._loop.call_later(ACCEPT_BACKOFF_SECONDS, self._resume_after_backoff)
+                    return
+                logger.error(
+                    "accept() failed on %s: %s; the server stops", peer_name(listener.getsockname()), exc
+                )
+                self.close()
+                return
+            host = str(sockaddr[0]) if isinstance(sockaddr, tuple) else ""
+            peer = peer_name(sockaddr) if host else "a Unix socket client"
+            if not self._access.admits(host):
+                logger.info("refused %s: not allowed by the allow/deny rules", peer)
+                sock.close()
+                continue
+            if full:
+                logger.warning("refused %s: %d connections already (max_connections)", peer, len(self._tasks))
+                sock.close()
+                continue
+            self.accepted += 1
+            sock.setblocking(False)
+            configure_stream(sock, interactive=True)
+            task = self._loop.create_task(self._run(sock, peer))
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if self._closed:
+            if not self._tasks and not self._done.done():
+                self._done.set_result(None)
+        elif not self._accepting and self._backoff is None:
+            self._start_accepting()
+
+    # -- one connection -------------------------------------------------------------------------
+
+    def _new_connection(self) -> Connection:
+        return self._connection_kind(
+            self._framing.clone(), idle_timeout=self._idle_timeout, max_queued=DEFAULT_RECEIVE_QUEUE
+        )
+
+    async def _run(self, sock: socket.socket, peer: str) -> None:
+        """Handshake, run the handler, close: one connection's whole life."""
+        started = time.monotonic()
+        try:
+            _, conn = await self._loop.connect_accepted_socket(
+                self._new_connection,
+                sock,
+                ssl=self._tls,
+                ssl_handshake_timeout=_TLS_HANDSHAKE_TIMEOUT if self._tls is not None else None,
+            )
+        except (TimeoutError, OSError, ValueError) as exc:
+            # A TLS handshake that failed or timed out, or a peer already gone.
+            logger.warning("%s: could not start the connection: %s", peer, exc or type(exc).__name__)
+            sock.close()
+            return
+        self._connections.add(conn)
+        if self._closed:
+            conn._stop()
+        forced = False
+        try:
+            await self._handler(conn)
+            if not conn.end_reason:
+                conn.end_reason = "the handler finished"
+        except (FrameError, IdleTimeout, NetworkError) as exc:
+            conn.end_reason = str(exc)
+            level = logging.WARNING if isinstance(exc, FrameError) else logging.INFO
+            logger.log(level, "%s: %s", conn.peer, exc)
+        except asyncio.CancelledError:
+            forced = True
+            conn.end_reason = "closed by the server's shutdown while busy"
+        except Exception as exc:
+            conn.end_reason = f"the handler failed: {exc!r}"
+            logger.error("handler failed for %s", conn.peer, exc_info=exc)
+        finally:
+            self._connections.discard(conn)
+            if forced:
+                conn.abort()
+            else:
+                await self._close(conn)
+            logger.info(
+                "%s: closed after %.2f s; received %s, sent %s; %s",
+                conn.peer,
+                time.monotonic() - started,
+                format_bytes(conn.bytes_received),
+                format_bytes(conn.bytes_sent),
+                conn.end_reason,
+            )
+
+    async def _close(self, conn: Connection) -> None:
+        """Close, flushing what the handler sent; abort a peer that will not take it."""
+        conn.close()
+        try:
+            async with asyncio.timeout(self._drain_timeout):
+                await conn.wait_closed()
+        except TimeoutError:
+            conn.abort()
+            conn.end_reason += f"; unsent data dropped after {self._drain_timeout:g} s"
+
+
+async def serve(
+    handler: Handler,
+    address: str | int | Address = f"{DEFAULT_HOST}:0",
+    *,
+    framing: Framer | None = None,
+    tls: Any = None,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+    drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
+    allow: Iterable[str] = (),
+    deny: Iterable[str] = (),
+    when_full: Literal["wait", "refuse"] = "wait",
+    family: socket.AddressFamily = socket.AF_UNSPEC,
+    backlog: int = DEFAULT_BACKLOG,
+) -> Server:
+    """Listen on ``address`` and run ``handler(conn)`` for each client.
+
+    Returns once the server is listening (read the real port from
+    ``server.address``); connections are served in the background until
+    ``shutdown()``.
+
+    Args:
+        handler: ``async def handler(conn)``; the connection is closed
+            (gracefully) when it returns, and on any exception it raises.
+        address: ``host:port``, ``[::1]:port``, ``unix:/path``, a bare port
+            (on 127.0.0.1) or an :class:`~wirecat.address.Address`. Port 0
+            picks a free port.
+        framing: a framer (``Lines()``, ``LengthPrefixed()``...); each
+            connection gets a clone. Raw bytes when None.
+        tls: a server-side ``ssl.SSLContext``, or None for plain TCP.
+        max_connections: connections served at once.
+        idle_timeout: seconds of silence (both ways) before a connection is
+            closed; None for never.
+        drain_timeout: seconds a graceful shutdown waits for busy handlers,
+            and for a closing connection to flush what it sent.
+        allow: addresses or CIDR ranges that may connect (all when empty).
+        deny: addresses or CIDR ranges that may not (wins over ``allow``).
+        when_full: at ``max_connections``, ``"wait"`` leaves new clients in
+            the listen backlog; ``"refuse"`` closes them at once, logged.
+        family: ``socket.AF_INET`` or ``AF_INET6`` to use only one family.
+        backlog: the ``listen()`` queue length (not a client limit).
+
+    Raises:
+        BindError, ResolveError, ProgramError: cannot listen there.
+        UsageError: a bad address, rule or limit.
+    """
+    if isinstance(address, int):
+        target = Address(host=DEFAULT_HOST, port=address)
+    elif isinstance(address, str):
+        target = parse_address(address, default_host=DEFAULT_HOST)
+    else:
+        target = address
+    if target.datagram:
+        raise UsageError("serve() takes a stream address, not udp:")
+    if max_connections < 1:
+        raise UsageError(f"bad max_connections {max_connections}", "give a number ≥ 1")
+    if when_full not in ("wait", "refuse"):
+        raise UsageError(f"bad when_full {when_full!r}", "use 'wait' or 'refuse'")
+    access = AccessList.from_rules(allow, deny)
+    if target.is_unix:
+        listeners = [bind_unix(target, backlog=backlog)]
+        unix_path = None if target.sockaddr_path.startswith("\0") else target.sockaddr_path
+    else:
+        listeners = bind_listeners(target.host or DEFAULT_HOST, target.port, family=family, backlog=backlog)
+        unix_path = None
+    for sock in listeners:
+        sock.setblocking(False)
+    from wirecat.runtime import raise_open_file_limit
+
+    raise_open_file_limit(max_connections + _SPARE_DESCRIPTORS)
+    server = Server(
+        handler,
+        listeners,
+        framing=framing if framing is not None else Raw(),
+        tls=tls,
+        max_connections=max_connections,
+        idle_timeout=idle_timeout,
+        drain_timeout=drain_timeout,
+        access=access,
+        when_full=when_full,
+        unix_path=unix_path,
+    )
+    server._start_accepting()
+    return server
