@@ -29,12 +29,23 @@ _EXPORTS = {
     "SessionOptions": "wirecat.session",
     "SessionResult": "wirecat.session",
     "run_session": "wirecat.session",
+    "Connection": "wirecat.stream",
+    "connect": "wirecat.stream",
+    "Server": "wirecat.server",
+    "serve": "wirecat.server",
+    "Raw": "wirecat.framing",
+    "Lines": "wirecat.framing",
+    "LengthPrefixed": "wirecat.framing",
     **{
         name: "wirecat.errors"
         for name in (
             "BindError",
             "ConnectError",
             "ConnectTimeout",
+            "ConnectionClosed",
+            "FrameError",
+            "FrameTooLarge",
+            "IncompleteFrame",
             "IdleTimeout",
             "NetworkError",
             "PeerReset",
@@ -55,15 +66,24 @@ __all__ = [
     "ConnectError",
     "ConnectOptions",
     "ConnectTimeout",
+    "Connection",
+    "ConnectionClosed",
+    "FrameError",
+    "FrameTooLarge",
     "IdleTimeout",
+    "IncompleteFrame",
+    "LengthPrefixed",
+    "Lines",
     "ListenOptions",
     "NetworkError",
     "PeerReset",
     "PortResult",
     "PortState",
     "ProgramError",
+    "Raw",
     "ResolveError",
     "ScanResult",
+    "Server",
     "SessionOptions",
     "SessionResult",
     "Timeout",
@@ -71,6 +91,7 @@ __all__ = [
     "UsageError",
     "WirecatError",
     "__version__",
+    "connect",
     "connect_stdio",
     "listen_stdio",
     "open_stream",
@@ -78,6 +99,7 @@ __all__ = [
     "run_demo",
     "run_session",
     "scan_ports",
+    "serve",
 ]
 
 if TYPE_CHECKING:
@@ -90,8 +112,12 @@ if TYPE_CHECKING:
     from wirecat.errors import (
         BindError,
         ConnectError,
+        ConnectionClosed,
         ConnectTimeout,
+        FrameError,
+        FrameTooLarge,
         IdleTimeout,
+        IncompleteFrame,
         NetworkError,
         PeerReset,
         ProgramError,
@@ -101,10 +127,21 @@ if TYPE_CHECKING:
         UsageError,
         WirecatError,
     )
+    from wirecat.framing import LengthPrefixed, Lines, Raw
+    from wirecat.server import Server, serve
     from wirecat.session import SessionOptions, SessionResult, run_session
+    from wirecat.stream import Connection, connect
+
+
+#: Submodules reachable as attributes after a bare ``import wirecat``.
+_SUBMODULES = ("blocking", "framing", "testing")
 
 
 def __getattr__(name: str) -> object:
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"wirecat.{name}")
     module_name = _EXPORTS.get(name)
     if module_name is None:
         raise AttributeError(f"module 'wirecat' has no attribute {name!r}")

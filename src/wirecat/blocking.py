@@ -1,0 +1,187 @@
+"""A blocking client, for scripts and learners who do not use asyncio.
+
+The same framing and the same guarantees as the asyncio :class:`~wirecat.Connection`,
+on a plain blocking socket::
+
+    from wirecat import blocking
+    from wirecat.framing import Lines
+
+    with blocking.connect("127.0.0.1:8000", framing=Lines()) as conn:
+        conn.send(b"hello")
+        print(conn.recv())        # one whole line, however TCP split it
+
+It is the seed's client steps done right: ``sendall`` (``send`` may send only
+part), ``recv_into`` a reused buffer in a loop until a whole frame is in (TCP
+keeps no message boundaries), ``b""`` from the socket read as end of stream,
+and a ``with`` block that always closes the socket.
+"""
+
+from __future__ import annotations
+
+import collections
+import socket
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Any, final
+
+from wirecat.address import Address, parse_address
+from wirecat.errors import ConnectionClosed, IdleTimeout
+from wirecat.framing import BytesLike, Framer, Raw
+from wirecat.sockets import configure_stream, connect_unix, peer_name, translate_os_error
+from wirecat.sockets import connect as _connect_socket
+
+__all__ = ["BlockingConnection", "connect"]
+
+#: Bytes asked of each recv_into(); 64 KiB covers any message a script sends
+#: in one read, and the buffer is reused, so no allocation per read.
+_RECEIVE_SIZE = 64 * 1024
+
+
+@final
+class BlockingConnection:
+    """A framed connection on a blocking socket: ``send``, ``recv``, ``for``, ``close``.
+
+    Made by :func:`connect`. Not thread-safe: use it from one thread.
+
+    Attributes:
+        peer: the server, as ``127.0.0.1:8000`` or ``unix:/path``.
+        local: our end, in the same form.
+        bytes_sent: bytes sent so far (after framing).
+        bytes_received: bytes received so far.
+    """
+
+    def __init__(self, sock: socket.socket, framer: Framer, *, timeout: float | None = None) -> None:
+        """Wrap a connected socket (:func:`connect` does this for you)."""
+        self._sock = sock
+        self._framer = framer
+        self._frames: collections.deque[bytes] = collections.deque()
+        self._buffer = bytearray(_RECEIVE_SIZE)
+        self._eof = False
+        self._closed = False
+        self._timeout = timeout
+        sock.settimeout(timeout)
+        self.peer = (
+            peer_name(sock.getpeername())
+            if sock.family != socket.AF_UNIX
+            else str(sock.getpeername() or "unix:(unnamed)")
+        )
+        if sock.family == socket.AF_UNIX and not self.peer.startswith("unix:"):
+            self.peer = f"unix:{self.peer}"
+        self.local = peer_name(sock.getsockname())
+        self.bytes_sent = 0
+        self.bytes_received = 0
+
+    @property
+    def socket(self) -> socket.socket:
+        """The underlying socket (for options; reading it directly breaks framing)."""
+        return self._sock
+
+    def send(self, frame: BytesLike) -> None:
+        """Send all of ``frame`` (``sendall``), framed.
+
+        Raises:
+            ConnectionClosed: after close().
+            PeerReset: the server reset the connection.
+            FrameError: the frame does not fit the framing.
+        """
+        if self._closed:
+            raise ConnectionClosed(f"cannot send to {self.peer}: the connection is closed")
+        data = self._framer.encode(frame)
+        try:
+            self._sock.sendall(data)
+        except TimeoutError:
+            raise IdleTimeout(f"sending to {self.peer} timed out after {self._timeout:g} s") from None
+        except OSError as exc:
+            raise translate_os_error(exc, "send to", self.peer) from exc
+        self.bytes_sent += len(data)
+
+    def recv(self) -> bytes | None:
+        """The next whole frame, or None once the server has closed.
+
+        Raises:
+            FrameError: the server broke the framing.
+            IdleTimeout: nothing came within the timeout given to connect().
+            PeerReset: the server reset the connection.
+        """
+        while not self._frames:
+            if self._eof or self._closed:
+                return None
+            try:
+                count = self._sock.recv_into(self._buffer)
+            except TimeoutError:
+                raise IdleTimeout(f"nothing from {self.peer} for {self._timeout:g} s") from None
+            except OSError as exc:
+                raise translate_os_error(exc, "receive from", self.peer) from exc
+            self.bytes_received += count
+            if count == 0:  # b"": the server sent FIN
+                self._eof = True
+                self._frames.extend(self._framer.feed(b""))
+            else:
+                self._frames.extend(self._framer.feed(memoryview(self._buffer)[:count]))
+        return self._frames.popleft()
+
+    def __iter__(self) -> Iterator[bytes]:
+        """Frames until the server closes."""
+        while (frame := self.recv()) is not None:
+            yield frame
+
+    def send_eof(self) -> None:
+        """Half-close (``shutdown(SHUT_WR)``): the server sees end of stream; we can still receive."""
+        if not self._closed:
+            try:
+                self._sock.shutdown(socket.SHUT_WR)
+            except OSError as exc:
+                raise translate_os_error(exc, "shut down the connection to", self.peer) from exc
+
+    def close(self) -> None:
+        """Close the socket. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._sock.close()
+
+    def __enter__(self) -> BlockingConnection:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<BlockingConnection {self.local} <-> {self.peer} {state} {self._framer!r}>"
+
+
+def connect(
+    address: str | Address,
+    *,
+    framing: Framer | None = None,
+    timeout: float | None = None,
+    tls: Any = None,
+    server_hostname: str | None = None,
+) -> BlockingConnection:
+    """Connect to ``address`` (``host:port``, ``[::1]:port``, ``unix:/path``).
+
+    Args:
+        framing: a framer (Raw when None); the connection gets a clone.
+        timeout: seconds for connecting, and then for each send or receive.
+        tls: an ``ssl.SSLContext`` to speak TLS.
+        server_hostname: the name to check the certificate against (the host
+            by default).
+
+    Raises:
+        ResolveError, ConnectError, ConnectTimeout, UsageError.
+    """
+    target = parse_address(address) if isinstance(address, str) else address
+    if target.is_unix:
+        sock = connect_unix(target)
+    else:
+        sock = _connect_socket(target.host, target.port, timeout=timeout)
+        configure_stream(sock, interactive=True)
+    if tls is not None:
+        try:
+            sock = tls.wrap_socket(sock, server_hostname=server_hostname or target.host or None)
+        except BaseException:
+            sock.close()
+            raise
+    return BlockingConnection(sock, framing.clone() if framing is not None else Raw(), timeout=timeout)
