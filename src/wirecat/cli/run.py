@@ -28,6 +28,18 @@ SUBCOMMANDS: list[tuple[str, str, str, str]] = [
         "a server that sends every message back",
         "wirecat echo 9000 --lines",
     ),
+    (
+        "chat",
+        "wirecat.cli.chat",
+        "a chat room: lines from one client go to all (like ncat --chat)",
+        "wirecat chat 9000",
+    ),
+    (
+        "broker",
+        "wirecat.cli.broker",
+        "bytes from one client go to all others (like ncat --broker)",
+        "wirecat broker 9000",
+    ),
     ("scan", "wirecat.cli.scan", "find open TCP ports", "wirecat scan 127.0.0.1 22,80,8000-8100"),
     ("demo", "wirecat.cli.demo", "watch a TCP server and client talk, step by step", "wirecat demo"),
 ]
@@ -65,7 +77,7 @@ def _top_help() -> str:
 
     width = max(len(name) for name, *_ in SUBCOMMANDS)
     lines = [
-        f"wirecat {__version__}: connect, listen, scan and learn sockets",
+        f"wirecat {__version__}: connect, listen, serve, scan and learn sockets",
         "",
         "usage: wirecat COMMAND [options] ...   (wirecat COMMAND --help for its options)",
         "",

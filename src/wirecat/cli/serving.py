@@ -14,18 +14,27 @@ from wirecat.limits import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_FRAME,
     DEFAULT_MAX_LINE,
+    DEFAULT_SEND_QUEUE,
 )
 
 if TYPE_CHECKING:
     from wirecat.framing import Framer
     from wirecat.server import Handler
 
-__all__ = ["add_framing_flags", "add_server_flags", "framing_from", "run_server"]
+__all__ = [
+    "add_framing_flags",
+    "add_queue_flag",
+    "add_server_flags",
+    "framing_from",
+    "positive_int",
+    "run_server",
+]
 
 DEFAULT_HOST = "127.0.0.1"
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type for a count or size: a whole number ≥ 1."""
     try:
         value = int(text)
     except ValueError:
@@ -58,7 +67,7 @@ def add_server_flags(parser: argparse.ArgumentParser) -> None:
     limits = parser.add_argument_group("limits")
     limits.add_argument(
         "--max-conns",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_MAX_CONNECTIONS,
         metavar="N",
         help=f"clients at once; more wait in the backlog (default {DEFAULT_MAX_CONNECTIONS})",
@@ -88,6 +97,17 @@ def add_server_flags(parser: argparse.ArgumentParser) -> None:
     access.add_argument("--deny", action="append", default=[], metavar="ADDR[/BITS]", help="not these")
 
 
+def add_queue_flag(parser: argparse.ArgumentParser) -> None:
+    """--max-queue: how far a client may fall behind before it is disconnected."""
+    parser.add_argument(
+        "--max-queue",
+        type=positive_int,
+        default=DEFAULT_SEND_QUEUE,
+        metavar="BYTES",
+        help=f"disconnect a client this far behind in reading (default {DEFAULT_SEND_QUEUE})",
+    )
+
+
 def add_framing_flags(parser: argparse.ArgumentParser) -> None:
     """--lines / --length-prefixed and their size limits."""
     group = parser.add_argument_group("framing (default: raw bytes)")
@@ -98,14 +118,14 @@ def add_framing_flags(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--max-line",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_MAX_LINE,
         metavar="BYTES",
         help=f"with --lines: longest line (default {DEFAULT_MAX_LINE})",
     )
     group.add_argument(
         "--max-frame",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_MAX_FRAME,
         metavar="BYTES",
         help=f"with --length-prefixed: largest message (default {DEFAULT_MAX_FRAME})",
