@@ -164,9 +164,17 @@ class FrameError(WirecatError):
     A framer raises only this class and its subclasses, whatever bytes it is
     fed; a server that gets one closes that connection, logs why, and goes on
     serving everyone else.
+
+    Attributes:
+        frames: the whole frames that came before the bad bytes in the same
+            ``feed()``; they are good, and are delivered before the error.
     """
 
     exit_code = 10
+
+    def __init__(self, message: str, hint: str | None = None, *, frames: list[bytes] | None = None) -> None:
+        super().__init__(message, hint)
+        self.frames: list[bytes] = frames or []
 
 
 class FrameTooLarge(FrameError):

@@ -39,7 +39,7 @@ from typing import Any, final
 
 from wirecat import sockets
 from wirecat.address import Address, parse_address
-from wirecat.errors import ConnectionClosed, ConnectTimeout, IdleTimeout, PeerReset, WirecatError
+from wirecat.errors import ConnectionClosed, ConnectTimeout, FrameError, IdleTimeout, PeerReset
 from wirecat.framing import BytesLike, Framer, Raw
 from wirecat.limits import DEFAULT_RECEIVE_QUEUE
 from wirecat.sockets import peer_name, translate_os_error
@@ -204,7 +204,9 @@ class Connection(asyncio.Protocol):
         else:
             try:
                 frames = self._framer.feed(data)
-            except WirecatError as exc:  # FrameError: this connection only
+            except FrameError as exc:  # this connection only; its good frames first
+                if exc.frames:
+                    self._deliver(exc.frames)
                 self._fail(exc)
                 return
             if not frames:
@@ -222,7 +224,7 @@ class Connection(asyncio.Protocol):
             self.end_reason = "the peer closed"
         try:
             frames = self._framer.feed(b"")
-        except WirecatError as exc:
+        except FrameError as exc:
             self._fail(exc)
             return False
         if frames:

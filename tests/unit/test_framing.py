@@ -27,12 +27,15 @@ def split(data: bytes, cuts: list[int]) -> list[bytes]:
     return [data[a:b] for a, b in itertools.pairwise(points)]
 
 
-def outcome(framer: Framer, chunks: list[bytes]) -> tuple[str, list[bytes]] | tuple[str, type]:
-    """The frames, or the FrameError class raised: for comparing two feedings."""
+def outcome(framer: Framer, chunks: list[bytes]) -> tuple[list[bytes], type | None]:
+    """The frames, and the FrameError class raised if any: for comparing two feedings."""
+    frames: list[bytes] = []
     try:
-        return ("frames", feed_all(framer, chunks))
+        for chunk in [*chunks, b""]:
+            frames += framer.feed(chunk)
     except FrameError as exc:
-        return ("error", type(exc))
+        return frames + exc.frames, type(exc)
+    return frames, None
 
 
 # -- table-driven cases -----------------------------------------------------------------------
@@ -78,8 +81,22 @@ def test_overlong_line_is_refused_before_its_newline_comes() -> None:
 
 
 def test_overlong_line_among_short_ones() -> None:
-    with pytest.raises(FrameTooLarge):
+    with pytest.raises(FrameTooLarge) as caught:
         Lines(max_length=3).feed(b"ab\nabcd\nab\n")
+    assert caught.value.frames == [b"ab"]  # the good line before it is not lost
+
+
+def test_frames_before_an_overlong_partial_line_are_kept() -> None:
+    with pytest.raises(FrameTooLarge) as caught:
+        Lines(max_length=3).feed(b"a\nb\ncdefg")
+    assert caught.value.frames == [b"a", b"b"]
+
+
+def test_frames_before_a_bad_header_are_kept() -> None:
+    framer = LengthPrefixed(max_size=5)
+    with pytest.raises(FrameTooLarge) as caught:
+        framer.feed(framer.encode(b"ok") + (6).to_bytes(4, "big"))
+    assert caught.value.frames == [b"ok"]
 
 
 def test_lines_encode_refuses_an_embedded_newline() -> None:

@@ -67,7 +67,9 @@ class LengthPrefixed:
             size = int.from_bytes(buffer[position : position + _HEADER], "big")
             if size > self._max_size:
                 buffer.clear()
-                raise FrameTooLarge(f"frame of {size} bytes announced, over the limit of {self._max_size}")
+                raise FrameTooLarge(
+                    f"frame of {size} bytes announced, over the limit of {self._max_size}", frames=frames
+                )
             end = position + _HEADER + size
             if end > end_of_data:
                 break

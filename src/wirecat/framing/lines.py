@@ -72,20 +72,24 @@ class Lines:
         lines = buffer.split(self._newline)
         partial = self._partial = lines.pop()
         limit = self._max_length
+        if self._strip_cr:
+            lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
+        # No complete line can be too long if all of them together are not.
+        if len(buffer) - len(partial) > limit:
+            for index, line in enumerate(lines):
+                if len(line) > limit:
+                    self._partial = b""
+                    raise FrameTooLarge(
+                        f"line of {len(line)} bytes is over the limit of {limit}", frames=lines[:index]
+                    )
         if len(partial) > limit and not (
             # one byte over is fine if it is the \r of a CRLF still to come
             self._strip_cr and len(partial) == limit + 1 and partial.endswith(b"\r")
         ):
             self._partial = b""
-            raise FrameTooLarge(f"line longer than {limit} bytes", "raise the line length limit")
-        if self._strip_cr:
-            lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
-        # No complete line can be too long if all of them together are not.
-        if len(buffer) - len(partial) > limit:
-            for line in lines:
-                if len(line) > limit:
-                    self._partial = b""
-                    raise FrameTooLarge(f"line of {len(line)} bytes is over the limit of {limit}")
+            raise FrameTooLarge(
+                f"line longer than {limit} bytes", "raise the line length limit", frames=lines
+            )
         return lines
 
     def encode(self, frame: BytesLike) -> bytes:
