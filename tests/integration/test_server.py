@@ -14,7 +14,7 @@ import pytest
 
 import wirecat
 from wirecat import blocking
-from wirecat.errors import ConnectionClosed, ConnectError, FrameError
+from wirecat.errors import ConnectError, ConnectionClosed, FrameError
 from wirecat.framing import LengthPrefixed, Lines, Raw
 from wirecat.runtime import raise_open_file_limit
 from wirecat.stream import Connection
@@ -368,10 +368,12 @@ def test_a_client_that_does_not_read_cannot_grow_server_memory(run) -> None:
             def flood() -> int:
                 sent = 0
                 chunk = b"z" * 65536
-                with pytest.raises(TimeoutError):  # the server stopped reading: our send blocks
+                try:
                     while sent < 1 << 30:
                         sent += sock.send(chunk)
-                return sent
+                except TimeoutError:  # the server stopped reading: our send blocks
+                    return sent
+                raise AssertionError("the server read 1 GiB that nobody read back")
 
             sent = await to_thread(flood)
             (conn,) = server.connections
@@ -392,13 +394,22 @@ def test_shutdown_ends_idle_handlers_at_once_and_lets_a_frame_in_progress_finish
     framing = LengthPrefixed()
 
     async def main() -> None:
-        server = await wirecat.serve(echo, "127.0.0.1:0", framing=framing, drain_timeout=8)
+        both_started = asyncio.Event()
+        started_count = 0
+
+        async def counted_echo(conn: Connection) -> None:
+            nonlocal started_count
+            started_count += 1
+            if started_count == 2:
+                both_started.set()
+            await echo(conn)
+
+        server = await wirecat.serve(counted_echo, "127.0.0.1:0", framing=framing, drain_timeout=8)
         idle = await wirecat.connect(server.address, framing=framing)
         mid = await to_thread(raw_client, server.address)
         wire = framing.encode(b"the message in flight")
         await to_thread(mid.sendall, wire[:7])
-        while len(server.connections) < 2:
-            await asyncio.sleep(0.01)  # bounded by the test's timeout
+        await both_started.wait()
         started = time.monotonic()
         stopping = asyncio.create_task(server.shutdown())
         assert await idle.recv() is None  # idle: end of stream at once
@@ -414,16 +425,18 @@ def test_shutdown_ends_idle_handlers_at_once_and_lets_a_frame_in_progress_finish
 
 
 def test_shutdown_closes_busy_handlers_after_the_drain_timeout(run, caplog) -> None:
+    busy = asyncio.Event()
+
     async def slow(conn: Connection) -> None:
         await conn.recv()
+        busy.set()
         await asyncio.sleep(60)  # never finishes on its own
 
     async def main() -> None:
         server = await wirecat.serve(slow, "127.0.0.1:0", drain_timeout=0.3)
         conn = await wirecat.connect(server.address)
         await conn.send(b"work")
-        while not server.connections:
-            await asyncio.sleep(0.01)
+        await busy.wait()
         started = time.monotonic()
         await server.shutdown()
         assert 0.3 <= time.monotonic() - started < 5
@@ -438,15 +451,17 @@ def test_shutdown_closes_busy_handlers_after_the_drain_timeout(run, caplog) -> N
 def test_shutdown_flushes_what_the_handler_sent(run) -> None:
     big = random.Random(3).randbytes(8 << 20)
 
+    written = asyncio.Event()
+
     async def sender(conn: Connection) -> None:
         conn.write(big)  # queued, not yet taken by a client that is not reading
+        written.set()
         await conn.recv()
 
     async def main() -> None:
         server = await wirecat.serve(sender, "127.0.0.1:0", drain_timeout=10)
         sock = await to_thread(raw_client, server.address)
-        while not server.connections:
-            await asyncio.sleep(0.01)
+        await written.wait()
         stopping = asyncio.create_task(server.shutdown())
         assert await to_thread(recv_to_eof, sock) == big
         await stopping
@@ -521,14 +536,14 @@ def test_blocking_client_raises_frame_errors() -> None:
 
 def test_raw_is_the_default_framing(run) -> None:
     async def main() -> None:
-        async with await wirecat.serve(echo, "127.0.0.1:0") as server:
-            async with wirecat.connect(server.address) as conn:
-                assert isinstance(conn.framer, Raw)
-                await conn.send(b"line one\nline two\n")
-                received = b""
-                while len(received) < 18:
-                    received += await conn.recv() or b""
-                assert received == b"line one\nline two\n"
+        server = await wirecat.serve(echo, "127.0.0.1:0")
+        async with server, wirecat.connect(server.address) as conn:
+            assert isinstance(conn.framer, Raw)
+            await conn.send(b"line one\nline two\n")
+            received = b""
+            while len(received) < 18:
+                received += await conn.recv() or b""
+            assert received == b"line one\nline two\n"
 
     run(main())
 
