@@ -274,6 +274,8 @@ class Connection(asyncio.Protocol):
                     callback(frame)
             except Exception as exc:  # the callback's bug ends this connection only
                 self._fail(exc)
+            if self._stopping and self._framer.buffered == 0:
+                self._wake()  # shutting down, and the frame in progress is done
             return
         self._frames.extend(frames)
         self._queued += sum(map(len, frames))
