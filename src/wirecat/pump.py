@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
+from wirecat import trace
 from wirecat.limits import DEFAULT_BULK_CHUNK, DEFAULT_PIPE_SIZE
 
 __all__ = ["FdKind", "Pump", "PumpError", "fd_kind"]
@@ -146,10 +147,14 @@ class Pump:
         self._src_ready.register(src_fd, select.POLLIN)
         self._dst_ready = select.poll()
         self._dst_ready.register(dst_fd, select.POLLOUT)
+        # --trace: one line per chunk moved. None when off: one check per chunk.
+        self._tracer = trace.current()
 
     @property
     def method(self) -> str:
         """The copy method chosen: ``splice``, ``splice-via-pipe``, ``sendfile`` or ``copy``."""
+        if self._tracer is not None and self._tracer.shows_bytes:
+            return "copy"  # --trace=bytes: the bytes must pass through Python to be shown
         if self.transform is not None or not _HAS_SPLICE:
             return "sendfile" if self._can_sendfile() else "copy"
         if self._dst_appends:
@@ -191,6 +196,21 @@ class Pump:
         self.count += n
         self.last_activity = time.monotonic()
 
+    def _traced(self, call: str, n: int, data: memoryview | None = None) -> None:
+        """Report one chunk (or, with n == 0, the end of stream) to the tracer."""
+        assert self._tracer is not None
+        result = f"{n} bytes" if n else "0 bytes (end of stream)"
+        explain = None
+        if call == "readv":
+            args = f"fd {self.src_fd}, {self.chunk}"
+            explain = "recv" if self.src_kind == FdKind.SOCKET else None
+        elif call == "write":
+            args = f"fd {self.dst_fd}, {n}"
+            explain = "send" if self.dst_kind == FdKind.SOCKET else None
+        else:
+            args = f"fd {self.src_fd} -> fd {self.dst_fd}, {self.chunk}"
+        self._tracer.call(call, args, result, fd=self.src_fd, data=data, explain=explain)
+
     def _wait(self) -> None:
         """Block until the source is readable and the destination writable.
 
@@ -220,6 +240,8 @@ class Pump:
                 if first and exc.errno == errno.EINVAL:
                     return False
                 raise PumpError(self._side_of(exc), exc) from exc
+            if self._tracer is not None:
+                self._traced("splice", n)
             if n == 0:
                 return True
             first = False
@@ -254,6 +276,8 @@ class Pump:
                     if first and exc.errno == errno.EINVAL:
                         return False
                     raise PumpError("src", exc) from exc
+                if self._tracer is not None:
+                    self._traced("splice", n)  # socket -> our pipe -> destination
                 if n == 0:
                     return True
                 left = n
@@ -291,6 +315,8 @@ class Pump:
                     if first and exc.errno in (errno.EINVAL, errno.ENOSYS):
                         return False
                     raise PumpError(self._side_of(exc), exc) from exc
+                if self._tracer is not None:
+                    self._traced("sendfile", n)
                 if n == 0:
                     return True
                 first = False
@@ -313,6 +339,8 @@ class Pump:
                 continue
             except OSError as exc:
                 raise PumpError("src", exc) from exc
+            if self._tracer is not None:
+                self._traced("readv", n, view[:n])
             if n == 0:
                 return
             self._write_all(view[:n] if transform is None else transform(bytes(view[:n])))
@@ -322,8 +350,12 @@ class Pump:
         write, dst, sent = os.write, self.dst_fd, 0
         while sent < len(data):
             try:
-                sent += write(dst, data[sent:])
+                n = write(dst, data[sent:])
             except BlockingIOError:
                 self._dst_ready.poll()
+                continue
             except OSError as exc:
                 raise PumpError("dst", exc) from exc
+            if self._tracer is not None:
+                self._traced("write", n)
+            sent += n

@@ -4,6 +4,8 @@ uvloop is used when it is installed (it is a dependency on Linux and macOS),
 the standard library's loop otherwise. ``WIRECAT_LOOP=asyncio`` forces the
 standard loop (to compare, or to rule uvloop out when debugging);
 ``WIRECAT_LOOP=uvloop`` insists on uvloop and fails clearly without it.
+``--trace`` uses the standard loop: uvloop's socket calls happen in C, out of
+the tracer's sight.
 
 Only the server commands and the asyncio library import this module: the
 one-shot commands (connect, listen, scan) never pay for ``import asyncio``.
@@ -37,6 +39,12 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     choice = os.environ.get("WIRECAT_LOOP", "").strip().lower()
     if choice not in _LOOP_CHOICES:
         raise UsageError(f"bad WIRECAT_LOOP={choice!r}", "use uvloop, asyncio or leave it unset")
+    from wirecat import trace
+
+    if trace.current() is not None:
+        # uvloop makes its socket calls in C, where no tracer sees them; the
+        # standard loop calls our TracedSocket's methods.
+        return asyncio.new_event_loop
     if choice != "asyncio":
         try:
             import uvloop

@@ -36,6 +36,7 @@ from wirecat.errors import (
 )
 from wirecat.limits import DEFAULT_BACKLOG, DEFAULT_HAPPY_EYEBALLS_DELAY
 from wirecat.report import Reporter, quiet
+from wirecat.trace import new_socket
 
 __all__ = [
     "ACCEPT_BACKOFF_ERRNOS",
@@ -214,7 +215,7 @@ def bind_source(sock: socket.socket, source: tuple[str, int] | None) -> None:
 
 
 def _new_socket(endpoint: Endpoint, source: tuple[str, int] | None, kind: int) -> socket.socket:
-    sock = socket.socket(endpoint.family, kind)
+    sock = new_socket(endpoint.family, kind)
     try:
         bind_source(sock, source)
         sock.setblocking(False)
@@ -325,7 +326,7 @@ def _source_family(host: str, family: socket.AddressFamily) -> socket.AddressFam
 def connect_unix(address: Address, *, report: Reporter = quiet) -> socket.socket:
     """Connect to a Unix socket (stream or datagram) and return it, blocking."""
     kind = socket.SOCK_DGRAM if address.datagram else socket.SOCK_STREAM
-    sock = socket.socket(socket.AF_UNIX, kind)
+    sock = new_socket(socket.AF_UNIX, kind)
     try:
         sock.connect(address.sockaddr_path)
     except OSError as exc:
@@ -360,7 +361,7 @@ def bind_listeners(
     listeners: list[socket.socket] = []
     try:
         for endpoint in endpoints:
-            sock = socket.socket(endpoint.family, kind)
+            sock = new_socket(endpoint.family, kind)
             listeners.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if endpoint.family == socket.AF_INET6:
@@ -450,7 +451,7 @@ def bind_unix(address: Address, *, backlog: int = DEFAULT_BACKLOG) -> socket.soc
                     f"another listener is using {address}", "stop it first, or choose another path"
                 )
             os.unlink(path)  # stale: its listener is gone
-    sock = socket.socket(socket.AF_UNIX, kind)
+    sock = new_socket(socket.AF_UNIX, kind)
     try:
         sock.bind(path)
         if not address.datagram:

@@ -40,6 +40,7 @@ from typing import NamedTuple
 
 from wirecat.address import format_hostport
 from wirecat.errors import WirecatError
+from wirecat.trace import TracedSocket, Tracer
 
 __all__ = ["INTRO", "DemoResult", "Step", "format_step", "run_demo"]
 
@@ -101,6 +102,8 @@ class Step(NamedTuple):
         lesson: one line on what to learn from it, or ``""``.
         pending: True when the step is shown *before* a blocking call returns
             ("accept() blocks until..."); its return is a later step.
+        trace: the socket calls this step really made, as ``--trace`` prints
+            them (``bind(127.0.0.1:0) -> ok``), from the demo's traced sockets.
     """
 
     number: int
@@ -109,6 +112,7 @@ class Step(NamedTuple):
     result: str
     lesson: str = ""
     pending: bool = False
+    trace: tuple[str, ...] = ()
 
 
 class DemoResult(NamedTuple):
@@ -142,23 +146,46 @@ class _Tally:
         self.server_bytes = 0
 
 
-def format_step(step: Step) -> str:
-    """Lay out a step for a terminal: number, side, call; then result and lesson.
+def format_step(step: Step, *, columns: int = 0) -> str:
+    """Lay out a step for a terminal: number, side, call; the traced calls; result and lesson.
 
     ::
 
          6 CLIENT  client.connect(('127.0.0.1', 40521))
+                   | connect(127.0.0.1:40521) -> ok
                    -> None: connected from 127.0.0.1:51234
                       the kernel did the TCP handshake (SYN, SYN-ACK, ACK)
+
+    Args:
+        columns: the terminal's width for the two-column layout (server on
+            the left, client on the right); 0 for one column, interleaved.
 
     ASCII only, so it prints on any terminal and locale.
     """
     indent = " " * 11
     arrow = "..." if step.pending else "->"
-    lines = [f"{step.number:>2} {step.side.upper():<6}  {step.call}", f"{indent}{arrow} {step.result}"]
+    lines = [f"{step.number:>2} {step.side.upper():<6}  {step.call}"]
+    lines += [f"{indent}| {call}" for call in step.trace]
+    lines.append(f"{indent}{arrow} {step.result}")
     if step.lesson:
         lines.append(f"{indent}   {step.lesson}")
-    return "\n".join(lines)
+    if columns < 2 * MIN_COLUMN:
+        return "\n".join(lines)
+    half = columns // 2
+    wrapped: list[str] = []
+    for line in lines:
+        # Keep each column in its half: long lines continue, indented, below.
+        first, rest = line[: half - 1], line[half - 1 :]
+        wrapped.append(first)
+        while rest:
+            wrapped.append(indent + rest[: half - 1 - len(indent)])
+            rest = rest[half - 1 - len(indent) :]
+    pad = "" if step.side == "server" else " " * half
+    return "\n".join(pad + line for line in wrapped)
+
+
+#: Narrowest column of the two-column layout; below it the demo interleaves.
+MIN_COLUMN = 60
 
 
 class _Aborted(Exception):
@@ -173,12 +200,26 @@ class _Turns:
     a :class:`Step` and passes it on at once, so output follows the script.
     """
 
-    def __init__(self, on_step: Callable[[Step], None], result: _Tally) -> None:
+    def __init__(
+        self,
+        on_step: Callable[[Step], None],
+        result: _Tally,
+        before_step: Callable[[str], None] | None = None,
+        trace_mode: str = "calls",
+    ) -> None:
         self._cond = threading.Condition()
         self._next = 0
         self._failed = False
         self._on_step = on_step
         self._result = result
+        self._before_step = before_step
+        #: Traced calls not yet shown, per side (each side's tracer appends to its own).
+        self.calls: dict[str, list[str]] = {"server": [], "client": [], "check": []}
+        self.trace_mode = trace_mode
+
+    def tracer(self, side: str) -> Tracer:
+        """A tracer whose lines join the next step shown by ``side``."""
+        return Tracer(self.trace_mode, self.calls[side].append, timestamps=False)
 
     def abort(self) -> None:
         """Wake every waiter with :class:`_Aborted` (the other side failed)."""
@@ -195,9 +236,13 @@ class _Turns:
             if self._failed:
                 raise _Aborted
         side = name.split()[0]
+        if self._before_step is not None:
+            self._before_step(name)
 
         def show(call: str, result: str, lesson: str = "", *, pending: bool = False) -> None:
-            step = Step(len(self._result.steps) + 1, side, call, result, lesson, pending)
+            traced = tuple(self.calls[side])
+            self.calls[side].clear()
+            step = Step(len(self._result.steps) + 1, side, call, result, lesson, pending, traced)
             self._result.steps.append(step)
             self._on_step(step)
 
@@ -231,7 +276,7 @@ def _server(
 ) -> None:
     """The server: the seed's six steps, blocking calls, one client."""
     with turns.slot("server socket") as show:
-        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener = TracedSocket(family, socket.SOCK_STREAM, tracer=turns.tracer("server"))
         opened.append(listener)
         show(
             f"listener = socket.socket({_fam(family)}, SOCK_STREAM)",
@@ -339,7 +384,7 @@ def _server(
 def _client(turns: _Turns, family: socket.AddressFamily, server: tuple[str, int], result: _Tally) -> None:
     """The client: connect, talk, half-close, read to the end, close."""
     with turns.slot("client socket") as show:
-        client = socket.socket(family, socket.SOCK_STREAM)
+        client = TracedSocket(family, socket.SOCK_STREAM, tracer=turns.tracer("client"))
         show(
             f"client = socket.socket({_fam(family)}, SOCK_STREAM)", _fd(client), "A second, separate socket."
         )
@@ -418,7 +463,10 @@ def _client(turns: _Turns, family: socket.AddressFamily, server: tuple[str, int]
 
 def _check_closed(turns: _Turns, family: socket.AddressFamily, server: tuple[str, int]) -> None:
     """Prove the listener is gone: a new connect() must be refused."""
-    with turns.slot("check") as show, socket.socket(family, socket.SOCK_STREAM) as probe:
+    with (
+        turns.slot("check") as show,
+        TracedSocket(family, socket.SOCK_STREAM, tracer=turns.tracer("check")) as probe,
+    ):
         code = probe.connect_ex(server)
         what = errno.errorcode.get(code, "connected!") if code else "connected!"
         refused = code == errno.ECONNREFUSED
@@ -435,6 +483,8 @@ def run_demo(
     on_step: Callable[[Step], None] = lambda step: None,
     *,
     ipv6: bool = False,
+    before_step: Callable[[str], None] | None = None,
+    trace_mode: str = "calls",
 ) -> DemoResult:
     """Run a TCP server (in a thread) and a client on loopback, reporting every call.
 
@@ -442,6 +492,10 @@ def run_demo(
         on_step: called with each :class:`Step` as it happens, in the same
             order on every run (print ``format_step(step)`` for a terminal).
         ipv6: use ``::1`` and AF_INET6 instead of ``127.0.0.1`` and AF_INET.
+        before_step: called with each step's name (``"server bind"``) before
+            its calls are made: ``demo --step`` waits for Enter there.
+        trace_mode: how the traced calls of each step are shown (``calls``,
+            ``explain`` or ``bytes``, as ``--trace``).
 
     Returns:
         A :class:`DemoResult`: the server's address and every step. When it
@@ -455,7 +509,7 @@ def run_demo(
     family = socket.AF_INET6 if ipv6 else socket.AF_INET
     host = "::1" if ipv6 else "127.0.0.1"
     result = _Tally()
-    turns = _Turns(on_step, result)
+    turns = _Turns(on_step, result, before_step, trace_mode)
     bound: list[tuple[str, int]] = []
     is_bound = threading.Event()
     opened: list[socket.socket] = []

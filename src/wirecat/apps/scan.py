@@ -41,6 +41,7 @@ from wirecat.errors import NetworkError, UsageError
 from wirecat.limits import DEFAULT_SCAN_CONCURRENCY, DEFAULT_SCAN_TIMEOUT
 from wirecat.report import Reporter, quiet
 from wirecat.sockets import Endpoint, resolve
+from wirecat.trace import new_socket
 
 __all__ = ["PortResult", "PortState", "ScanResult", "scan_ports"]
 
@@ -290,7 +291,7 @@ def _start_probe(endpoint: Endpoint, port: int) -> socket.socket | PortResult | 
     errno when a local resource ran out and the probe should be retried.
     """
     try:
-        sock = socket.socket(endpoint.family, socket.SOCK_STREAM)
+        sock = new_socket(endpoint.family, socket.SOCK_STREAM)
     except OSError as exc:
         if exc.errno in _RESOURCE_ERRNOS:
             return exc.errno or errno.EMFILE

@@ -110,6 +110,7 @@ from wirecat.report import Reporter, format_bytes, quiet, stderr_reporter, summa
 from wirecat.session import SessionOptions, SessionResult
 from wirecat.sockets import Endpoint, bind_source, peer_name, resolve, translate_os_error
 from wirecat.stdio import StdoutClosed, fd_is_open, write_stdout
+from wirecat.trace import new_socket
 
 __all__ = ["DEFAULT_LINGER", "udp_connect_stdio", "udp_listen_stdio"]
 
@@ -305,7 +306,7 @@ class _Client:
                 self.report(f"{endpoint}: {exc.message}")
 
     def _open_ip(self, endpoint: Endpoint) -> socket.socket:
-        sock = socket.socket(endpoint.family, socket.SOCK_DGRAM)
+        sock = new_socket(endpoint.family, socket.SOCK_DGRAM)
         try:
             bind_source(sock, self.options.source)
             try:
@@ -321,7 +322,7 @@ class _Client:
         return sock
 
     def _open_unix(self) -> socket.socket:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock = new_socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
             if sys.platform == "linux":
                 # Autobind (bind to ""): the kernel picks a free abstract name,

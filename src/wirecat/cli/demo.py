@@ -7,6 +7,7 @@ listening. The steps are explained in :mod:`wirecat.apps.demo`.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 __all__ = ["register"]
@@ -15,17 +16,60 @@ __all__ = ["register"]
 def register(parser: argparse.ArgumentParser) -> None:
     """Add demo's arguments to its subparser."""
     parser.add_argument("-6", dest="ipv6", action="store_true", help="use IPv6 (::1) instead of 127.0.0.1")
+    parser.add_argument(
+        "--step", action="store_true", help="in a terminal, pause before each step until Enter is pressed"
+    )
+    layout = parser.add_mutually_exclusive_group()
+    layout.add_argument(
+        "--columns", action="store_true", help="server on the left, client on the right (default when wide)"
+    )
+    layout.add_argument("--interleaved", action="store_true", help="one column, steps in order")
     parser.set_defaults(handler=handle)
+
+
+def _terminal_width() -> int:
+    try:
+        return os.get_terminal_size(1).columns
+    except OSError:
+        return 0  # not a terminal: one column
 
 
 def handle(args: argparse.Namespace) -> int:
     """Run the demo, printing each step as it happens; return 0."""
-    from wirecat.apps.demo import INTRO, Step, format_step, run_demo
+    from wirecat.apps.demo import INTRO, MIN_COLUMN, Step, format_step, run_demo
+
+    width = _terminal_width()
+    if args.columns:
+        columns = max(width, 2 * MIN_COLUMN)
+    elif args.interleaved:
+        columns = 0
+    else:
+        columns = width if width >= 2 * MIN_COLUMN else 0
+    interactive = args.step and os.isatty(0) and os.isatty(1)
+    if args.step and not interactive:
+        sys.stderr.write("wirecat: --step needs a terminal; running without pauses\n")
 
     def show(step: Step) -> None:
-        sys.stdout.write(format_step(step) + "\n")
+        sys.stdout.write(format_step(step, columns=columns) + "\n")
         sys.stdout.flush()  # steps appear as they happen, even through a pipe
 
+    def pause(name: str) -> None:
+        side, _, what = name.partition(" ")
+        sys.stdout.write(f"   [next: {side} {what}; Enter to go on] ")
+        sys.stdout.flush()
+        if not sys.stdin.readline():  # end of input: stop pausing, run to the end
+            nonlocal interactive
+            interactive = False
+
+    def before_step(name: str) -> None:
+        if interactive:
+            pause(name)
+
     sys.stdout.write(INTRO + "\n")
-    run_demo(show, ipv6=args.ipv6)
+    if columns:
+        half = columns // 2
+        sys.stdout.write(f"{'SERVER':<{half}}CLIENT\n{'-' * (half - 2):<{half}}{'-' * (half - 2)}\n")
+    run_demo(
+        show, ipv6=args.ipv6, before_step=before_step, trace_mode=getattr(args, "trace", None) or "calls"
+    )
     return 0

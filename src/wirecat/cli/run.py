@@ -42,6 +42,12 @@ SUBCOMMANDS: list[tuple[str, str, str, str]] = [
     ),
     ("scan", "wirecat.cli.scan", "find open TCP ports", "wirecat scan 127.0.0.1 22,80,8000-8100"),
     ("demo", "wirecat.cli.demo", "watch a TCP server and client talk, step by step", "wirecat demo"),
+    (
+        "explain",
+        "wirecat.cli.explain",
+        "the socket API cheat sheet: each call, its pitfalls, the server steps",
+        "wirecat explain recv",
+    ),
 ]
 
 _EPILOG_NETCAT = """\
@@ -90,7 +96,8 @@ def _top_help() -> str:
         "",
         _EPILOG_NETCAT.rstrip(),
         "",
-        "global flags: -v (say what happens), --debug (tracebacks), --version",
+        "global flags: -v (say what happens), --trace[=explain|bytes] (print each socket call),",
+        "              --debug (tracebacks), --version",
     ]
     return "\n".join(lines) + "\n"
 
@@ -109,6 +116,14 @@ def build_parser(only: str | None = None) -> Parser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         sub.add_argument("--debug", action="store_true", help="show a traceback on errors")
+        if name != "explain":
+            sub.add_argument(
+                "--trace",
+                dest="trace_help",
+                action="store_true",
+                help="print each socket call on stderr as it is made; --trace=explain adds what each"
+                " call is for, --trace=bytes a hex dump of the data",
+            )
         importlib.import_module(module).register(sub)
     return parser
 
@@ -116,6 +131,33 @@ def build_parser(only: str | None = None) -> Parser:
 def _on_sigterm(signum: int, frame: object) -> None:
     # Unwind like Ctrl-C so `finally` blocks run (a Unix listener removes its file).
     raise SystemExit(128 + signum)
+
+
+def _take_trace(argv: list[str]) -> tuple[list[str], str | None]:
+    """Take ``--trace`` / ``--trace=MODE`` out of ``argv``: (the rest, the mode or None).
+
+    Done before argparse, which cannot tell ``--trace 127.0.0.1`` (a flag, then
+    a host) from ``--trace calls`` for an optional value.
+    """
+    from wirecat.trace import MODES
+
+    rest: list[str] = []
+    mode = None
+    for index, word in enumerate(argv):
+        if word == "--":
+            rest += argv[index:]
+            break
+        if word == "--trace":
+            mode = "calls"
+        elif word.startswith("--trace="):
+            mode = word.partition("=")[2]
+            if mode not in MODES:
+                raise UsageError(
+                    f"bad --trace={mode}", f"use --trace, or --trace={' or --trace='.join(MODES)}"
+                )
+        else:
+            rest.append(word)
+    return rest, mode
 
 
 def run(argv: list[str]) -> int:
@@ -131,8 +173,14 @@ def run(argv: list[str]) -> int:
         from wirecat.cli.netcat import translate
 
         known = [name for name, *_ in SUBCOMMANDS]
+        argv, trace_mode = _take_trace(argv)
         argv = translate(argv, known)
         args = build_parser(argv[0] if argv[0] in known else None).parse_args(argv)
+        args.trace = trace_mode
+        if trace_mode is not None and args.command not in ("demo", "explain"):
+            from wirecat.trace import Tracer, enable
+
+            enable(Tracer(trace_mode))
         signal.signal(signal.SIGTERM, _on_sigterm)
         return int(args.handler(args))
     except WirecatError as exc:

@@ -1,0 +1,362 @@
+"""``--trace``: what it prints, and that it is what the kernel saw (compared with strace)."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import WIRECAT, require_peer, run_wirecat
+from wirecat import trace
+from wirecat.testing import read_line_matching
+
+TIMEOUT = 10.0
+
+pytestmark = pytest.mark.timeout(90)
+
+#: Our trace's call names → the system call strace shows for them.
+SYSCALL_OF = {
+    "socket": "socket",
+    "bind": "bind",
+    "listen": "listen",
+    "accept": "accept4",
+    "connect": "connect",
+    "connect_ex": "connect",
+    "setsockopt": "setsockopt",
+    "getsockopt": "getsockopt",
+    "getsockname": "getsockname",
+    "getpeername": "getpeername",
+    "send": "sendto",
+    "sendall": "sendto",
+    "sendto": "sendto",
+    "recv": "recvfrom",
+    "recv_into": "recvfrom",
+    "recvfrom": "recvfrom",
+    "recvfrom_into": "recvfrom",
+    "shutdown": "shutdown",
+}
+
+TRACE_LINE = re.compile(r"^trace \[\s*[\d.]+\] fd (\d+)\s+(\w+)\((.*?)\)(?: -> (.*))?$")
+STRACE_LINE = re.compile(r"^(?:\[pid\s+\d+\]\s+|\d+\s+)?(\w+)\((\d+)?(.*)$")
+
+
+def listener(host: str = "127.0.0.1") -> socket.socket:
+    server = socket.create_server((host, 0))
+    server.settimeout(TIMEOUT)
+    return server
+
+
+def trace_calls(stderr: str) -> dict[int, list[str]]:
+    """fd → the system calls our trace reported on it, in order, repeats merged."""
+    calls: dict[int, list[str]] = defaultdict(list)
+    for line in stderr.splitlines():
+        match = TRACE_LINE.match(line)
+        if not match:
+            continue
+        fd, name, _, result = int(match.group(1)), match.group(2), match.group(3), match.group(4) or ""
+        syscall = SYSCALL_OF.get(name)
+        if syscall is None:
+            continue
+        if name in ("socket", "accept"):
+            fd = int(result.split()[1].rstrip(","))  # "fd 5" / "fd 5, peer ...": the new descriptor
+        if not calls[fd] or calls[fd][-1] != syscall:
+            calls[fd].append(syscall)
+    return dict(calls)
+
+
+def strace_calls(path: Path) -> dict[int, list[str]]:
+    """fd → network system calls strace saw on sockets of family AF_INET/AF_INET6."""
+    ours: set[int] = set()
+    calls: dict[int, list[str]] = defaultdict(list)
+    for line in path.read_text().splitlines():
+        match = STRACE_LINE.match(line)
+        if not match:
+            continue
+        name, fd_text, rest = match.group(1), match.group(2), match.group(3)
+        result = line.rsplit("=", 1)[-1].strip()
+        if "EAGAIN" in result or "EINPROGRESS" in result and name != "connect":
+            continue
+        if name == "socket":
+            if ("AF_INET" in line or "AF_INET6" in line) and result.split()[0].isdigit():
+                fd = int(result.split()[0])
+                ours.add(fd)
+                calls[fd].append("socket")
+            continue
+        if name == "close":
+            if fd_text:
+                ours.discard(int(fd_text))
+            continue
+        if fd_text is None:
+            continue
+        fd = int(fd_text)
+        if fd not in ours:
+            continue
+        if name in ("accept4", "accept") and result.split()[0].isdigit():
+            new = int(result.split()[0])
+            ours.add(new)
+            calls[new].append("accept4")  # accept4 belongs to the new socket in our trace
+            continue
+        if not calls[fd] or calls[fd][-1] != name:
+            calls[fd].append(name)
+    return {fd: seq for fd, seq in calls.items() if seq}
+
+
+def run_under_strace(argv: list[str], tmp_path: Path, **kwargs: object) -> tuple[subprocess.Popen[bytes], Path]:
+    strace = require_peer("strace")
+    log = tmp_path / "strace.log"
+    popen = subprocess.Popen(
+        [strace, "-f", "-qq", "-e", "trace=network,close", "-o", str(log), *argv],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kwargs,  # type: ignore[arg-type]
+    )
+    return popen, log
+
+
+# -- what it prints ---------------------------------------------------------------------------
+
+
+def test_connect_trace_narrates_each_call() -> None:
+    with listener() as server:
+        port = server.getsockname()[1]
+
+        def serve() -> None:
+            conn, _ = server.accept()
+            with conn:
+                while conn.recv(65536):
+                    pass
+                conn.sendall(b"bye\n")
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        result = run_wirecat("connect", "--trace", "127.0.0.1", str(port), stdin=b"hello\n")
+        thread.join(TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"bye\n"
+    err = result.stderr.decode()
+    lines = [line for line in err.splitlines() if line.startswith("trace ")]
+    assert lines, err
+    assert all(TRACE_LINE.match(line) for line in lines), lines
+    text = "\n".join(lines)
+    assert re.search(r"socket\(AF_INET, SOCK_STREAM\) -> fd \d+", text)
+    assert re.search(rf"connect_ex\(127\.0\.0\.1:{port}\) -> (EINPROGRESS|0 \(connected\))", text)
+    assert "shutdown(SHUT_WR)" in text
+    assert re.search(r"(splice|sendfile|readv|write)\(.*\) -> 6 bytes", text)  # the data, however it moved
+    assert "close()" in text
+
+
+def test_trace_explain_adds_the_cheat_sheet_line() -> None:
+    with listener() as server:
+        port = server.getsockname()[1]
+        thread = threading.Thread(target=lambda: server.accept()[0].close())
+        thread.start()
+        result = run_wirecat("connect", "--trace=explain", "127.0.0.1", str(port))
+        thread.join(TIMEOUT)
+    err = result.stderr.decode()
+    assert "shutdown(SHUT_WR)    # End one direction" in err
+    assert re.search(r"socket\(AF_INET, SOCK_STREAM\) -> fd \d+    # Create an endpoint", err)
+
+
+def test_trace_bytes_adds_a_hex_dump() -> None:
+    with listener() as server:
+        port = server.getsockname()[1]
+
+        def serve() -> None:
+            conn, _ = server.accept()
+            with conn:
+                while conn.recv(65536):
+                    pass
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        result = run_wirecat("connect", "--trace=bytes", "127.0.0.1", str(port), stdin=b"hi\x00\xff\n")
+        thread.join(TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    assert "00000000  68 69 00 ff 0a" in result.stderr.decode()
+    assert "|hi...|" in result.stderr.decode()
+
+
+def test_no_trace_without_the_flag() -> None:
+    with listener() as server:
+        port = server.getsockname()[1]
+        thread = threading.Thread(target=lambda: server.accept()[0].close())
+        thread.start()
+        result = run_wirecat("connect", "127.0.0.1", str(port))
+        thread.join(TIMEOUT)
+    assert "trace " not in result.stderr.decode()
+
+
+def test_tracing_off_makes_plain_sockets() -> None:
+    """Costs nothing when off: wirecat's sockets are exactly socket.socket."""
+    trace.disable()
+    sock = trace.new_socket(socket.AF_INET, socket.SOCK_STREAM)
+    with sock:
+        assert type(sock) is socket.socket
+
+
+def test_scan_trace(spawn) -> None:
+    with listener() as server:
+        port = server.getsockname()[1]
+        result = run_wirecat("scan", "--trace", "127.0.0.1", str(port))
+    assert result.returncode == 0
+    assert re.search(rf"connect_ex\(127\.0\.0\.1:{port}\)", result.stderr.decode())
+
+
+def test_echo_trace_shows_the_server_side(spawn) -> None:
+    server = spawn(WIRECAT, "echo", "--trace", "0")
+    port = server.listening_port()
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as client:
+        client.sendall(b"ping")
+        assert client.recv(4) == b"ping"
+        client.shutdown(socket.SHUT_WR)
+        assert client.recv(4) == b""
+    assert read_line_matching(server.popen.stderr, r"accept\(\) -> fd \d+, peer 127\.0\.0\.1:\d+")
+    assert read_line_matching(server.popen.stderr, r"recv(_into)?\(\d+\) -> 4 bytes")
+    assert read_line_matching(server.popen.stderr, r"send\(4 bytes\) -> 4 bytes")
+    server.popen.send_signal(signal.SIGTERM)
+    assert server.finish(timeout=TIMEOUT)[0] == 0
+
+
+def test_library_users_can_trace_their_own_socket() -> None:
+    lines: list[str] = []
+    tracer = trace.Tracer(write=lines.append, timestamps=False)
+    a, b = socket.socketpair()
+    with trace.wrap(a, tracer) as traced, b:
+        traced.sendall(b"hello")
+        assert b.recv(5) == b"hello"
+        b.sendall(b"back")
+        assert traced.recv(1024) == b"back"
+        traced.shutdown(socket.SHUT_WR)
+    assert [line.split("  ", 1)[1] for line in lines] == [
+        "sendall(5 bytes)",
+        "recv(1024) -> 4 bytes",
+        "shutdown(SHUT_WR)",
+        "close()",
+    ]
+
+
+def test_traced_accept_returns_traced_sockets() -> None:
+    lines: list[str] = []
+    tracer = trace.Tracer(write=lines.append, timestamps=False)
+    with trace.socket(tracer=tracer) as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        with socket.create_connection(server.getsockname()):
+            conn, _ = server.accept()
+            with conn:
+                assert isinstance(conn, trace.TracedSocket)
+    names = [re.sub(r"^fd \d+\s+", "", line).split("(")[0] for line in lines]
+    assert names[:4] == ["socket", "bind", "listen", "accept"]
+    assert names.count("close") == 2
+
+
+# -- what the kernel saw ----------------------------------------------------------------------
+
+
+def compare(ours: dict[int, list[str]], kernel: dict[int, list[str]]) -> None:
+    assert ours, "the trace reported no network call"
+    assert ours == kernel, f"\ntrace:  {ours}\nstrace: {kernel}"
+
+
+def test_connect_trace_matches_strace(tmp_path: Path) -> None:
+    with listener() as server:
+        port = server.getsockname()[1]
+
+        def serve() -> None:
+            conn, _ = server.accept()
+            with conn:
+                while conn.recv(65536):
+                    pass
+                conn.sendall(b"reply\n")
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        popen, log = run_under_strace([WIRECAT, "connect", "--trace", "127.0.0.1", str(port)], tmp_path)
+        out, err = popen.communicate(b"request\n", timeout=30)
+        thread.join(TIMEOUT)
+    assert popen.returncode == 0, err
+    assert out == b"reply\n"
+    compare(trace_calls(err.decode()), strace_calls(log))
+
+
+def test_listen_trace_matches_strace(tmp_path: Path) -> None:
+    popen, log = run_under_strace([WIRECAT, "listen", "--trace", "0"], tmp_path)
+    assert popen.stderr is not None
+    port = int(read_line_matching(popen.stderr, r"listening on 127\.0\.0\.1:(\d+)$").group(1))
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as client:
+        client.sendall(b"to the listener\n")
+        client.shutdown(socket.SHUT_WR)
+        assert popen.stdin is not None
+        popen.stdin.write(b"from the listener\n")
+        popen.stdin.close()
+        assert client.recv(100) == b"from the listener\n"
+    out, err = popen.communicate(timeout=30)
+    assert popen.returncode == 0, err
+    assert out == b"to the listener\n"
+    compare(trace_calls(err.decode()), strace_calls(log))
+
+
+def test_echo_trace_matches_strace(tmp_path: Path) -> None:
+    popen, log = run_under_strace([WIRECAT, "echo", "--trace", "0"], tmp_path)
+    assert popen.stderr is not None
+    port = int(read_line_matching(popen.stderr, r"listening on 127\.0\.0\.1:(\d+)$").group(1))
+    for message in (b"one", b"two"):
+        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as client:
+            client.sendall(message)
+            assert client.recv(10) == message
+            client.shutdown(socket.SHUT_WR)
+            assert client.recv(10) == b""
+    popen.send_signal(signal.SIGTERM)
+    _, err = popen.communicate(timeout=30)
+    assert popen.returncode == 0, err
+    compare(trace_calls(err.decode()), strace_calls(log))
+
+
+def test_demo_step_pauses_in_a_terminal() -> None:
+    pexpect = pytest.importorskip("pexpect")
+    child = pexpect.spawn(WIRECAT, ["demo", "--step", "--interleaved"], timeout=TIMEOUT, encoding="utf-8")
+    try:
+        child.expect(r"\[next: server socket; Enter to go on\]")
+        assert "socket.socket(" not in child.before  # nothing ran before Enter
+        child.sendline("")
+        child.expect(r"listener = socket\.socket\(AF_INET, SOCK_STREAM\)")
+        child.expect(r"\[next: server bind; Enter to go on\]")
+        child.sendline("")
+        child.expect(r"listener\.bind\(")
+        child.sendeof()  # end of input: the rest runs without pauses
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0
+
+
+def test_demo_step_without_a_terminal_runs_through() -> None:
+    result = subprocess.run(
+        [WIRECAT, "demo", "--step"], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 0
+    assert "needs a terminal" in result.stderr
+    assert "listener.close()" in result.stdout
+
+
+def test_demo_two_columns_when_wide() -> None:
+    result = subprocess.run(
+        [WIRECAT, "demo", "--columns"], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 0
+    client_lines = [line for line in result.stdout.splitlines() if re.match(r"^\s{40,}\s?\d+ CLIENT ", line)]
+    server_lines = [line for line in result.stdout.splitlines() if re.match(r"^\s?\d+ SERVER ", line)]
+    assert client_lines and server_lines  # the client's steps sit in the right-hand column
+
+
+def test_python_m_wirecat_trace_flag_is_listed_in_help() -> None:
+    out = subprocess.run([sys.executable, "-m", "wirecat", "connect", "--help"], capture_output=True, text=True, check=False)
+    assert "--trace" in out.stdout
