@@ -44,7 +44,6 @@ SYSCALL_OF = {
 }
 
 TRACE_LINE = re.compile(r"^trace \[\s*[\d.]+\] fd (\d+)\s+(\w+)\((.*?)\)(?: -> (.*))?$")
-STRACE_LINE = re.compile(r"^(?:\[pid\s+\d+\]\s+|\d+\s+)?(\w+)\((\d+)?(.*)$")
 
 
 def listener(host: str = "127.0.0.1") -> socket.socket:
@@ -71,37 +70,58 @@ def trace_calls(stderr: str) -> dict[int, list[str]]:
     return dict(calls)
 
 
+def strace_lines(path: Path) -> list[tuple[str, int | None, str, str]]:
+    """(name, first argument as an fd or None, the whole line, the result) per call.
+
+    A call that blocks in one thread while another runs is split by strace
+    into ``name(3, <unfinished ...>`` and ``<... name resumed>...) = 4``;
+    the two halves are joined here.
+    """
+    pending: dict[str, tuple[str, int | None, str]] = {}
+    calls = []
+    for line in path.read_text().splitlines():
+        pid, _, rest = line.partition(" ") if line[:1].isdigit() else ("", "", line)
+        resumed = re.match(r"^<\.\.\. (\w+) resumed>(.*)$", rest)
+        if resumed:
+            if pid in pending:
+                name, fd, head = pending.pop(pid)
+                whole = head + resumed.group(2)
+                calls.append((name, fd, whole, whole.rsplit("=", 1)[-1].strip()))
+            continue
+        match = re.match(r"^(\w+)\((\d+)?(.*)$", rest)
+        if not match:
+            continue
+        name, fd = match.group(1), int(match.group(2)) if match.group(2) else None
+        if rest.endswith("<unfinished ...>"):
+            pending[pid] = (name, fd, rest)
+            continue
+        calls.append((name, fd, rest, rest.rsplit("=", 1)[-1].strip()))
+    return calls
+
+
 def strace_calls(path: Path) -> dict[int, list[str]]:
     """fd → network system calls strace saw on sockets of family AF_INET/AF_INET6."""
     ours: set[int] = set()
     calls: dict[int, list[str]] = defaultdict(list)
-    for line in path.read_text().splitlines():
-        match = STRACE_LINE.match(line)
-        if not match:
-            continue
-        name, fd_text, rest = match.group(1), match.group(2), match.group(3)
-        result = line.rsplit("=", 1)[-1].strip()
-        if "EAGAIN" in result or "EINPROGRESS" in result and name != "connect":
-            continue
+    for name, fd, line, result in strace_lines(path):
+        first = result.split()[0] if result else ""
+        if "EAGAIN" in result:
+            continue  # "nothing now": the tracer does not report those
         if name == "socket":
-            if ("AF_INET" in line or "AF_INET6" in line) and result.split()[0].isdigit():
-                fd = int(result.split()[0])
-                ours.add(fd)
-                calls[fd].append("socket")
+            if re.search(r"socket\(AF_INET6?,", line) and first.isdigit():
+                ours.add(int(first))
+                calls[int(first)].append("socket")
             continue
         if name == "close":
-            if fd_text:
-                ours.discard(int(fd_text))
+            if fd is not None:
+                ours.discard(fd)
             continue
-        if fd_text is None:
+        if fd is None or fd not in ours:
             continue
-        fd = int(fd_text)
-        if fd not in ours:
-            continue
-        if name in ("accept4", "accept") and result.split()[0].isdigit():
-            new = int(result.split()[0])
-            ours.add(new)
-            calls[new].append("accept4")  # accept4 belongs to the new socket in our trace
+        if name in ("accept4", "accept"):
+            if first.isdigit():
+                ours.add(int(first))
+                calls[int(first)].append("accept4")  # our trace files accept() under the new socket
             continue
         if not calls[fd] or calls[fd][-1] != name:
             calls[fd].append(name)
