@@ -252,9 +252,12 @@ class TracedSocket(_socket.socket):
             if fileno is None:
                 self._tracer.failed("socket", self._kind_text(family, type), exc)
             raise
+        fd = self.fileno()
         if fileno is None:
-            fd = self.fileno()
             self._tracer.call("socket", self._kind_text(self.family, self.type), f"fd {fd}", fd=fd)
+        else:
+            # Wrapping a descriptor: CPython checks it is a socket with getsockname().
+            self._tracer.call("socket", f"fileno={fd}", "ok (checked with getsockname())", fd=fd)
 
     @staticmethod
     def _kind_text(family: int, kind: int) -> str:
@@ -291,11 +294,11 @@ class TracedSocket(_socket.socket):
         except OSError as exc:
             self._tracer.failed("accept", "", exc, fd=self.fileno())
             raise
+        self._tracer.call("accept", "", f"fd {fd}, peer {format_address(address)}", fd=self.fileno())
         sock = TracedSocket(self.family, self.type, self.proto, fileno=fd, tracer=self._tracer)
         # As socket.accept(): a listener with a timeout hands out blocking sockets.
         if _socket.getdefaulttimeout() is None and self.gettimeout():
             sock.setblocking(True)
-        self._tracer.call("accept", "", f"fd {fd}, peer {format_address(address)}", fd=self.fileno())
         return sock, address
 
     def connect(self, address: Any, /) -> None:

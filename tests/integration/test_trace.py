@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
@@ -15,7 +16,6 @@ import pytest
 
 from tests.conftest import WIRECAT, require_peer, run_wirecat
 from wirecat import trace
-from wirecat.testing import read_line_matching
 
 TIMEOUT = 10.0
 
@@ -63,7 +63,9 @@ def trace_calls(stderr: str) -> dict[int, list[str]]:
         syscall = SYSCALL_OF.get(name)
         if syscall is None:
             continue
-        if name in ("socket", "accept"):
+        if name == "socket" and match.group(3).startswith("fileno="):
+            syscall = "getsockname"  # wrapping a descriptor: CPython checks it with getsockname()
+        elif name in ("socket", "accept"):
             fd = int(result.split()[1].rstrip(","))  # "fd 5" / "fd 5, peer ...": the new descriptor
         if not calls[fd] or calls[fd][-1] != syscall:
             calls[fd].append(syscall)
@@ -128,7 +130,42 @@ def strace_calls(path: Path) -> dict[int, list[str]]:
     return {fd: seq for fd, seq in calls.items() if seq}
 
 
-def run_under_strace(argv: list[str], tmp_path: Path, **kwargs: object) -> tuple[subprocess.Popen[bytes], Path]:
+class Captured:
+    """All of a pipe's bytes, read as they come: a line can be waited for without losing the others."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+        self.data = b""
+
+    def wait_for(self, pattern: str, timeout: float = TIMEOUT) -> re.Match[str]:
+        import selectors
+        import time
+
+        regex = re.compile(pattern, re.M)
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.stream, selectors.EVENT_READ)
+            while not (match := regex.search(self.data.decode(errors="replace"))):
+                left = deadline - time.monotonic()
+                if left <= 0 or not selector.select(left):
+                    raise TimeoutError(f"no {pattern!r} in {self.data!r}")
+                chunk = os.read(self.stream.fileno(), 65536)
+                if not chunk:
+                    raise TimeoutError(f"EOF before {pattern!r}: {self.data!r}")
+                self.data += chunk
+        return match
+
+
+def child_of(pid: int) -> int:
+    """The one child process of ``pid`` (the program strace started)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    assert len(children) == 1, children
+    return int(children[0])
+
+
+def run_under_strace(
+    argv: list[str], tmp_path: Path, **kwargs: object
+) -> tuple[subprocess.Popen[bytes], Path]:
     strace = require_peer("strace")
     log = tmp_path / "strace.log"
     popen = subprocess.Popen(
@@ -238,11 +275,14 @@ def test_echo_trace_shows_the_server_side(spawn) -> None:
         assert client.recv(4) == b"ping"
         client.shutdown(socket.SHUT_WR)
         assert client.recv(4) == b""
-    assert read_line_matching(server.popen.stderr, r"accept\(\) -> fd \d+, peer 127\.0\.0\.1:\d+")
-    assert read_line_matching(server.popen.stderr, r"recv(_into)?\(\d+\) -> 4 bytes")
-    assert read_line_matching(server.popen.stderr, r"send\(4 bytes\) -> 4 bytes")
     server.popen.send_signal(signal.SIGTERM)
-    assert server.finish(timeout=TIMEOUT)[0] == 0
+    code, _, err = server.finish(timeout=TIMEOUT)
+    assert code == 0
+    text = err.decode()
+    assert re.search(r"accept\(\) -> fd \d+, peer 127\.0\.0\.1:\d+", text)
+    assert re.search(r"recv(_into)?\(\d+\) -> 4 bytes", text)
+    assert re.search(r"send\(4 bytes\) -> 4 bytes", text)
+    assert re.search(r"recv(_into)?\(\d+\) -> 0 bytes \(end of stream\)", text)
 
 
 def test_library_users_can_trace_their_own_socket() -> None:
@@ -250,12 +290,14 @@ def test_library_users_can_trace_their_own_socket() -> None:
     tracer = trace.Tracer(write=lines.append, timestamps=False)
     a, b = socket.socketpair()
     with trace.wrap(a, tracer) as traced, b:
+        traced_fd = traced.fileno()
         traced.sendall(b"hello")
         assert b.recv(5) == b"hello"
         b.sendall(b"back")
         assert traced.recv(1024) == b"back"
         traced.shutdown(socket.SHUT_WR)
     assert [line.split("  ", 1)[1] for line in lines] == [
+        f"socket(fileno={traced_fd}) -> ok (checked with getsockname())",
         "sendall(5 bytes)",
         "recv(1024) -> 4 bytes",
         "shutdown(SHUT_WR)",
@@ -274,6 +316,7 @@ def test_traced_accept_returns_traced_sockets() -> None:
             with conn:
                 assert isinstance(conn, trace.TracedSocket)
     names = [re.sub(r"^fd \d+\s+", "", line).split("(")[0] for line in lines]
+    names = [name for name in names if name != "getsockname"]
     assert names[:4] == ["socket", "bind", "listen", "accept"]
     assert names.count("close") == 2
 
@@ -309,35 +352,37 @@ def test_connect_trace_matches_strace(tmp_path: Path) -> None:
 
 def test_listen_trace_matches_strace(tmp_path: Path) -> None:
     popen, log = run_under_strace([WIRECAT, "listen", "--trace", "0"], tmp_path)
-    assert popen.stderr is not None
-    port = int(read_line_matching(popen.stderr, r"listening on 127\.0\.0\.1:(\d+)$").group(1))
+    stderr = Captured(popen.stderr)
+    port = int(stderr.wait_for(r"listening on 127\.0\.0\.1:(\d+)$").group(1))
     with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as client:
         client.sendall(b"to the listener\n")
         client.shutdown(socket.SHUT_WR)
         assert popen.stdin is not None
         popen.stdin.write(b"from the listener\n")
         popen.stdin.close()
+        popen.stdin = None  # EOF sent; communicate() must not flush it
         assert client.recv(100) == b"from the listener\n"
     out, err = popen.communicate(timeout=30)
     assert popen.returncode == 0, err
     assert out == b"to the listener\n"
-    compare(trace_calls(err.decode()), strace_calls(log))
+    compare(trace_calls((stderr.data + err).decode()), strace_calls(log))
 
 
 def test_echo_trace_matches_strace(tmp_path: Path) -> None:
     popen, log = run_under_strace([WIRECAT, "echo", "--trace", "0"], tmp_path)
-    assert popen.stderr is not None
-    port = int(read_line_matching(popen.stderr, r"listening on 127\.0\.0\.1:(\d+)$").group(1))
+    stderr = Captured(popen.stderr)
+    port = int(stderr.wait_for(r"listening on 127\.0\.0\.1:(\d+)$").group(1))
     for message in (b"one", b"two"):
         with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as client:
             client.sendall(message)
             assert client.recv(10) == message
             client.shutdown(socket.SHUT_WR)
             assert client.recv(10) == b""
-    popen.send_signal(signal.SIGTERM)
+    traced_pid = child_of(popen.pid)
+    os.kill(traced_pid, signal.SIGTERM)  # to wirecat itself, not to strace
     _, err = popen.communicate(timeout=30)
     assert popen.returncode == 0, err
-    compare(trace_calls(err.decode()), strace_calls(log))
+    compare(trace_calls((stderr.data + err).decode()), strace_calls(log))
 
 
 def test_demo_step_pauses_in_a_terminal() -> None:
@@ -360,7 +405,12 @@ def test_demo_step_pauses_in_a_terminal() -> None:
 
 def test_demo_step_without_a_terminal_runs_through() -> None:
     result = subprocess.run(
-        [WIRECAT, "demo", "--step"], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30, check=False
+        [WIRECAT, "demo", "--step"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert result.returncode == 0
     assert "needs a terminal" in result.stderr
@@ -369,14 +419,22 @@ def test_demo_step_without_a_terminal_runs_through() -> None:
 
 def test_demo_two_columns_when_wide() -> None:
     result = subprocess.run(
-        [WIRECAT, "demo", "--columns"], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30, check=False
+        [WIRECAT, "demo", "--columns"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert result.returncode == 0
     client_lines = [line for line in result.stdout.splitlines() if re.match(r"^\s{40,}\s?\d+ CLIENT ", line)]
     server_lines = [line for line in result.stdout.splitlines() if re.match(r"^\s?\d+ SERVER ", line)]
-    assert client_lines and server_lines  # the client's steps sit in the right-hand column
+    assert client_lines
+    assert server_lines
 
 
 def test_python_m_wirecat_trace_flag_is_listed_in_help() -> None:
-    out = subprocess.run([sys.executable, "-m", "wirecat", "connect", "--help"], capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "wirecat", "connect", "--help"], capture_output=True, text=True, check=False
+    )
     assert "--trace" in out.stdout
