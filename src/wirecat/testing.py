@@ -12,6 +12,7 @@ import re
 import selectors
 import socket
 import time
+import weakref
 from typing import IO
 
 __all__ = ["free_port", "read_line_matching", "wait_for_port"]
@@ -51,8 +52,10 @@ def wait_for_port(host: str, port: int, *, timeout: float = 10.0) -> None:
 def read_line_matching(stream: IO[bytes], pattern: str, *, timeout: float = 10.0) -> re.Match[str]:
     """Read ``stream`` line by line until one matches ``pattern``; return the match.
 
-    Lines read before the match are discarded. The stream is read with
-    ``os.read`` on its descriptor, so it must not be read elsewhere at once.
+    Lines read before the match are discarded; lines read past it (in the
+    same chunk) are kept for the next call on the same stream. The stream is
+    read with ``os.read`` on its descriptor, so it must not be read elsewhere
+    at once.
 
     Raises:
         TimeoutError: no line matched within ``timeout`` seconds, or the
@@ -61,7 +64,7 @@ def read_line_matching(stream: IO[bytes], pattern: str, *, timeout: float = 10.0
     regex = re.compile(pattern)
     fd = stream.fileno()
     deadline = time.monotonic() + timeout
-    seen = b""
+    seen = _leftovers.pop(stream, b"")
     with selectors.DefaultSelector() as selector:
         selector.register(fd, selectors.EVENT_READ)
         while True:
@@ -69,6 +72,8 @@ def read_line_matching(stream: IO[bytes], pattern: str, *, timeout: float = 10.0
                 line, seen = seen.split(b"\n", 1)
                 match = regex.search(line.decode(errors="replace"))
                 if match:
+                    if seen:
+                        _leftovers[stream] = seen
                     return match
             left = deadline - time.monotonic()
             if left <= 0 or not selector.select(left):
@@ -77,3 +82,7 @@ def read_line_matching(stream: IO[bytes], pattern: str, *, timeout: float = 10.0
             if not chunk:
                 raise TimeoutError(f"stream ended before a line matched {pattern!r}; rest: {seen!r}")
             seen += chunk
+
+
+#: Bytes read past a matching line, per stream, for the next call.
+_leftovers: weakref.WeakKeyDictionary[IO[bytes], bytes] = weakref.WeakKeyDictionary()

@@ -82,7 +82,8 @@ def strace_lines(path: Path) -> list[tuple[str, int | None, str, str]]:
     pending: dict[str, tuple[str, int | None, str]] = {}
     calls = []
     for line in path.read_text().splitlines():
-        pid, _, rest = line.partition(" ") if line[:1].isdigit() else ("", "", line)
+        prefixed = re.match(r"^(\d+)\s+(.*)$", line)  # "1219  socket(...)" with -f
+        pid, rest = (prefixed.group(1), prefixed.group(2)) if prefixed else ("", line)
         resumed = re.match(r"^<\.\.\. (\w+) resumed>(.*)$", rest)
         if resumed:
             if pid in pending:
