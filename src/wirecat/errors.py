@@ -20,9 +20,11 @@ with the code; a traceback appears only with ``--debug``.
     │   ├── Truncated                 exit 8   a timer cut the peer off (-q)
     │   └── ConnectionClosed          exit 1   send() on a connection that is closed
     ├── ProgramError                  exit 9   a program or file we were asked to use
-    └── FrameError                    exit 10  bytes that break the framing rules
-        ├── FrameTooLarge                      a frame or line over its size limit
-        └── IncompleteFrame                    the stream ended in the middle of a frame
+    ├── FrameError                    exit 10  bytes that break the framing rules
+    │   ├── FrameTooLarge                      a frame or line over its size limit
+    │   └── IncompleteFrame                    the stream ended in the middle of a frame
+    └── ProtocolError                 exit 11  a peer broke a protocol we speak
+        └── ProxyProtocolError                 a bad or missing PROXY protocol header
 
 Only the standard library is imported here, so the sans-IO modules may raise
 these errors without pulling in any I/O.
@@ -44,6 +46,8 @@ __all__ = [
     "NetworkError",
     "PeerReset",
     "ProgramError",
+    "ProtocolError",
+    "ProxyProtocolError",
     "ResolveError",
     "Timeout",
     "Truncated",
@@ -186,3 +190,15 @@ class FrameTooLarge(FrameError):
 class IncompleteFrame(FrameError):
     """Raised at end of stream when part of a frame was received but not all
     of it (a length header promising more than came)."""
+
+
+class ProtocolError(WirecatError):
+    """Raised by a sans-IO protocol reader (``wirecat.protocol``) when a peer's
+    bytes break the protocol. Like FrameError, it ends that one connection."""
+
+    exit_code = 11
+
+
+class ProxyProtocolError(ProtocolError):
+    """Raised for a PROXY protocol header that is missing, malformed, too long,
+    or of a version not accepted."""
