@@ -6,6 +6,7 @@ __all__ = [
     "DEFAULT_BACKLOG",
     "DEFAULT_BULK_CHUNK",
     "DEFAULT_CLIENT_QUEUE",
+    "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_DRAIN_TIMEOUT",
     "DEFAULT_HAPPY_EYEBALLS_DELAY",
     "DEFAULT_IDLE_TIMEOUT",
@@ -69,3 +70,7 @@ DEFAULT_DRAIN_TIMEOUT = 10.0
 #: Bytes queued for one slow chat or broker client before it is disconnected:
 #: on loopback the kernel buffers several MiB more before this one fills.
 DEFAULT_SEND_QUEUE = 1024 * 1024
+#: Seconds a relay waits for its target to accept a connection: socat and
+#: ncat wait for the kernel's own (about two minutes); a relay should give up
+#: sooner and tell its client at once.
+DEFAULT_CONNECT_TIMEOUT = 10.0

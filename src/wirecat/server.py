@@ -41,7 +41,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from types import TracebackType
 from typing import Any, Literal, final
 
@@ -68,7 +68,7 @@ from wirecat.sockets import (
 )
 from wirecat.stream import Connection, new_connection
 
-__all__ = ["Handler", "Server", "serve"]
+__all__ = ["Handler", "Server", "bind_stream_listeners", "listen_address", "serve"]
 
 #: What a server runs for each connection.
 Handler = Callable[[Connection], Awaitable[None]]
@@ -106,8 +106,12 @@ class Server:
         access: AccessList,
         when_full: Literal["wait", "refuse"],
         unix_path: str | None,
+        run_socket: Callable[[socket.socket, str], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         self._handler = handler
+        # What to do with each accepted socket: by default, run the handler on a
+        # Connection; the relay brings its own (it never makes a transport).
+        self._run_socket = run_socket or self._run
         self._listeners = listeners
         self._framing = framing
         self._tls = tls
@@ -275,7 +279,7 @@ class Server:
             self.accepted += 1
             sock.setblocking(False)
             configure_stream(sock, interactive=True)
-            task = self._loop.create_task(self._run(sock, peer))
+            task = self._loop.create_task(self._run_socket(sock, peer))
             self._tasks.add(task)
             task.add_done_callback(self._task_done)
 
@@ -353,6 +357,32 @@ class Server:
             conn.end_reason += f"; unsent data dropped after {self._drain_timeout:g} s"
 
 
+def listen_address(address: str | int | Address) -> Address:
+    """An address to listen on, from any form the API takes (a bare port is on 127.0.0.1)."""
+    if isinstance(address, int):
+        return Address(host=DEFAULT_HOST, port=address)
+    if isinstance(address, str):
+        return parse_address(address, default_host=DEFAULT_HOST)
+    if not address.is_unix and not address.host:
+        return address._replace(host=DEFAULT_HOST)
+    return address
+
+
+def bind_stream_listeners(
+    target: Address, *, family: socket.AddressFamily = socket.AF_UNSPEC, backlog: int = DEFAULT_BACKLOG
+) -> tuple[list[socket.socket], str | None]:
+    """Bind and listen on ``target``, non-blocking; (the sockets, the Unix path to remove or None)."""
+    if target.is_unix:
+        listeners = [bind_unix(target, backlog=backlog)]
+        unix_path = None if target.sockaddr_path.startswith("\0") else target.sockaddr_path
+    else:
+        listeners = bind_listeners(target.host or DEFAULT_HOST, target.port, family=family, backlog=backlog)
+        unix_path = None
+    for sock in listeners:
+        sock.setblocking(False)
+    return listeners, unix_path
+
+
 async def serve(
     handler: Handler,
     address: str | int | Address = f"{DEFAULT_HOST}:0",
@@ -399,12 +429,7 @@ async def serve(
         BindError, ResolveError, ProgramError: cannot listen there.
         UsageError: a bad address, rule or limit.
     """
-    if isinstance(address, int):
-        target = Address(host=DEFAULT_HOST, port=address)
-    elif isinstance(address, str):
-        target = parse_address(address, default_host=DEFAULT_HOST)
-    else:
-        target = address
+    target = listen_address(address)
     if target.datagram:
         raise UsageError("serve() takes a stream address, not udp:")
     if max_connections < 1:
@@ -412,14 +437,7 @@ async def serve(
     if when_full not in ("wait", "refuse"):
         raise UsageError(f"bad when_full {when_full!r}", "use 'wait' or 'refuse'")
     access = AccessList.from_rules(allow, deny)
-    if target.is_unix:
-        listeners = [bind_unix(target, backlog=backlog)]
-        unix_path = None if target.sockaddr_path.startswith("\0") else target.sockaddr_path
-    else:
-        listeners = bind_listeners(target.host or DEFAULT_HOST, target.port, family=family, backlog=backlog)
-        unix_path = None
-    for sock in listeners:
-        sock.setblocking(False)
+    listeners, unix_path = bind_stream_listeners(target, family=family, backlog=backlog)
     from wirecat.runtime import raise_open_file_limit
 
     raise_open_file_limit(max_connections + _SPARE_DESCRIPTORS)

@@ -40,6 +40,12 @@ SUBCOMMANDS: list[tuple[str, str, str, str]] = [
         "bytes from one client go to all others (like ncat --broker)",
         "wirecat broker 9000",
     ),
+    (
+        "relay",
+        "wirecat.cli.relay",
+        "forward a port: each client gets its own connection to the target",
+        "wirecat relay 8080 127.0.0.1:80",
+    ),
     ("scan", "wirecat.cli.scan", "find open TCP ports", "wirecat scan 127.0.0.1 22,80,8000-8100"),
     ("demo", "wirecat.cli.demo", "watch a TCP server and client talk, step by step", "wirecat demo"),
     (

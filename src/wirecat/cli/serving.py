@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Protocol
 
 from wirecat.cli.common import seconds
 from wirecat.limits import (
@@ -23,11 +24,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "add_framing_flags",
+    "add_limit_flags",
     "add_queue_flag",
     "add_server_flags",
     "framing_from",
     "positive_int",
     "run_server",
+    "run_until_signal",
 ]
 
 DEFAULT_HOST = "127.0.0.1"
@@ -58,9 +61,14 @@ def add_server_flags(parser: argparse.ArgumentParser) -> None:
         help=f"PORT (on {DEFAULT_HOST}), HOST PORT, HOST:PORT, [::]:PORT or unix:PATH;"
         " port 0 picks a free one",
     )
+    parser.add_argument("-U", "--unix", action="store_true", help="the address is a Unix socket path")
+    add_limit_flags(parser)
+
+
+def add_limit_flags(parser: argparse.ArgumentParser) -> None:
+    """-4/-6, -v, and the limits and access flags shared by every server command."""
     parser.add_argument("-4", dest="ipv4", action="store_true", help="IPv4 only")
     parser.add_argument("-6", dest="ipv6", action="store_true", help="IPv6 only")
-    parser.add_argument("-U", "--unix", action="store_true", help="the address is a Unix socket path")
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="one line per connection, on stderr"
     )
@@ -167,14 +175,11 @@ def run_server(args: argparse.Namespace, handler: Handler, framing: Framer | Non
     Prints ``listening on HOST:PORT`` for every address (scripts parse it),
     and the signal that stopped it under -v. Returns the exit code (0).
     """
-    from wirecat import runtime
     from wirecat.cli.common import address_from
     from wirecat.errors import UsageError
-    from wirecat.report import stderr_reporter
     from wirecat.server import serve
     from wirecat.sockets import family_of
 
-    _configure_logging(args.verbose, args.debug)
     args.udp = False
     address = address_from(args.address, args, default_host=DEFAULT_HOST)
     if not address.is_unix and not address.host:
@@ -183,8 +188,8 @@ def run_server(args: argparse.Namespace, handler: Handler, framing: Framer | Non
     if address.datagram:
         raise UsageError("this server speaks TCP or Unix streams, not UDP")
 
-    async def main() -> int:
-        server = await serve(
+    def start() -> Awaitable[Serving]:
+        return serve(
             handler,
             address,
             framing=framing,
@@ -196,13 +201,33 @@ def run_server(args: argparse.Namespace, handler: Handler, framing: Framer | Non
             when_full="refuse" if args.refuse_when_full else "wait",
             family=family,
         )
+
+    return run_until_signal(args, start)
+
+
+class Serving(Protocol):
+    """What run_until_signal needs of a server: its addresses and a graceful shutdown."""
+
+    addresses: list[str]
+
+    async def shutdown(self, drain_timeout: float | None = None) -> None: ...
+
+
+def run_until_signal(args: argparse.Namespace, start: Callable[[], Awaitable[Serving]]) -> int:
+    """Start a server, print where it listens, run until SIGINT/SIGTERM, shut down; return 0."""
+    from wirecat import runtime
+    from wirecat.report import stderr_reporter
+
+    _configure_logging(args.verbose, args.debug)
+    log = logging.getLogger("wirecat.server")
+
+    async def main() -> int:
+        server = await start()
         for name in server.addresses:
             stderr_reporter(f"listening on {name}")
-        logging.getLogger("wirecat.server").info("event loop: %s", runtime.loop_name())
+        log.info("event loop: %s", runtime.loop_name())
         signum = await runtime.wait_for_signal()
-        logging.getLogger("wirecat.server").info(
-            "signal %d: shutting down (%d connection(s) open)", signum, len(server.connections)
-        )
+        log.info("signal %d: shutting down", signum)
         await server.shutdown()
         return 0
 

@@ -1,0 +1,93 @@
+"""``wirecat relay LISTEN TARGET``."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING
+
+from wirecat.cli.common import seconds
+from wirecat.cli.serving import add_limit_flags, run_until_signal
+from wirecat.limits import DEFAULT_CONNECT_TIMEOUT, DEFAULT_UDP_IDLE
+
+if TYPE_CHECKING:
+    from wirecat.relay import UdpRelay
+    from wirecat.server import Server
+
+__all__ = ["register"]
+
+
+def _version(text: str) -> int:
+    if text.lower() not in ("v1", "v2", "1", "2"):
+        raise argparse.ArgumentTypeError(f"bad PROXY protocol version {text!r}: use v1 or v2")
+    return int(text[-1])
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Add relay's arguments to its subparser."""
+    parser.add_argument(
+        "listen",
+        metavar="LISTEN",
+        help="where clients connect: PORT (on 127.0.0.1), HOST:PORT, unix:PATH, udp:PORT",
+    )
+    parser.add_argument(
+        "target", metavar="TARGET", help="where to relay them: HOST:PORT, unix:PATH, udp:HOST:PORT"
+    )
+    add_limit_flags(parser)
+    group = parser.add_argument_group("relay")
+    group.add_argument(
+        "--connect-timeout",
+        type=seconds,
+        default=DEFAULT_CONNECT_TIMEOUT,
+        metavar="SECS",
+        help=f"give up on the target after SECS and close the client (default {DEFAULT_CONNECT_TIMEOUT:g})",
+    )
+    group.add_argument(
+        "--proxy-protocol",
+        type=_version,
+        metavar="v1|v2",
+        help="send a PROXY protocol header to the target, so it learns the real client",
+    )
+    group.add_argument(
+        "--accept-proxy-protocol",
+        action="store_true",
+        help="read a PROXY protocol header (v1 or v2) from each client first",
+    )
+    group.add_argument(
+        "--udp-idle",
+        type=seconds,
+        default=DEFAULT_UDP_IDLE,
+        metavar="SECS",
+        help=f"UDP: forget a client silent for SECS (default {DEFAULT_UDP_IDLE:g})",
+    )
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Relay until SIGINT/SIGTERM."""
+    from wirecat.address import parse_address
+    from wirecat.relay import relay
+    from wirecat.sockets import family_of
+
+    listen = parse_address(args.listen, default_host="127.0.0.1")
+    target = parse_address(args.target)
+    family = family_of(ipv4=args.ipv4, ipv6=args.ipv6)
+
+    def start() -> Awaitable[Server | UdpRelay]:
+        return relay(
+            listen,
+            target,
+            max_connections=args.max_conns,
+            idle_timeout=args.idle_timeout,
+            connect_timeout=args.connect_timeout or None,
+            drain_timeout=args.drain_timeout,
+            allow=args.allow,
+            deny=args.deny,
+            when_full="refuse" if args.refuse_when_full else "wait",
+            proxy_protocol=args.proxy_protocol,
+            accept_proxy_protocol=args.accept_proxy_protocol,
+            family=family,
+            udp_idle=args.udp_idle,
+        )
+
+    return run_until_signal(args, start)

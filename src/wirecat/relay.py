@@ -1,0 +1,790 @@
+"""The relay (port forwarding): ``wirecat.relay(listen, target)`` and its byte engine.
+
+Each client accepted on ``listen`` gets its own connection to ``target``, and
+bytes flow both ways until both directions are done:
+
+* **zero-copy**: on Linux each direction moves bytes with ``splice()`` from
+  the source socket into a private pipe and from the pipe into the destination
+  socket: the bytes never enter Python, and no Python object is made per
+  chunk. Elsewhere (or where the kernel refuses splice), ``recv_into`` one
+  buffer per direction and ``send``;
+* **event-driven, one thread**: every socket is non-blocking and the event
+  loop (uvloop where installed) says when one is readable or writable
+  (``add_reader``/``add_writer``); a direction reads only when its pipe is
+  empty, so a slow destination stops the reading of its source (backpressure)
+  and nothing queues in memory;
+* **half-close carried across**: end of stream from one side becomes
+  ``shutdown(SHUT_WR)`` on the other once the pipe is drained; the
+  connection ends when both directions have; a reset on one side resets the
+  other (``SO_LINGER`` 0, then close), and is logged;
+* the same accept loop, limits, allow/deny lists and graceful drain as
+  :func:`wirecat.serve`; a target that is down closes the client at once (or
+  after ``connect_timeout``), logged, and the relay goes on;
+* optionally a PROXY protocol header (v1 or v2) to the target, so it learns
+  the real client, and/or one read from the client (``accept_proxy_protocol``).
+
+UDP relays (``udp:`` on both sides) keep one upstream socket per client
+address, forgotten after ``udp_idle`` seconds of silence: see :class:`UdpRelay`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import logging
+import os
+import socket
+import struct
+import time
+from collections.abc import Iterable
+from typing import Literal
+
+from wirecat import trace
+from wirecat.access import AccessList
+from wirecat.address import Address, parse_address
+from wirecat.errors import ConnectTimeout, ProxyProtocolError, UsageError, WirecatError
+from wirecat.framing import Raw
+from wirecat.limits import (
+    DEFAULT_BACKLOG,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_DRAIN_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_PIPE_SIZE,
+    DEFAULT_UDP_IDLE,
+    MAX_DATAGRAM,
+)
+from wirecat.protocol.proxy import ProxyHeader, ProxyHeaderReader, encode_v1, encode_v2
+from wirecat.report import format_bytes
+from wirecat.server import Server, bind_stream_listeners, listen_address
+from wirecat.sockets import bind_listeners, configure_stream, peer_name, resolve, translate_os_error
+
+__all__ = ["RelayResult", "UdpRelay", "relay"]
+
+logger = logging.getLogger("wirecat.relay")
+
+_HAS_SPLICE = hasattr(os, "splice")
+_SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
+#: Most bytes one splice() or recv() moves: ≥ 128 KiB measured fastest here for bulk.
+_CHUNK = 1024 * 1024
+#: Descriptors per relayed connection: two sockets and two pipes (two ends each).
+_FDS_PER_CONNECTION = 6
+_RESET_ERRNOS = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ETIMEDOUT}
+
+
+class RelayResult:
+    """How one relayed connection went (for the ``-v`` line and for tests)."""
+
+    __slots__ = ("down", "ending", "up")
+
+    def __init__(self) -> None:
+        #: Bytes from the client to the target.
+        self.up = 0
+        #: Bytes from the target to the client.
+        self.down = 0
+        #: How it ended, in words.
+        self.ending = ""
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close ``sock`` with a reset (RST), as the other side's reset deserves."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    sock.close()
+
+
+class _Direction:
+    """Bytes from ``src`` to ``dst``, by splice through a private pipe (or a buffer)."""
+
+    __slots__ = (
+        "_buffer",
+        "_dst",
+        "_dst_fd",
+        "_loop",
+        "_on_done",
+        "_pending",
+        "_pipe_r",
+        "_pipe_w",
+        "_reading",
+        "_src",
+        "_src_fd",
+        "_tracer",
+        "_view",
+        "_writing",
+        "count",
+        "done",
+        "eof",
+        "name",
+    )
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        src: socket.socket,
+        dst: socket.socket,
+        name: str,
+        on_done: _Connection,
+    ) -> None:
+        self._loop = loop
+        self._src, self._dst = src, dst
+        self._src_fd, self._dst_fd = src.fileno(), dst.fileno()
+        self.name = name
+        self._on_done = on_done
+        self._pending = 0  # bytes in our pipe (or buffer), read but not yet written
+        self._reading = self._writing = False
+        self.count = 0
+        self.eof = False
+        self.done = False
+        self._tracer = trace.current()
+        self._pipe_r = self._pipe_w = -1
+        self._buffer: bytearray | None = None
+        self._view: memoryview | None = None
+        if _HAS_SPLICE and not (self._tracer is not None and self._tracer.shows_bytes):
+            self._pipe_r, self._pipe_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            try:
+                fcntl.fcntl(self._pipe_w, fcntl.F_SETPIPE_SZ, DEFAULT_PIPE_SIZE)
+            except OSError:
+                pass  # the default 64 KiB pipe works, with more splices
+        else:
+            self._buffer = bytearray(256 * 1024)
+            self._view = memoryview(self._buffer)
+
+    def start(self, first: bytes = b"") -> None:
+        """Begin; ``first`` is what was already read from the source (after a PROXY header)."""
+        if first:
+            self._copy_first(first)
+        self._want_read()
+
+    def _copy_first(self, data: bytes) -> None:
+        # Rare (a PROXY header came with data): send it as it is, blocking-free
+        # through the same pending path as the fallback.
+        if self._buffer is None:
+            self._buffer = bytearray(max(len(data), 256 * 1024))
+            self._view = memoryview(self._buffer)
+        assert self._view is not None
+        self._view[: len(data)] = data
+        self._pending = -len(data)  # negative: pending bytes live in the buffer, not the pipe
+        self.count += len(data)
+
+    # -- readiness ------------------------------------------------------------------------------
+
+    def _want_read(self) -> None:
+        if not self._reading and not self.eof:
+            self._reading = True
+            self._loop.add_reader(self._src_fd, self._on_readable)
+
+    def _stop_read(self) -> None:
+        if self._reading:
+            self._reading = False
+            self._loop.remove_reader(self._src_fd)
+
+    def _want_write(self) -> None:
+        if not self._writing:
+            self._writing = True
+            self._loop.add_writer(self._dst_fd, self._flush)
+
+    def _stop_write(self) -> None:
+        if self._writing:
+            self._writing = False
+            self._loop.remove_writer(self._dst_fd)
+
+    def stop(self) -> None:
+        """Stop watching both sockets (the connection is ending)."""
+        self._stop_read()
+        self._stop_write()
+        for fd in (self._pipe_r, self._pipe_w):
+            if fd >= 0:
+                os.close(fd)
+        self._pipe_r = self._pipe_w = -1
+
+    # -- moving bytes ---------------------------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        if self._pending:
+            self._stop_read()  # not before our pipe is empty: backpressure
+            return
+        try:
+            if self._pipe_w >= 0:
+                n = os.splice(self._src_fd, self._pipe_w, _CHUNK, flags=_SPLICE_FLAGS)
+            else:
+                assert self._view is not None
+                n = self._src.recv_into(self._view)
+                if n:
+                    self._pending = -n
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            if exc.errno == errno.EINVAL and self._pipe_w >= 0 and self.count == 0:
+                self._fall_back()  # the kernel refuses splice here: copy instead
+                self._on_readable()
+                return
+            self._on_done.failed(self, exc, "read")
+            return
+        if self._tracer is not None:
+            call = "splice" if self._pipe_w >= 0 else "recv_into"
+            self._tracer.call(call, f"fd {self._src_fd} -> pipe, {_CHUNK}", _count_text(n), fd=self._src_fd)
+        if n == 0:
+            self.eof = True
+            self._stop_read()
+            if not self._pending:
+                self._finish()
+            return
+        self.count += n
+        if self._pipe_w >= 0:
+            self._pending = n
+        self._flush()
+
+    def _fall_back(self) -> None:
+        for fd in (self._pipe_r, self._pipe_w):
+            os.close(fd)
+        self._pipe_r = self._pipe_w = -1
+        self._buffer = bytearray(256 * 1024)
+        self._view = memoryview(self._buffer)
+
+    def _flush(self) -> None:
+        """Write what is pending to the destination; then read more, or finish."""
+        while self._pending:
+            try:
+                if self._pending > 0:
+                    m = os.splice(self._pipe_r, self._dst_fd, self._pending, flags=_SPLICE_FLAGS)
+                    self._pending -= m
+                else:
+                    assert self._view is not None
+                    size = -self._pending
+                    m = self._dst.send(self._view[:size])
+                    if m < size:
+                        self._view[: size - m] = self._view[m:size]
+                    self._pending += m
+            except BlockingIOError:
+                self._stop_read()
+                self._want_write()  # the destination is full: wait, reading nothing meanwhile
+                return
+            except OSError as exc:
+                self._on_done.failed(self, exc, "write")
+                return
+            if self._tracer is not None:
+                call = "splice" if self._pipe_r >= 0 else "send"
+                self._tracer.call(call, f"pipe -> fd {self._dst_fd}", f"{m} bytes", fd=self._dst_fd)
+        self._stop_write()
+        if self.eof:
+            self._finish()
+        else:
+            self._want_read()
+
+    def _finish(self) -> None:
+        """End of stream from the source, all of it written: pass the FIN on."""
+        if self.done:
+            return
+        self.done = True
+        self._stop_read()
+        self._stop_write()
+        try:
+            self._dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the destination is gone; the other direction will tell
+        self._on_done.direction_done(self)
+
+
+def _count_text(n: int) -> str:
+    return f"{n} bytes" if n else "0 bytes (end of stream)"
+
+
+class _Connection:
+    """One client ↔ target pair: two directions, and how the pair ends."""
+
+    __slots__ = ("_closed", "_loop", "client", "done", "down", "result", "target", "up")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, client: socket.socket, target: socket.socket) -> None:
+        self._loop = loop
+        self.client, self.target = client, target
+        self.result = RelayResult()
+        self.done: asyncio.Future[None] = loop.create_future()
+        self._closed = False
+        self.up = _Direction(loop, client, target, "client→target", self)
+        self.down = _Direction(loop, target, client, "target→client", self)
+
+    def start(self, first_up: bytes = b"") -> None:
+        self.up.start(first_up)
+        self.down.start()
+
+    def direction_done(self, direction: _Direction) -> None:
+        if self.up.done and self.down.done:
+            self.result.ending += "; both sides closed" if self.result.ending else "both sides closed"
+            self._end()
+        elif not self.result.ending:
+            self.result.ending = (
+                "the client closed first" if direction is self.up else "the target closed first"
+            )
+
+    def failed(self, direction: _Direction, exc: OSError, action: str) -> None:
+        """A read or write failed on one side: reset the other side, and say why."""
+        # Reading fails on the direction's source, writing on its destination.
+        broken_is_client = (direction is self.up) == (action == "read")
+        side, other_side = ("client", "target") if broken_is_client else ("target", "client")
+        other = self.target if broken_is_client else self.client
+        if exc.errno in _RESET_ERRNOS:
+            self.result.ending = f"the {side} reset the connection; the {other_side} was reset too"
+        else:
+            self.result.ending = f"{action} failed on the {side}: {os.strerror(exc.errno or 0).lower()}"
+        self._end(reset=other)
+
+    def _end(self, *, reset: socket.socket | None = None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.result.up, self.result.down = self.up.count, self.down.count
+        self.up.stop()
+        self.down.stop()
+        for sock in (self.client, self.target):
+            if sock is reset:
+                _reset(sock)
+            else:
+                sock.close()
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def abort(self, reason: str) -> None:
+        """End now (shutdown, idle timeout): close both sides. No-op once ended."""
+        if not self._closed:
+            self.result.ending = f"{self.result.ending}; {reason}" if self.result.ending else reason
+            self._end()
+
+
+class _StreamRelay:
+    """What the server runs for each accepted client of a stream relay."""
+
+    def __init__(
+        self,
+        target: Address,
+        *,
+        family: socket.AddressFamily,
+        connect_timeout: float | None,
+        idle_timeout: float | None,
+        proxy_protocol: int | None,
+        accept_proxy_protocol: bool,
+    ) -> None:
+        self.target = target
+        self.family = family
+        self.connect_timeout = connect_timeout
+        self.idle_timeout = idle_timeout
+        self.proxy_protocol = proxy_protocol
+        self.accept_proxy_protocol = accept_proxy_protocol
+        self.relayed = 0
+
+    async def run(self, client: socket.socket, peer: str) -> None:
+        """Relay one client until both directions are done; log how it went."""
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        conn: _Connection | None = None
+        upstream: socket.socket | None = None
+        where = str(self.target)
+        first = b""
+        try:
+            header: ProxyHeader | None = None
+            if self.accept_proxy_protocol:
+                header, first = await self._read_proxy_header(loop, client, peer)
+            upstream = await self._connect(loop)
+            if self.proxy_protocol is not None:
+                await loop.sock_sendall(upstream, self._proxy_header(client, header))
+            conn = _Connection(loop, client, upstream)
+            upstream = None  # the connection owns it now
+            conn.start(first)
+            self.relayed += 1
+            if self.idle_timeout is None:
+                await conn.done
+            else:
+                await self._wait_with_idle(conn)
+        except asyncio.CancelledError:
+            if conn is not None:
+                conn.abort("closed by the relay's shutdown while busy")
+            else:
+                client.close()
+            raise
+        except WirecatError as exc:
+            logger.warning("%s: %s", peer, exc)
+            client.close()
+            return
+        finally:
+            if upstream is not None:
+                upstream.close()
+            if conn is not None:
+                conn.abort("closed")
+                result = conn.result
+                logger.info(
+                    "%s -> %s: sent %s, received %s in %.2f s; %s",
+                    peer,
+                    where,
+                    format_bytes(result.up),
+                    format_bytes(result.down),
+                    time.monotonic() - started,
+                    result.ending,
+                )
+
+    async def _wait_with_idle(self, conn: _Connection) -> None:
+        assert self.idle_timeout is not None
+        last = (-1, -1)
+        while True:
+            try:
+                await asyncio.wait_for(asyncio.shield(conn.done), self.idle_timeout)
+                return
+            except TimeoutError:
+                now = (conn.up.count, conn.down.count)
+                if now == last:
+                    conn.abort(f"idle for {self.idle_timeout:g} s")
+                    return
+                last = now
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> socket.socket:
+        """Connect to the target: each address in turn, within connect_timeout in all."""
+        target = self.target
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                if target.is_unix:
+                    sock = trace.new_socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    sock.setblocking(False)
+                    try:
+                        await loop.sock_connect(sock, target.sockaddr_path)
+                    except BaseException:
+                        sock.close()
+                        raise
+                    return sock
+                endpoints = await loop.run_in_executor(
+                    None, lambda: resolve(target.host, target.port, family=self.family)
+                )
+                error: OSError | None = None
+                for endpoint in endpoints:
+                    sock = trace.new_socket(endpoint.family, socket.SOCK_STREAM)
+                    sock.setblocking(False)
+                    try:
+                        await loop.sock_connect(sock, endpoint.sockaddr)
+                    except OSError as exc:
+                        sock.close()
+                        error = exc
+                        continue
+                    except BaseException:
+                        sock.close()
+                        raise
+                    configure_stream(sock, interactive=True)
+                    return sock
+                assert error is not None
+                raise translate_os_error(error, "connect to", str(target)) from error
+        except TimeoutError:
+            raise ConnectTimeout(
+                f"cannot connect to the target {target}: timed out after {self.connect_timeout:g} s"
+            ) from None
+        except OSError as exc:
+            raise translate_os_error(exc, "connect to", str(target)) from exc
+
+    async def _read_proxy_header(
+        self, loop: asyncio.AbstractEventLoop, client: socket.socket, peer: str
+    ) -> tuple[ProxyHeader, bytes]:
+        reader = ProxyHeaderReader()
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                while True:
+                    data = await loop.sock_recv(client, 4096)
+                    header = reader.feed(data)
+                    if header is not None:
+                        return header, reader.rest
+        except TimeoutError:
+            raise ProxyProtocolError(
+                f"no PROXY header from {peer} within {self.connect_timeout:g} s"
+            ) from None
+        except OSError as exc:
+            raise translate_os_error(exc, "read the PROXY header from", peer) from exc
+
+    def _proxy_header(self, client: socket.socket, header: ProxyHeader | None) -> bytes:
+        encode = encode_v1 if self.proxy_protocol == 1 else encode_v2
+        if header is not None:  # pass on what our own client's relay said
+            return encode(header.source, header.source_port, header.destination, header.destination_port)
+        if client.family not in (socket.AF_INET, socket.AF_INET6):
+            return encode()  # a Unix client: no address to tell
+        source, destination = client.getpeername(), client.getsockname()
+        src_host, dst_host = _plain_ip(source[0]), _plain_ip(destination[0])
+        return encode(src_host, source[1], dst_host, destination[1])
+
+
+def _plain_ip(host: str) -> str:
+    """``::ffff:127.0.0.1`` → ``127.0.0.1``, so v4 clients of a v6 socket say TCP4."""
+    return host[7:] if host.startswith("::ffff:") and "." in host else host.split("%", 1)[0]
+
+
+async def relay(
+    listen: str | int | Address,
+    target: str | Address,
+    *,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+    connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+    drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
+    allow: Iterable[str] = (),
+    deny: Iterable[str] = (),
+    when_full: Literal["wait", "refuse"] = "wait",
+    proxy_protocol: int | None = None,
+    accept_proxy_protocol: bool = False,
+    family: socket.AddressFamily = socket.AF_UNSPEC,
+    udp_idle: float = DEFAULT_UDP_IDLE,
+    backlog: int = DEFAULT_BACKLOG,
+) -> Server | UdpRelay:
+    """Listen on ``listen`` and relay every client to ``target``.
+
+    Returns a running server object, like :func:`wirecat.serve`: ``.address``,
+    ``close()``, graceful ``shutdown()``, ``async with``, ``serve_forever()``.
+
+    Args:
+        listen: where clients connect: ``8080`` (on 127.0.0.1), ``host:port``,
+            ``[::1]:port``, ``unix:/path``, ``udp:host:port``.
+        target: where each client is relayed to (same forms).
+        max_connections: clients relayed at once (UDP: client addresses).
+        idle_timeout: close a connection with no bytes either way for this long.
+        connect_timeout: how long a connection to the target may take (and
+            the wait for a PROXY header from the client).
+        drain_timeout: on shutdown, how long open connections may go on.
+        allow, deny: who may connect (addresses, CIDR ranges).
+        when_full: at max_connections, ``"wait"`` (backlog) or ``"refuse"``.
+        proxy_protocol: 1 or 2 to send a PROXY header to the target first.
+        accept_proxy_protocol: read a PROXY header (v1 or v2) from each client
+            first; a client without a valid one is closed, logged.
+        family: ``socket.AF_INET``/``AF_INET6`` to use one family for the target.
+        udp_idle: UDP: seconds before a silent client's session is forgotten.
+
+    Raises:
+        UsageError, BindError, ResolveError, ProgramError.
+    """
+    source = listen_address(listen)
+    destination = parse_address(target) if isinstance(target, str) else target
+    if source.datagram != destination.datagram:
+        raise UsageError(
+            f"cannot relay between {source} ({_kind(source)}) and {destination} ({_kind(destination)})",
+            "use udp: on both sides, or on neither",
+        )
+    if max_connections < 1:
+        raise UsageError(f"bad max_connections {max_connections}", "give a number ≥ 1")
+    if proxy_protocol not in (None, 1, 2):
+        raise UsageError(f"bad PROXY protocol version {proxy_protocol!r}", "use 1 or 2")
+    access = AccessList.from_rules(allow, deny)
+    from wirecat.runtime import raise_open_file_limit
+
+    raise_open_file_limit(max_connections * _FDS_PER_CONNECTION + 64)
+    if source.datagram:
+        if proxy_protocol is not None or accept_proxy_protocol:
+            raise UsageError("the PROXY protocol is for stream relays, not UDP")
+        return await UdpRelay.start(
+            source, destination, max_sessions=max_connections, idle=udp_idle, access=access
+        )
+    runner = _StreamRelay(
+        destination,
+        family=family,
+        connect_timeout=connect_timeout,
+        idle_timeout=idle_timeout,
+        proxy_protocol=proxy_protocol,
+        accept_proxy_protocol=accept_proxy_protocol,
+    )
+    listeners, unix_path = bind_stream_listeners(source, backlog=backlog)
+    server = Server(
+        _no_handler,
+        listeners,
+        framing=Raw(),
+        tls=None,
+        max_connections=max_connections,
+        idle_timeout=None,
+        drain_timeout=drain_timeout,
+        access=access,
+        when_full=when_full,
+        unix_path=unix_path,
+        run_socket=runner.run,
+    )
+    server._start_accepting()
+    return server
+
+
+def _kind(address: Address) -> str:
+    return "UDP" if address.datagram else ("a Unix stream" if address.is_unix else "TCP")
+
+
+async def _no_handler(conn: object) -> None:  # the relay never makes Connections
+    raise AssertionError("unreachable")
+
+
+class _UdpSession:
+    __slots__ = ("client", "last", "sock")
+
+    def __init__(self, sock: socket.socket, client: tuple[str, int], now: float) -> None:
+        self.sock = sock
+        self.client = client
+        self.last = now
+
+
+class UdpRelay:
+    """A UDP relay: one upstream socket per client address, forgotten when idle.
+
+    Datagrams from a client go out of its own upstream socket (connected to
+    the target), so the target's replies come back to that socket and are sent
+    to that client alone. A session is forgotten after ``idle`` seconds with
+    no datagram either way. Made by :func:`relay` with ``udp:`` addresses.
+    """
+
+    def __init__(
+        self,
+        listener: socket.socket,
+        target: Address,
+        endpoint_family: socket.AddressFamily,
+        target_sockaddr: tuple[str, int] | tuple[str, int, int, int],
+        *,
+        max_sessions: int,
+        idle: float,
+        access: AccessList,
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._listener = listener
+        self._target = target
+        self._family = endpoint_family
+        self._target_sockaddr = target_sockaddr
+        self._max = max_sessions
+        self._idle = idle
+        self._access = access
+        self._sessions: dict[tuple[str, int], _UdpSession] = {}
+        self._buffer = bytearray(MAX_DATAGRAM + 1)
+        self._view = memoryview(self._buffer)
+        self._done: asyncio.Future[None] = self._loop.create_future()
+        self._closed = False
+        self.addresses = [peer_name(listener.getsockname())]
+        self._loop.add_reader(listener.fileno(), self._from_client)
+        self._sweeper = self._loop.call_later(max(idle / 4, 0.05), self._sweep)
+
+    @classmethod
+    async def start(
+        cls, listen: Address, target: Address, *, max_sessions: int, idle: float, access: AccessList
+    ) -> UdpRelay:
+        """Bind ``listen`` and resolve ``target``; return the running relay."""
+        if listen.is_unix or target.is_unix:
+            raise UsageError("UDP relays take host:port addresses", "Unix datagram relays are not supported")
+        loop = asyncio.get_running_loop()
+        endpoints = await loop.run_in_executor(None, lambda: resolve(target.host, target.port, datagram=True))
+        listeners = bind_listeners(listen.host, listen.port, datagram=True)
+        for extra in listeners[1:]:
+            extra.close()  # one socket: replies must leave from the address clients used
+        listener = listeners[0]
+        listener.setblocking(False)
+        return cls(
+            listener,
+            target,
+            endpoints[0].family,
+            endpoints[0].sockaddr,
+            max_sessions=max_sessions,
+            idle=idle,
+            access=access,
+        )
+
+    @property
+    def address(self) -> str:
+        """The address listened on, with the real port."""
+        return self.addresses[0]
+
+    @property
+    def sessions(self) -> int:
+        """Client addresses with a live session."""
+        return len(self._sessions)
+
+    def _from_client(self) -> None:
+        for _ in range(64):  # a batch per wake-up
+            try:
+                n, client = self._listener.recvfrom_into(self._view)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                logger.info("UDP receive failed: %s", exc.strerror)
+                return
+            session = self._sessions.get(client)
+            if session is None:
+                session = self._new_session(client)
+                if session is None:
+                    continue
+            session.last = self._loop.time()
+            try:
+                session.sock.send(self._view[:n])
+            except OSError as exc:
+                self._forget(client, f"the target refused: {exc.strerror}")
+
+    def _new_session(self, client: tuple[str, int]) -> _UdpSession | None:
+        host = str(client[0]) if isinstance(client, tuple) else ""
+        name = peer_name(client)
+        if not self._access.admits(host):
+            logger.info("refused %s: not allowed by the allow/deny rules", name)
+            return None
+        if len(self._sessions) >= self._max:
+            logger.warning("refused %s: %d UDP sessions already (max_connections)", name, len(self._sessions))
+            return None
+        sock = trace.new_socket(self._family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.connect(self._target_sockaddr)  # a datagram connect: only sets the default peer
+        except OSError as exc:
+            sock.close()
+            logger.warning("%s: cannot reach the target %s: %s", name, self._target, exc.strerror)
+            return None
+        session = _UdpSession(sock, client, self._loop.time())
+        self._sessions[client] = session
+        self._loop.add_reader(sock.fileno(), self._from_target, session)
+        logger.info("new UDP session for %s", name)
+        return session
+
+    def _from_target(self, session: _UdpSession) -> None:
+        for _ in range(64):
+            try:
+                n = session.sock.recv_into(self._view)
+            except BlockingIOError:
+                return
+            except OSError as exc:  # ICMP port unreachable from the target
+                self._forget(session.client, f"the target refused: {exc.strerror}")
+                return
+            session.last = self._loop.time()
+            try:
+                self._listener.sendto(self._view[:n], session.client)
+            except OSError as exc:
+                logger.info("cannot send to %s: %s", peer_name(session.client), exc.strerror)
+
+    def _forget(self, client: tuple[str, int], why: str) -> None:
+        session = self._sessions.pop(client, None)
+        if session is not None:
+            self._loop.remove_reader(session.sock.fileno())
+            session.sock.close()
+            logger.info("UDP session for %s ended: %s", peer_name(client), why)
+
+    def _sweep(self) -> None:
+        now = self._loop.time()
+        for client, session in list(self._sessions.items()):
+            if now - session.last >= self._idle:
+                self._forget(client, f"idle for {self._idle:g} s")
+        if not self._closed:
+            self._sweeper = self._loop.call_later(max(self._idle / 4, 0.05), self._sweep)
+
+    def close(self) -> None:
+        """Stop relaying: close the listening socket and every session."""
+        if self._closed:
+            return
+        self._closed = True
+        self._sweeper.cancel()
+        self._loop.remove_reader(self._listener.fileno())
+        self._listener.close()
+        for client in list(self._sessions):
+            self._forget(client, "the relay stopped")
+        if not self._done.done():
+            self._done.set_result(None)
+
+    async def shutdown(self, drain_timeout: float | None = None) -> None:
+        """Datagrams have nothing to drain: the same as :meth:`close`."""
+        self.close()
+
+    async def serve_forever(self) -> None:
+        """Wait until the relay is closed."""
+        await asyncio.shield(self._done)
+
+    async def __aenter__(self) -> UdpRelay:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
