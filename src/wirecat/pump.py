@@ -117,6 +117,10 @@ class Pump:
         transform: a function applied to each chunk (``-C``); forces the copying
             loop, since zero-copy never sees the bytes.
         chunk: the largest single read or splice.
+        discard_if_closed: when the destination's reader is gone (EPIPE: a
+            program that exited without reading all its input), read the rest
+            of the source into /dev/null instead of failing, so the peer is
+            not reset with data still unread.
 
     Attributes:
         count: bytes written to ``dst_fd`` so far (read from another thread for
@@ -131,9 +135,11 @@ class Pump:
         *,
         transform: Callable[[bytes], bytes] | None = None,
         chunk: int = DEFAULT_BULK_CHUNK,
+        discard_if_closed: bool = False,
     ) -> None:
         self.src_fd = src_fd
         self.dst_fd = dst_fd
+        self.discard_if_closed = discard_if_closed
         self.transform = transform
         self.chunk = chunk
         self.count = 0
@@ -176,6 +182,21 @@ class Pump:
         Raises:
             PumpError: reading or writing failed; the side is named.
         """
+        try:
+            return self._run()
+        except PumpError as exc:
+            if not (self.discard_if_closed and exc.side == "dst" and exc.error.errno == errno.EPIPE):
+                raise
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            self.dst_fd, self.dst_kind, self._dst_appends = null, FdKind.FILE, False
+            self._dst_ready = select.poll()
+            self._dst_ready.register(null, select.POLLOUT)
+            return self._run()
+        finally:
+            os.close(null)
+
+    def _run(self) -> int:
         method = self.method
         if method == "splice":
             for fd, kind in ((self.src_fd, self.src_kind), (self.dst_fd, self.dst_kind)):

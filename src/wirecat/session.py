@@ -107,8 +107,17 @@ def run_session(
     options: SessionOptions = SessionOptions(),
     stdin_fd: int = 0,
     stdout_fd: int = 1,
+    output_is_program: bool = False,
+    on_peer_eof: Callable[[], None] | None = None,
 ) -> SessionResult:
     """Join ``sock`` to ``stdin_fd``/``stdout_fd`` until the lifetime rule ends it.
+
+    With ``output_is_program`` (``--exec``: ``stdout_fd`` is a program's
+    stdin), a program that stops reading does not end the session: the rest
+    of what the peer sends is read and dropped while the program's output
+    still goes out. ``on_peer_eof`` is called once when the receive direction
+    is done (``--exec`` closes the program's stdin there, so it sees its end
+    of input).
 
     The socket is left open; the caller closes it. Errors are returned in
     ``result.error`` rather than raised, so the caller can report the byte
@@ -132,7 +141,9 @@ def run_session(
         transform = CrlfEncoder().feed if options.crlf else None
         sender = _Direction(Pump(stdin_fd, fd, transform=transform), changed.set, "stdin→socket")
     if options.receive:
-        receiver = _Direction(Pump(fd, stdout_fd), changed.set, "socket→stdout")
+        receiver = _Direction(
+            Pump(fd, stdout_fd, discard_if_closed=output_is_program), changed.set, "socket→stdout"
+        )
     interactive = os.isatty(stdin_fd) if sender else False
     for direction in (sender, receiver):
         if direction:
@@ -140,6 +151,7 @@ def run_session(
 
     closed_first = ""
     sent_fin = False
+    peer_eof_told = False
     if stdin_closed:
         closed_first = "we"
         if options.shutdown_on_eof:
@@ -178,6 +190,9 @@ def run_session(
                 ending = "end of input"
                 break
         if receiver and recv_done:
+            if on_peer_eof is not None and not peer_eof_told:
+                on_peer_eof()
+                peer_eof_told = True
             if not closed_first:
                 closed_first = "peer"
             if send_done or interactive:

@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 from wirecat.access import AccessList
 from wirecat.address import Address
+from wirecat.apps.program import Program, ProgramResult, ProgramServer, run_program
 from wirecat.errors import ConnectTimeout
 from wirecat.limits import DEFAULT_CLIENT_QUEUE, DEFAULT_MAX_CONNS
 from wirecat.report import Reporter, format_bytes, quiet, summary_line
@@ -41,7 +42,7 @@ from wirecat.sockets import (
 )
 from wirecat.stdio import StdoutClosed, fd_is_open, write_stdout
 
-__all__ = ["ListenOptions", "bound_listeners", "listen_stdio"]
+__all__ = ["ListenOptions", "bound_listeners", "listen_programs", "listen_stdio"]
 
 
 class ListenOptions(NamedTuple):
@@ -126,6 +127,41 @@ def listen_stdio(
         result = run_session(sock, peer=peer, options=session)
     report(summary_line(result.sent, result.received, result.duration, result.closed_first, result.ending))
     return result
+
+
+def listen_programs(
+    address: Address,
+    program: Program,
+    options: ListenOptions = ListenOptions(),
+    session: SessionOptions = SessionOptions(),
+    *,
+    report: Reporter = quiet,
+    on_listening: Callable[[list[str]], None] | None = None,
+) -> ProgramResult | None:
+    """Listen on ``address`` and run ``program`` for each client (``--exec``).
+
+    One client by default: returns its :class:`ProgramResult`. With
+    ``keep_open``, one program per connection at once, up to ``max_conns``
+    (more are refused and logged), until interrupted; programs still running
+    then get SIGTERM.
+    """
+    with bound_listeners(address, options.family) as listeners:
+        names = [peer_name(sock.getsockname()) for sock in listeners]
+        if on_listening is not None:
+            on_listening(names)
+        if options.keep_open:
+            server = ProgramServer(program, session, report, options.max_conns)
+            try:
+                while True:
+                    sock, peer = _accept_one(listeners, options._replace(accept_timeout=None), report)
+                    report(f"connection from {peer}")
+                    server.start(sock, peer)
+            finally:
+                server.stop()
+        sock, peer = _accept_one(listeners, options, report)
+    with sock:
+        report(f"connection from {peer}")
+        return run_program(sock, program, peer=peer, options=session, report=report)
 
 
 def _accept(listener: socket.socket, report: Reporter) -> tuple[socket.socket, object] | None:

@@ -10,12 +10,15 @@ from wirecat.errors import UsageError
 from wirecat.report import Reporter, quiet, stderr_reporter
 
 if TYPE_CHECKING:
+    from wirecat.apps.program import Program
     from wirecat.session import SessionOptions
 
 __all__ = [
     "add_address_flags",
+    "add_exec_flags",
     "add_session_flags",
     "address_from",
+    "program_from",
     "reporter",
     "seconds",
     "session_options",
@@ -80,6 +83,27 @@ def add_session_flags(parser: argparse.ArgumentParser) -> None:
         metavar="SECS",
         help="give up after SECS with no data either way",
     )
+
+
+def add_exec_flags(parser: argparse.ArgumentParser) -> None:
+    """--exec PROG [ARGS...], --sh-exec COMMAND, --exec-stderr."""
+    group = parser.add_argument_group("a program behind the socket")
+    group.add_argument(
+        "--exec",
+        dest="exec_argv",
+        nargs=argparse.REMAINDER,
+        metavar="PROG [ARGS...]",
+        help="run PROG with its stdin and stdout joined to the connection, no shell (must come last)",
+    )
+    group.add_argument("--sh-exec", metavar="COMMAND", help="the same through /bin/sh -c COMMAND")
+    group.add_argument("--exec-stderr", action="store_true", help="send the program's stderr to the peer too")
+
+
+def program_from(args: argparse.Namespace) -> Program | None:
+    """The Program that --exec/--sh-exec ask for, or None (checked: it can be run)."""
+    from wirecat.apps.program import Program
+
+    return Program.from_flags(args.exec_argv, args.sh_exec, stderr_to_peer=args.exec_stderr)
 
 
 def session_options(args: argparse.Namespace) -> SessionOptions:

@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from wirecat.cli.common import (
     add_address_flags,
+    add_exec_flags,
     add_session_flags,
     address_from,
+    program_from,
     reporter,
     seconds,
     session_options,
     source_from,
 )
 from wirecat.errors import UsageError
+
+if TYPE_CHECKING:
+    from wirecat.address import Address
+    from wirecat.apps.connect import ConnectOptions
+    from wirecat.apps.program import Program
+    from wirecat.report import Reporter
+    from wirecat.session import SessionOptions
 
 __all__ = ["register"]
 
@@ -36,6 +46,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="UDP: after end of stdin, wait up to SECS for replies",
     )
     group.add_argument("-k", dest="keep_open", action="store_true", help=argparse.SUPPRESS)
+    add_exec_flags(parser)
     parser.set_defaults(handler=handle)
 
 
@@ -63,6 +74,9 @@ def handle(args: argparse.Namespace) -> int:
     )
     session = session_options(args)
     report = reporter(args)
+    program = program_from(args)
+    if program is not None:
+        return _connect_program(target, options, session, program, report)
     if target.datagram:
         from wirecat.apps.udp import udp_connect_stdio
 
@@ -72,3 +86,21 @@ def handle(args: argparse.Namespace) -> int:
     if result.error is not None:
         raise result.error
     return 0
+
+
+def _connect_program(
+    target: Address, options: ConnectOptions, session: SessionOptions, program: Program, report: Reporter
+) -> int:
+    """connect --exec: the program talks to the server; wirecat exits with its status."""
+    from wirecat.apps.connect import open_stream
+    from wirecat.apps.program import run_program
+    from wirecat.sockets import peer_name
+
+    if target.datagram:
+        raise UsageError("--exec needs a stream connection, not UDP")
+    with open_stream(target, options, report=report) as sock:
+        peer = str(target) if target.is_unix else peer_name(sock.getpeername())
+        result = run_program(sock, program, peer=peer, options=session, report=report)
+    if result.session.error is not None:
+        raise result.session.error
+    return result.returncode

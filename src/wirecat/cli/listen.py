@@ -6,8 +6,10 @@ import argparse
 
 from wirecat.cli.common import (
     add_address_flags,
+    add_exec_flags,
     add_session_flags,
     address_from,
+    program_from,
     reporter,
     seconds,
     session_options,
@@ -60,6 +62,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         metavar="SECS",
         help=f"UDP: forget a silent peer after SECS (default {DEFAULT_UDP_IDLE:g})",
     )
+    add_exec_flags(parser)
     parser.set_defaults(handler=handle)
 
 
@@ -90,6 +93,20 @@ def handle(args: argparse.Namespace) -> int:
         for name in names:
             stderr_reporter(f"listening on {name}")
 
+    program = program_from(args)
+    if program is not None:
+        from wirecat.apps.listen import listen_programs
+        from wirecat.apps.program import check_exposure
+
+        if address.datagram:
+            raise UsageError("--exec needs a stream listener, not UDP")
+        check_exposure([address.host], args.allow, unix=address.is_unix)
+        ran = listen_programs(address, program, options, session, report=report, on_listening=on_listening)
+        if ran is None:
+            return 0
+        if ran.session.error is not None:
+            raise ran.session.error
+        return ran.returncode
     if address.datagram:
         from wirecat.apps.udp import udp_listen_stdio
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from wirecat.errors import UsageError
 
-__all__ = ["translate"]
+__all__ = ["split_program", "translate"]
 
 #: Short flags that take a value, in every subcommand that has them.
 _VALUED = set("pwiqs")
@@ -33,9 +33,8 @@ _VALUED = set("pwiqs")
 _AMBIGUOUS = {
     "-d": "-d means 'delay' in ncat but 'do not read stdin' in OpenBSD nc; use --recv-only to not read stdin",
     "-c": "-c means a shell command in ncat, TLS in OpenBSD nc and 'close on EOF' in GNU nc; "
-    "wirecat closes on EOF by itself (use --sh-exec COMMAND for a command, when available)",
-    "-e": "-e means 'run a program' in ncat but a TLS name in OpenBSD nc; "
-    "use --exec PROGRAM (when available)",
+    "wirecat closes on EOF by itself; use --sh-exec COMMAND for a command",
+    "-e": "-e means 'run a program' in ncat but a TLS name in OpenBSD nc; use --exec PROGRAM [ARGS...]",
 }
 
 
@@ -81,9 +80,27 @@ def _first_positional(words: list[str]) -> int | None:
 def translate(argv: list[str], subcommands: list[str]) -> list[str]:
     """Rewrite netcat-style ``argv`` into ``SUBCOMMAND args...``.
 
+    Everything from ``--exec`` on is the program's command line and passes
+    through untouched (``--exec sort -rn`` must not become ``-r -n``).
+
     Raises:
         UsageError: an ambiguous netcat letter was used (see the module table).
     """
+    argv, program = split_program(argv)
+    return [*_translate(argv, subcommands), *program]
+
+
+def split_program(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(wirecat's own words, ``--exec PROG ARGS...`` to the end) — the second may be empty."""
+    for index, word in enumerate(argv):
+        if word == "--":
+            break
+        if word == "--exec":
+            return argv[:index], argv[index:]
+    return argv, []
+
+
+def _translate(argv: list[str], subcommands: list[str]) -> list[str]:
     words = _unbundle(argv)
     at = _first_positional(words)
     if at is not None and words[at] in subcommands:

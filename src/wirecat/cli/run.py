@@ -150,7 +150,7 @@ def _take_trace(argv: list[str]) -> tuple[list[str], str | None]:
     rest: list[str] = []
     mode = None
     for index, word in enumerate(argv):
-        if word == "--":
+        if word in ("--", "--exec"):  # the rest is a program's command line
             rest += argv[index:]
             break
         if word == "--trace":

@@ -1,0 +1,279 @@
+"""``--exec`` and ``--sh-exec``: a program behind a socket (inetd, ``ncat -e``), done safely.
+
+The program's stdin and stdout are pipes joined to the connection by the same
+session as ``connect``/``listen`` (so the same lifetime rule):
+
+* what the peer sends goes to the program's stdin; the peer's end of stream
+  closes the program's stdin, so a program that reads until EOF then answers
+  works (``sort``, ``wc``); if the program stops reading, the rest is dropped
+  and its output still goes out;
+* the program's stdout goes to the peer; its end (the program closed stdout
+  or exited) half-closes the socket (FIN), after everything it wrote;
+* stderr stays on wirecat's stderr unless ``--exec-stderr`` sends it to the
+  peer too;
+* no shell unless ``--sh-exec`` is used; the program gets the peer in its
+  environment: ``WIRECAT_PEER_ADDR``, ``WIRECAT_PEER_PORT``,
+  ``WIRECAT_LOCAL_ADDR``, ``WIRECAT_LOCAL_PORT``.
+
+Safe by default: a listener with ``--exec`` bound to anything but loopback
+must say who may connect (``--allow``); :func:`check_exposure` refuses
+otherwise. A program that does not exist is refused before listening.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+from typing import NamedTuple
+
+from wirecat.errors import UsageError
+from wirecat.report import Reporter, quiet, summary_line
+from wirecat.session import SessionOptions, SessionResult, run_session
+from wirecat.sockets import peer_name
+
+__all__ = ["Program", "ProgramResult", "check_exposure", "run_program"]
+
+#: Seconds a program may take to exit once both directions are done, before
+#: it gets SIGTERM (and as long again before SIGKILL).
+_EXIT_GRACE = 5.0
+
+
+class Program(NamedTuple):
+    """The program to run for a connection.
+
+    Attributes:
+        argv: the program and its arguments (``--exec PROG ARGS...``), or
+            ``["/bin/sh", "-c", COMMAND]`` for ``--sh-exec``.
+        stderr_to_peer: ``--exec-stderr``: the program's stderr goes to the
+            peer too (merged with stdout).
+    """
+
+    argv: tuple[str, ...]
+    stderr_to_peer: bool = False
+
+    @classmethod
+    def from_flags(
+        cls, exec_argv: list[str] | None, sh_exec: str | None, *, stderr_to_peer: bool
+    ) -> Program | None:
+        """The Program the flags ask for, or None; checks that it can be run.
+
+        Raises:
+            UsageError: both flags, an empty command, or a program that does
+                not exist or cannot be run (exit 2, before any listening).
+        """
+        if exec_argv is not None and sh_exec is not None:
+            raise UsageError("--exec and --sh-exec cannot go together", "give one of them")
+        if sh_exec is not None:
+            if not sh_exec.strip():
+                raise UsageError("--sh-exec needs a command", 'e.g. --sh-exec "tr a-z A-Z"')
+            return cls(("/bin/sh", "-c", sh_exec), stderr_to_peer)
+        if exec_argv is None:
+            if stderr_to_peer:
+                raise UsageError("--exec-stderr needs --exec or --sh-exec")
+            return None
+        if not exec_argv:
+            raise UsageError("--exec needs a program", "e.g. --exec /bin/cat (it must come last)")
+        path = exec_argv[0]
+        found = shutil.which(path) if os.sep not in path else (path if os.access(path, os.X_OK) else None)
+        if found is None or os.path.isdir(found):
+            if os.sep in path and os.path.exists(path):
+                raise UsageError(
+                    f"cannot run {path!r}: it is not an executable file", "check its permissions"
+                )
+            raise UsageError(f"program {path!r} not found", "give a full path, or check PATH")
+        return cls((found, *exec_argv[1:]), stderr_to_peer)
+
+    def __str__(self) -> str:
+        return " ".join(self.argv[2:] if self.argv[:2] == ("/bin/sh", "-c") else self.argv)
+
+
+class ProgramResult(NamedTuple):
+    """How a connection with a program went: the session, and the program's exit status."""
+
+    session: SessionResult
+    returncode: int
+
+
+def check_exposure(hosts: list[str], allow: list[str], *, unix: bool) -> None:
+    """Refuse ``--exec`` on a listener reachable from the network without ``--allow``.
+
+    Raises:
+        UsageError: a non-loopback address and no allow list.
+    """
+    if unix or allow:
+        return
+    for host in hosts:
+        try:
+            is_loopback = ipaddress.ip_address(host.strip("[]").split("%", 1)[0]).is_loopback
+        except ValueError:
+            is_loopback = host == "localhost"
+        if not is_loopback:
+            raise UsageError(
+                f"refusing to run a program for anyone who connects to {host}",
+                "say who may connect with --allow ADDR[/BITS], or listen on 127.0.0.1",
+            )
+
+
+def _environment(sock: socket.socket) -> dict[str, str]:
+    env = dict(os.environ)
+    for prefix, getter in (("PEER", sock.getpeername), ("LOCAL", sock.getsockname)):
+        try:
+            address = getter()
+        except OSError:
+            continue
+        if isinstance(address, tuple):
+            env[f"WIRECAT_{prefix}_ADDR"] = str(address[0])
+            env[f"WIRECAT_{prefix}_PORT"] = str(address[1])
+        else:
+            env[f"WIRECAT_{prefix}_ADDR"] = peer_name(address)
+            env[f"WIRECAT_{prefix}_PORT"] = ""
+    return env
+
+
+def run_program(
+    sock: socket.socket,
+    program: Program,
+    *,
+    peer: str,
+    options: SessionOptions = SessionOptions(),
+    report: Reporter = quiet,
+    processes: set[subprocess.Popen[bytes]] | None = None,
+) -> ProgramResult:
+    """Run ``program`` with its stdin and stdout joined to ``sock``; wait for it to exit.
+
+    The socket is left open (the caller closes it). ``processes``, if given,
+    holds the program's process while it runs (for a server to stop them all).
+    """
+    # Our own pipes, so that we own the raw descriptors we hand to the session.
+    to_program_r, to_program_w = os.pipe2(os.O_CLOEXEC)
+    from_program_r, from_program_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        process = subprocess.Popen(
+            program.argv,
+            stdin=to_program_r,
+            stdout=from_program_w,
+            stderr=subprocess.STDOUT if program.stderr_to_peer else None,
+            env=_environment(sock),
+            close_fds=True,
+            start_new_session=False,
+        )
+    except OSError as exc:
+        for fd in (to_program_r, to_program_w, from_program_r, from_program_w):
+            os.close(fd)
+        raise UsageError(f"cannot run {program}: {exc.strerror or exc}") from exc
+    os.close(to_program_r)  # the program's ends: only the program holds them now
+    os.close(from_program_w)
+    if processes is not None:
+        processes.add(process)
+    report(f"started {program} (pid {process.pid}) for {peer}")
+    input_open = [True]
+
+    def close_input() -> None:
+        if input_open[0]:
+            input_open[0] = False
+            os.close(to_program_w)
+
+    try:
+        result = run_session(
+            sock,
+            peer=peer,
+            options=options,
+            stdin_fd=from_program_r,
+            stdout_fd=to_program_w,
+            output_is_program=True,
+            on_peer_eof=close_input,
+        )
+    finally:
+        close_input()
+        os.close(from_program_r)
+    returncode = _wait(process, report)
+    if processes is not None:
+        processes.discard(process)
+    report(summary_line(result.sent, result.received, result.duration, result.closed_first, result.ending))
+    report(f"{program} exited with status {returncode}")
+    return ProgramResult(result, returncode)
+
+
+def _wait(process: subprocess.Popen[bytes], report: Reporter) -> int:
+    """The program's exit status; one that lingers after its output ended is stopped."""
+    try:
+        return process.wait(_EXIT_GRACE)
+    except subprocess.TimeoutExpired:
+        pass
+    report(f"pid {process.pid} did not exit {_EXIT_GRACE:g} s after its output ended; stopping it")
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(_EXIT_GRACE)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
+
+
+class ProgramServer:
+    """``listen -k --exec``: one program per connection, in a thread each, up to a limit.
+
+    Used by :func:`wirecat.apps.listen.listen_programs`.
+    """
+
+    def __init__(self, program: Program, options: SessionOptions, report: Reporter, max_conns: int) -> None:
+        self.program = program
+        self.options = options
+        self.report = report
+        self.max_conns = max_conns
+        self._lock = threading.Lock()
+        self._active: set[threading.Thread] = set()
+        self._processes: set[subprocess.Popen[bytes]] = set()
+        self.served = 0
+
+    @property
+    def active(self) -> int:
+        """Connections being served now."""
+        with self._lock:
+            return len(self._active)
+
+    def start(self, sock: socket.socket, peer: str) -> bool:
+        """Serve ``sock`` in a new thread; False (and the socket closed) when full."""
+        with self._lock:
+            if len(self._active) >= self.max_conns:
+                full = True
+            else:
+                full = False
+                thread = threading.Thread(
+                    target=self._serve, args=(sock, peer), name=f"exec {peer}", daemon=True
+                )
+                self._active.add(thread)
+        if full:
+            self.report(f"refused {peer}: {self.max_conns} connections already (--max-conns)")
+            sock.close()
+            return False
+        thread.start()
+        return True
+
+    def _serve(self, sock: socket.socket, peer: str) -> None:
+        try:
+            with sock:
+                run_program(
+                    sock,
+                    self.program,
+                    peer=peer,
+                    options=self.options,
+                    report=self.report,
+                    processes=self._processes,
+                )
+        except Exception as exc:  # one connection's failure must not end the server
+            self.report(f"{peer}: {exc}")
+        finally:
+            with self._lock:
+                self._active.discard(threading.current_thread())
+                self.served += 1
+
+    def stop(self) -> None:
+        """SIGTERM every program still running (the server is ending)."""
+        for process in list(self._processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
