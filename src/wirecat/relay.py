@@ -156,7 +156,9 @@ class _Direction:
         """Begin; ``first`` is what was already read from the source (after a PROXY header)."""
         if first:
             self._copy_first(first)
-        self._want_read()
+            self._flush()  # sends it, then starts reading (or waits for the destination)
+        else:
+            self._want_read()
 
     def _copy_first(self, data: bytes) -> None:
         # Rare (a PROXY header came with data): send it as it is, blocking-free

@@ -1,0 +1,436 @@
+"""``wirecat relay``: bytes both ways, half-close, resets, limits, PROXY headers, UDP."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import WIRECAT, random_payload, sha256
+from wirecat.protocol.proxy import ProxyHeader, ProxyHeaderReader, encode_v1
+from wirecat.testing import read_line_matching
+
+TIMEOUT = 20.0
+MiB = 1 << 20
+
+pytestmark = pytest.mark.timeout(120)
+
+
+# -- targets: small servers in threads -------------------------------------------------------
+
+
+class Target:
+    """A listening socket served by ``handle(conn)`` in a thread per client."""
+
+    def __init__(
+        self,
+        handle: Callable[[socket.socket], None],
+        family: int = socket.AF_INET,
+        path: str = "",
+        *,
+        sock: socket.socket | None = None,
+    ) -> None:
+        if sock is None:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.bind(path or ("127.0.0.1", 0))
+            sock.listen(512)
+        self.sock = sock
+        self.handle = handle
+        self.errors: list[BaseException] = []
+        self.threads: list[threading.Thread] = []
+        self.accepted = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    @property
+    def address(self) -> str:
+        name = self.sock.getsockname()
+        return f"unix:{name}" if isinstance(name, str) else f"127.0.0.1:{name[1]}"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            thread = threading.Thread(target=self._one, args=(conn,), daemon=True)
+            self.threads.append(thread)
+            thread.start()
+
+    def _one(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(TIMEOUT)
+            try:
+                self.handle(conn)
+            except BaseException as exc:
+                self.errors.append(exc)
+
+    def close(self) -> None:
+        self.sock.close()
+        for thread in self.threads:
+            thread.join(TIMEOUT)
+
+
+def echo(conn: socket.socket) -> None:
+    while data := conn.recv(65536):
+        conn.sendall(data)
+
+
+def recv_to_eof(sock: socket.socket) -> bytes:
+    data = bytearray()
+    while True:
+        try:
+            chunk = sock.recv(1 << 20)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
+
+
+@contextmanager
+def running_relay(spawn, *args: str) -> Iterator[tuple[object, int]]:
+    proc = spawn(WIRECAT, "relay", *args)
+    port = proc.listening_port()
+    yield proc, port
+    if proc.popen.poll() is None:
+        proc.popen.send_signal(signal.SIGTERM)
+        code, _, err = proc.finish(timeout=TIMEOUT)
+        assert code == 0, err
+
+
+def client(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    return sock
+
+
+# -- bytes ------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_100_mib_both_ways_at_once(spawn) -> None:
+    """Client and target each send 100 MiB while receiving the other's: SHA-256 both."""
+    size = 100 * MiB
+    up, down = random_payload(size, seed=31), random_payload(size, seed=32)
+    received_by_target: list[str] = []
+
+    def target_side(conn: socket.socket) -> None:
+        sender = threading.Thread(target=lambda: (conn.sendall(down), conn.shutdown(socket.SHUT_WR)))
+        sender.start()
+        digest = hashlib.sha256()
+        while chunk := conn.recv(1 << 20):
+            digest.update(chunk)
+        sender.join(TIMEOUT)
+        received_by_target.append(digest.hexdigest())
+
+    target = Target(target_side)
+    with running_relay(spawn, "0", target.address) as (_, port), client(port) as sock:
+        sender = threading.Thread(target=lambda: (sock.sendall(up), sock.shutdown(socket.SHUT_WR)))
+        sender.start()
+        digest = hashlib.sha256()
+        while chunk := sock.recv(1 << 20):
+            digest.update(chunk)
+        sender.join(TIMEOUT)
+    target.close()
+    assert digest.hexdigest() == sha256(down)
+    assert received_by_target == [sha256(up)]
+    assert not target.errors
+
+
+@pytest.mark.parametrize("sides", ["tcp-unix", "unix-tcp", "unix-unix"])
+def test_unix_sockets_on_either_side(spawn, tmp_path: Path, sides: str) -> None:
+    listen_unix, target_unix = (side == "unix" for side in sides.split("-"))
+    target = Target(echo, socket.AF_UNIX, str(tmp_path / "target.sock")) if target_unix else Target(echo)
+    relay_path = tmp_path / "relay.sock"
+    payload = random_payload(4 * MiB, seed=33)
+    proc = spawn(WIRECAT, "relay", f"unix:{relay_path}" if listen_unix else "0", target.address)
+    if listen_unix:
+        read_line_matching(proc.popen.stderr, r"listening on unix:")
+        sock = socket.socket(socket.AF_UNIX)
+        sock.settimeout(TIMEOUT)
+        sock.connect(str(relay_path))
+    else:
+        sock = client(proc.listening_port())
+    with sock:
+        sender = threading.Thread(target=lambda: (sock.sendall(payload), sock.shutdown(socket.SHUT_WR)))
+        sender.start()
+        assert sha256(recv_to_eof(sock)) == sha256(payload)
+        sender.join(TIMEOUT)
+    proc.popen.send_signal(signal.SIGTERM)
+    assert proc.finish(timeout=TIMEOUT)[0] == 0
+    assert not relay_path.exists()
+    target.close()
+
+
+def test_200_concurrent_clients(spawn) -> None:
+    target = Target(echo)
+    count = 200
+    with running_relay(spawn, "0", target.address) as (_, port):
+        socks = [client(port) for _ in range(count)]  # all open at once
+        for number, sock in enumerate(socks):
+            sock.sendall(b"client %d\n" % number)
+        for number, sock in enumerate(socks):
+            expected = b"client %d\n" % number
+            got = b""
+            while len(got) < len(expected):
+                got += sock.recv(100)
+            assert got == expected
+        for sock in socks:
+            sock.close()
+    assert target.accepted == count
+    target.close()
+
+
+def test_half_close_request_then_reply_through_the_relay(spawn) -> None:
+    """The client sends, half-closes, and gets the whole reply the target sends only after EOF."""
+
+    def answer_after_eof(conn: socket.socket) -> None:
+        request = recv_to_eof(conn)
+        conn.sendall(b"got %d bytes\n" % len(request) + request.upper())
+
+    target = Target(answer_after_eof)
+    with running_relay(spawn, "0", target.address, "-v") as (proc, port), client(port) as sock:
+        sock.sendall(b"abc" * 100_000)
+        sock.shutdown(socket.SHUT_WR)
+        assert recv_to_eof(sock) == b"got 300000 bytes\n" + b"ABC" * 100_000
+        line = read_line_matching(proc.popen.stderr, r"-> 127\.0\.0\.1:\d+: sent (.*), received (.*) in")
+        assert line.group(1) == "300.0 kB"
+    target.close()
+
+
+def test_a_target_that_is_down_closes_the_client_and_the_relay_goes_on(spawn) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port_down = probe.getsockname()[1]  # nothing listens here once closed
+    with running_relay(spawn, "0", f"127.0.0.1:{port_down}") as (proc, port):
+        with client(port) as sock:
+            started = time.monotonic()
+            assert recv_to_eof(sock) == b""  # closed at once
+            assert time.monotonic() - started < 5
+        assert read_line_matching(proc.popen.stderr, r"connection refused by 127\.0\.0\.1")
+        # Now the target comes up on that port: the relay serves.
+        target = Target(echo, sock=socket.create_server(("127.0.0.1", port_down)))
+        with client(port) as sock:
+            sock.sendall(b"back up")
+            assert sock.recv(10) == b"back up"
+        target.close()
+
+
+def test_connect_timeout(spawn) -> None:
+    """A target that never answers the handshake: the client is closed after --connect-timeout."""
+    with socket.socket() as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        # Fill the accept queue: further handshakes to it are dropped (Linux), so connects hang.
+        fillers = []
+        for _ in range(8):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(full.getsockname())
+            fillers.append(filler)
+        with running_relay(spawn, "0", f"127.0.0.1:{full.getsockname()[1]}", "--connect-timeout", "0.5") as (
+            proc,
+            port,
+        ):
+            with client(port) as sock:
+                started = time.monotonic()
+                assert recv_to_eof(sock) == b""
+                assert 0.4 < time.monotonic() - started < 10
+            assert read_line_matching(proc.popen.stderr, r"timed out after 0\.5 s")
+        for filler in fillers:
+            filler.close()
+
+
+def test_a_client_reset_resets_the_target(spawn) -> None:
+    outcome: list[str] = []
+    got_data = threading.Event()
+
+    def target_side(conn: socket.socket) -> None:
+        conn.recv(100)
+        got_data.set()
+        try:
+            while conn.recv(65536):
+                pass
+            outcome.append("eof")
+        except ConnectionResetError:
+            outcome.append("reset")
+
+    target = Target(target_side)
+    with running_relay(spawn, "0", target.address, "-v") as (proc, port):
+        sock = client(port)
+        sock.sendall(b"some data")
+        assert got_data.wait(TIMEOUT)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # RST
+        assert read_line_matching(
+            proc.popen.stderr, r"the client reset the connection; the target was reset too"
+        )
+    target.close()
+    assert outcome == ["reset"]
+
+
+def test_max_conns_and_deny(spawn) -> None:
+    target = Target(echo)
+    with running_relay(spawn, "0", target.address, "--max-conns", "1", "--refuse-when-full") as (proc, port):
+        with client(port) as first:
+            first.sendall(b"x")
+            assert first.recv(1) == b"x"
+            with client(port) as second:
+                assert recv_to_eof(second) == b""
+        assert read_line_matching(proc.popen.stderr, r"refused 127\.0\.0\.1:\d+: 1 connections already")
+    with running_relay(spawn, "0", target.address, "--deny", "127.0.0.1") as (_, port), client(port) as sock:
+        assert recv_to_eof(sock) == b""
+    target.close()
+
+
+def test_sigterm_lets_open_connections_drain(spawn) -> None:
+    target = Target(echo)
+    proc = spawn(WIRECAT, "relay", "0", target.address, "--drain-timeout", "10")
+    port = proc.listening_port()
+    with client(port) as sock:
+        sock.sendall(b"before")
+        assert sock.recv(6) == b"before"
+        proc.popen.send_signal(signal.SIGTERM)
+        sock.sendall(b"after the signal")  # still relayed while draining
+        assert sock.recv(16) == b"after the signal"
+        sock.shutdown(socket.SHUT_WR)
+        assert recv_to_eof(sock) == b""
+    code, _, err = proc.finish(timeout=TIMEOUT)
+    assert code == 0, err
+    target.close()
+
+
+def test_relay_trace_shows_the_splices(spawn) -> None:
+    target = Target(echo)
+    proc = spawn(WIRECAT, "relay", "--trace", "0", target.address)
+    port = proc.listening_port()
+    with client(port) as sock:
+        sock.sendall(b"traced")
+        assert sock.recv(6) == b"traced"
+        sock.shutdown(socket.SHUT_WR)
+        assert recv_to_eof(sock) == b""
+    proc.popen.send_signal(signal.SIGTERM)
+    code, _, err = proc.finish(timeout=TIMEOUT)
+    assert code == 0
+    text = err.decode()
+    assert "accept() -> fd" in text
+    assert "splice(fd" in text
+    assert "-> 6 bytes" in text
+    assert "shutdown(SHUT_WR)" in text
+    target.close()
+
+
+# -- PROXY protocol ---------------------------------------------------------------------------
+
+
+def proxy_reading_target(headers: list[ProxyHeader]) -> Callable[[socket.socket], None]:
+    def handle(conn: socket.socket) -> None:
+        reader = ProxyHeaderReader()
+        header = None
+        while header is None:
+            header = reader.feed(conn.recv(4096))
+        headers.append(header)
+        conn.sendall(b"rest:" + reader.rest + recv_to_eof(conn))
+
+    return handle
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_proxy_protocol_tells_the_target_who_the_client_is(spawn, version: str) -> None:
+    headers: list[ProxyHeader] = []
+    target = Target(proxy_reading_target(headers))
+    with (
+        running_relay(spawn, "0", target.address, "--proxy-protocol", version) as (_, port),
+        client(port) as sock,
+    ):
+        sock.sendall(b"payload")
+        sock.shutdown(socket.SHUT_WR)
+        assert recv_to_eof(sock) == b"rest:payload"
+        client_port = sock.getsockname()[1]
+    target.close()
+    assert headers == [ProxyHeader(int(version[1]), "TCP4", "127.0.0.1", client_port, "127.0.0.1", port)]
+
+
+def test_accepted_proxy_header_is_passed_on(spawn) -> None:
+    """A relay behind another proxy: the client's header is read and passed on as v2."""
+    headers: list[ProxyHeader] = []
+    target = Target(proxy_reading_target(headers))
+    with (
+        running_relay(spawn, "0", target.address, "--accept-proxy-protocol", "--proxy-protocol", "v2") as (
+            _,
+            port,
+        ),
+        client(port) as sock,
+    ):
+        sock.sendall(encode_v1("198.51.100.7", 40000, "203.0.113.9", 443) + b"data after the header")
+        sock.shutdown(socket.SHUT_WR)
+        assert recv_to_eof(sock) == b"rest:data after the header"
+    target.close()
+    assert headers == [ProxyHeader(2, "TCP4", "198.51.100.7", 40000, "203.0.113.9", 443)]
+
+
+@pytest.mark.parametrize("bad", [b"GET / HTTP/1.1\r\n\r\n", b"PROXY TCP4 1.2.3 4.5.6.7 1 2\r\n"])
+def test_a_malformed_proxy_header_closes_that_connection(spawn, bad: bytes) -> None:
+    target = Target(echo)
+    with running_relay(spawn, "0", target.address, "--accept-proxy-protocol") as (proc, port):
+        with client(port) as sock:
+            sock.sendall(bad)
+            assert recv_to_eof(sock) == b""
+        assert read_line_matching(proc.popen.stderr, r"PROXY")
+        assert target.accepted == 0  # the target never saw it
+    target.close()
+
+
+# -- UDP --------------------------------------------------------------------------------------
+
+
+def test_udp_relay_keeps_a_session_per_client(spawn) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server:
+        server.bind(("127.0.0.1", 0))
+        server.settimeout(TIMEOUT)
+        stop = threading.Event()
+
+        def udp_echo() -> None:
+            while not stop.is_set():
+                try:
+                    data, sender = server.recvfrom(65535)
+                except (TimeoutError, OSError):
+                    return
+                if not data and stop.is_set():
+                    return
+                server.sendto(b"echo:" + data, sender)
+
+        thread = threading.Thread(target=udp_echo, daemon=True)
+        thread.start()
+        target = f"udp:127.0.0.1:{server.getsockname()[1]}"
+        with running_relay(spawn, "udp:0", target, "-v") as (proc, port):
+            clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+            for number, sock in enumerate(clients):
+                sock.settimeout(TIMEOUT)
+                sock.sendto(b"from %d" % number, ("127.0.0.1", port))
+            for number, sock in enumerate(clients):
+                assert sock.recvfrom(100)[0] == b"echo:from %d" % number
+            assert read_line_matching(proc.popen.stderr, r"new UDP session")
+            for sock in clients:
+                sock.close()
+        stop.set()
+        server.shutdown(socket.SHUT_RDWR)  # wakes the blocked recvfrom (Linux)
+        thread.join(TIMEOUT)
+
+
+def test_udp_and_tcp_cannot_be_mixed() -> None:
+    from tests.conftest import run_wirecat
+
+    result = run_wirecat("relay", "udp:0", "127.0.0.1:9")
+    assert result.returncode == 2
+    assert b"use udp: on both sides" in result.stderr
