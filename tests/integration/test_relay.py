@@ -424,7 +424,8 @@ def test_udp_relay_keeps_a_session_per_client(spawn) -> None:
             for sock in clients:
                 sock.close()
         stop.set()
-        server.shutdown(socket.SHUT_RDWR)  # wakes the blocked recvfrom (Linux)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as waker:
+            waker.sendto(b"", server.getsockname())  # wakes the blocked recvfrom
         thread.join(TIMEOUT)
 
 
