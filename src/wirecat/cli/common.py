@@ -88,13 +88,17 @@ def add_session_flags(parser: argparse.ArgumentParser) -> None:
 def add_exec_flags(parser: argparse.ArgumentParser) -> None:
     """--exec PROG [ARGS...], --sh-exec COMMAND, --exec-stderr."""
     group = parser.add_argument_group("a program behind the socket")
+    # `--exec PROG ARGS...` is cut off argv before argparse sees it (cli/run.py),
+    # so the program's own flags (-c, --, --trace) stay the program's. This
+    # entry is for --help.
     group.add_argument(
         "--exec",
-        dest="exec_argv",
-        nargs=argparse.REMAINDER,
-        metavar="PROG [ARGS...]",
-        help="run PROG with its stdin and stdout joined to the connection, no shell (must come last)",
+        dest="exec_help",
+        action="store_true",
+        help="PROG [ARGS...]: run PROG with its stdin and stdout joined to the connection, no shell"
+        " (everything after --exec is the program's)",
     )
+    parser.set_defaults(exec_argv=None)
     group.add_argument("--sh-exec", metavar="COMMAND", help="the same through /bin/sh -c COMMAND")
     group.add_argument("--exec-stderr", action="store_true", help="send the program's stderr to the peer too")
 

@@ -176,13 +176,18 @@ def run(argv: list[str]) -> int:
         if not argv or argv[0] in ("-h", "--help", "help"):
             sys.stdout.write(_top_help())
             return 0 if argv else 2
-        from wirecat.cli.netcat import translate
+        from wirecat.cli.netcat import split_program, translate
 
         known = [name for name, *_ in SUBCOMMANDS]
+        argv, program = split_program(argv)  # `--exec PROG ARGS...`: the program's words
         argv, trace_mode = _take_trace(argv)
         argv = translate(argv, known)
         args = build_parser(argv[0] if argv[0] in known else None).parse_args(argv)
         args.trace = trace_mode
+        if program:
+            if "exec_argv" not in args:
+                raise UsageError(f"{args.command} has no --exec", "use it with connect or listen")
+            args.exec_argv = program[1:]
         if trace_mode is not None and args.command not in ("demo", "explain"):
             from wirecat.trace import Tracer, enable
 

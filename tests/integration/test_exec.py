@@ -1,0 +1,192 @@
+"""``--exec`` and ``--sh-exec``: a program behind a socket, both ways, safely."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+import threading
+
+import pytest
+
+from tests.conftest import WIRECAT, random_payload, run_wirecat, sha256
+
+TIMEOUT = 20.0
+
+pytestmark = pytest.mark.timeout(120)
+
+#: Reads all of stdin, then answers: only works if the peer's EOF reaches the program.
+READ_ALL_THEN_ANSWER = (
+    "import sys, hashlib; data = sys.stdin.buffer.read(); "
+    "digest = hashlib.sha256(data).hexdigest().encode(); "
+    "sys.stdout.buffer.write(b'%d bytes, sha %s' % (len(data), digest))"
+)
+
+
+def client(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+
+
+def exchange(port: int, request: bytes) -> bytes:
+    """Send ``request``, half-close, return everything until the server closes."""
+    with client(port) as sock:
+        sender = threading.Thread(target=lambda: (sock.sendall(request), sock.shutdown(socket.SHUT_WR)))
+        sender.start()
+        data = bytearray()
+        while chunk := sock.recv(1 << 20):
+            data += chunk
+        sender.join(TIMEOUT)
+    return bytes(data)
+
+
+def test_exec_cat_is_an_echo_server(spawn) -> None:
+    server = spawn(WIRECAT, "listen", "0", "--exec", "cat")
+    payload = random_payload(8 << 20, seed=41)
+    assert sha256(exchange(server.listening_port(), payload)) == sha256(payload)
+    code, _, err = server.finish(timeout=TIMEOUT)
+    assert code == 0, err
+
+
+def test_a_program_that_reads_to_eof_then_answers(spawn) -> None:
+    """Needs half-close both ways: the peer's FIN closes the program's stdin; its exit sends ours."""
+    server = spawn(WIRECAT, "listen", "0", "--exec", sys.executable, "-c", READ_ALL_THEN_ANSWER)
+    payload = random_payload(3 << 20, seed=42)
+    answer = exchange(server.listening_port(), payload)
+    assert answer == b"%d bytes, sha %s" % (len(payload), sha256(payload).encode())
+    assert server.finish(timeout=TIMEOUT)[0] == 0
+
+
+def test_sh_exec_runs_a_pipeline(spawn) -> None:
+    server = spawn(WIRECAT, "listen", "0", "--sh-exec", "tr a-z A-Z | rev")
+    assert exchange(server.listening_port(), b"hello pipe\n") == b"EPIP OLLEH\n"
+    assert server.finish(timeout=TIMEOUT)[0] == 0
+
+
+def test_exec_needs_no_shell(spawn) -> None:
+    """Arguments reach the program as they are: no shell expands them."""
+    server = spawn(WIRECAT, "listen", "0", "--exec", "echo", "$HOME", "*", "a;b")
+    assert exchange(server.listening_port(), b"") == b"$HOME * a;b\n"
+    assert server.finish(timeout=TIMEOUT)[0] == 0
+
+
+def test_the_peer_is_in_the_programs_environment(spawn) -> None:
+    script = 'echo "$WIRECAT_PEER_ADDR $WIRECAT_PEER_PORT $WIRECAT_LOCAL_ADDR $WIRECAT_LOCAL_PORT"'
+    server = spawn(WIRECAT, "listen", "0", "--sh-exec", script)
+    port = server.listening_port()
+    with client(port) as sock:
+        local_port = sock.getsockname()[1]
+        sock.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := sock.recv(100):
+            data += chunk
+    assert data.decode().split() == ["127.0.0.1", str(local_port), "127.0.0.1", str(port)]
+    assert server.finish(timeout=TIMEOUT)[0] == 0
+
+
+def test_exec_stderr_goes_to_the_peer_only_when_asked(spawn) -> None:
+    script = "echo out; echo err >&2"
+    server = spawn(WIRECAT, "listen", "0", "--sh-exec", script)
+    assert exchange(server.listening_port(), b"") == b"out\n"
+    code, _, err = server.finish(timeout=TIMEOUT)
+    assert code == 0
+    assert b"err\n" in err  # stayed on wirecat's stderr
+    server = spawn(WIRECAT, "listen", "0", "--exec-stderr", "--sh-exec", script)
+    assert sorted(exchange(server.listening_port(), b"").split()) == [b"err", b"out"]
+    assert server.finish(timeout=TIMEOUT)[0] == 0
+
+
+def test_output_is_not_lost_when_the_program_ignores_its_input(spawn) -> None:
+    """The program never reads stdin (and exits): the peer still gets all its output."""
+    server = spawn(WIRECAT, "listen", "0", "--sh-exec", "head -c 100000 /dev/zero")
+    assert exchange(server.listening_port(), random_payload(4 << 20, seed=43)) == bytes(100000)
+    assert server.finish(timeout=TIMEOUT)[0] == 0
+
+
+def test_keep_open_runs_a_program_per_connection_in_parallel(spawn) -> None:
+    # Each program waits for its client's line before answering: all 20 run at once.
+    server = spawn(WIRECAT, "listen", "-k", "0", "-v", "--sh-exec", 'read line; echo "$line from $$"')
+    port = server.listening_port()
+    socks = [client(port) for _ in range(20)]
+    for number, sock in enumerate(socks):
+        sock.sendall(b"client %d\n" % number)
+        sock.shutdown(socket.SHUT_WR)
+    pids = set()
+    for number, sock in enumerate(socks):
+        data = b""
+        while chunk := sock.recv(100):
+            data += chunk
+        words = data.split()
+        assert words[:2] == [b"client", str(number).encode()]
+        pids.add(words[-1])
+        sock.close()
+    assert len(pids) == 20  # one process each
+    server.popen.send_signal(signal.SIGTERM)
+    _, _, err = server.finish(timeout=TIMEOUT)
+    assert b"exited with status 0" in err
+
+
+def test_keep_open_max_conns_refuses_politely(spawn) -> None:
+    server = spawn(WIRECAT, "listen", "-k", "0", "-v", "--max-conns", "1", "--exec", "cat")
+    port = server.listening_port()
+    with client(port) as first:
+        first.sendall(b"x")
+        assert first.recv(1) == b"x"  # its program is running
+        with client(port) as second:
+            assert second.recv(10) == b""
+    server.popen.send_signal(signal.SIGTERM)
+    _, _, err = server.finish(timeout=TIMEOUT)
+    assert b"refused 127.0.0.1" in err
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::"])
+def test_refused_on_a_public_listener_without_allow(host: str) -> None:
+    result = run_wirecat("listen", host, "0", "--exec", "cat")
+    assert result.returncode == 2
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1
+    assert "refusing to run a program for anyone" in lines[0]
+    assert "--allow" in lines[0]
+
+
+def test_a_public_listener_with_allow_is_fine(spawn) -> None:
+    server = spawn(WIRECAT, "listen", "0.0.0.0", "0", "--allow", "127.0.0.1", "--exec", "cat")
+    assert exchange(server.listening_port(), b"allowed\n") == b"allowed\n"
+    assert server.finish(timeout=TIMEOUT)[0] == 0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--exec", "no-such-program-here"], ["--exec", "/etc/passwd"], ["--exec"], ["--sh-exec", " "]],
+)
+def test_a_program_that_cannot_run_is_refused_before_listening(args: list[str]) -> None:
+    result = run_wirecat("listen", "0", *args)
+    assert result.returncode == 2
+    assert b"listening on" not in result.stderr
+    assert result.stderr.startswith(b"wirecat: ")
+
+
+def test_connect_exec_exits_with_the_programs_status(spawn) -> None:
+    server = spawn(WIRECAT, "listen", "0")
+    port = server.listening_port()
+    assert server.popen.stdin is not None
+    server.popen.stdin.write(b"question\n")  # the listener sends it once the client is in
+    server.popen.stdin.close()
+    result = run_wirecat(
+        "connect", "127.0.0.1", str(port), "--sh-exec", 'read q; echo "answer to $q"; exit 7'
+    )
+    assert result.returncode == 7
+    _, out, _ = server.finish(timeout=TIMEOUT)
+    assert out == b"answer to question\n"
+
+
+def test_exec_arguments_are_not_wirecat_flags(spawn) -> None:
+    """Everything after --exec is the program's: -c, -k, --trace are not wirecat's."""
+    server = spawn(WIRECAT, "listen", "0", "--exec", "grep", "-c", "--", "-k")
+    assert exchange(server.listening_port(), b"-k\nno\n-k\n") == b"2\n"
+    assert server.finish(timeout=TIMEOUT)[0] == 0
+
+
+def test_ncat_style_e_is_pointed_to_exec() -> None:
+    result = run_wirecat("-l", "-p", "0", "-e", "/bin/cat")
+    assert result.returncode == 2
+    assert b"--exec" in result.stderr
