@@ -33,6 +33,8 @@ _EXPORTS = {
     "connect": "wirecat.stream",
     "Server": "wirecat.server",
     "serve": "wirecat.server",
+    "relay": "wirecat.forwarding",
+    "UdpRelay": "wirecat.forwarding",
     "Raw": "wirecat.framing",
     "Lines": "wirecat.framing",
     "LengthPrefixed": "wirecat.framing",
@@ -49,6 +51,8 @@ _EXPORTS = {
             "IdleTimeout",
             "NetworkError",
             "PeerReset",
+            "ProtocolError",
+            "ProxyProtocolError",
             "ProgramError",
             "ResolveError",
             "Timeout",
@@ -80,6 +84,8 @@ __all__ = [
     "PortResult",
     "PortState",
     "ProgramError",
+    "ProtocolError",
+    "ProxyProtocolError",
     "Raw",
     "ResolveError",
     "ScanResult",
@@ -88,6 +94,7 @@ __all__ = [
     "SessionResult",
     "Timeout",
     "Truncated",
+    "UdpRelay",
     "UsageError",
     "WirecatError",
     "__version__",
@@ -96,6 +103,7 @@ __all__ = [
     "listen_stdio",
     "open_stream",
     "parse_address",
+    "relay",
     "run_demo",
     "run_session",
     "scan_ports",
@@ -121,12 +129,15 @@ if TYPE_CHECKING:
         NetworkError,
         PeerReset,
         ProgramError,
+        ProtocolError,
+        ProxyProtocolError,
         ResolveError,
         Timeout,
         Truncated,
         UsageError,
         WirecatError,
     )
+    from wirecat.forwarding import UdpRelay, relay
     from wirecat.framing import LengthPrefixed, Lines, Raw
     from wirecat.server import Server, serve
     from wirecat.session import SessionOptions, SessionResult, run_session
@@ -134,7 +145,7 @@ if TYPE_CHECKING:
 
 
 #: Submodules reachable as attributes after a bare ``import wirecat``.
-_SUBMODULES = ("blocking", "framing", "testing")
+_SUBMODULES = ("blocking", "framing", "protocol", "testing", "trace")
 
 
 def __getattr__(name: str) -> object:

@@ -435,3 +435,32 @@ def test_udp_and_tcp_cannot_be_mixed() -> None:
     result = run_wirecat("relay", "udp:0", "127.0.0.1:9")
     assert result.returncode == 2
     assert b"use udp: on both sides" in result.stderr
+
+
+# -- the library ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_library_relay_in_process(loop: str) -> None:
+    import asyncio
+
+    import wirecat
+
+    factory = asyncio.new_event_loop
+    if loop == "uvloop":
+        factory = pytest.importorskip("uvloop").new_event_loop
+
+    async def echo_handler(conn: wirecat.Connection) -> None:
+        await conn.handle_frames(conn.write)
+
+    async def main() -> None:
+        async with await wirecat.serve(echo_handler, "127.0.0.1:0") as target:
+            relay = await wirecat.relay("127.0.0.1:0", target.address)
+            async with relay, wirecat.connect(relay.address, framing=wirecat.Lines()) as conn:
+                await conn.send(b"through the relay")
+                assert await conn.recv() == b"through the relay"
+                conn.send_eof()
+                assert await conn.recv() is None
+
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(asyncio.wait_for(main(), 30))

@@ -11,7 +11,7 @@ from wirecat.cli.serving import add_limit_flags, run_until_signal
 from wirecat.limits import DEFAULT_CONNECT_TIMEOUT, DEFAULT_UDP_IDLE
 
 if TYPE_CHECKING:
-    from wirecat.relay import UdpRelay
+    from wirecat.forwarding import UdpRelay
     from wirecat.server import Server
 
 __all__ = ["register"]
@@ -66,7 +66,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 def handle(args: argparse.Namespace) -> int:
     """Relay until SIGINT/SIGTERM."""
     from wirecat.address import parse_address
-    from wirecat.relay import relay
+    from wirecat.forwarding import relay
     from wirecat.sockets import family_of
 
     listen = parse_address(args.listen, default_host="127.0.0.1")

@@ -1,4 +1,4 @@
-"""The relay (port forwarding): ``wirecat.relay(listen, target)`` and its byte engine.
+"""Port forwarding: ``wirecat.relay(listen, target)`` and its byte engine (``wirecat relay``).
 
 Each client accepted on ``listen`` gets its own connection to ``target``, and
 bytes flow both ways until both directions are done:

@@ -1,0 +1,286 @@
+#!/usr/bin/env python3
+"""Relay (port forwarding): throughput, CPU per GB and added latency, against socat and ncat.
+
+    python benchmarks/relay.py                  # 2 GiB, 3 rounds
+    python benchmarks/relay.py --size 1G --reps 1 --no-latency
+
+Throughput: ``iperf3 -c`` sends SIZE bytes to an ``iperf3 -s`` through each
+relay (and once directly, the machine's ceiling), one stream and then 8
+parallel streams (``-P 8``). iperf3's own receiver figure is the throughput;
+the relay's CPU time is read from ``/proc/PID/stat`` around the transfer,
+children included (socat and ncat fork or spawn per connection; their
+children's time is counted once they are reaped, so each relay is stopped
+before reading it).
+
+Relays, in the same run, rounds interleaved:
+
+* ``wirecat``: ``wirecat relay 0 127.0.0.1:PORT`` (zero-copy splice);
+* ``socat``: ``socat TCP-LISTEN:P,fork,reuseaddr TCP:127.0.0.1:PORT`` (8 KiB buffer);
+* ``socat -b 262144``: the same with a 256 KiB buffer (socat tuned);
+* ``ncat``: ``ncat -l -k --sh-exec "ncat 127.0.0.1 PORT"`` (one process pair per connection).
+
+Latency: the C load client (``loadgen.c``, as in ``echo.py``) sends 64-byte
+messages over 10 connections to the C echo server directly and through each
+relay; p50/p99 of the round trip, and the relay's added part.
+
+Loopback only; every process is ended by its PID; every run stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import Child, median, peer_versions, read_port_line, wait_listening, wirecat_bin
+from echo import build_loadgen
+
+from wirecat.testing import free_port
+
+TICKS = os.sysconf("SC_CLK_TCK")
+GB = 1e9
+
+
+def cpu_with_children(pid: int) -> float:
+    """utime + stime + cutime + cstime of ``pid``, in seconds (reaped children included)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / TICKS
+
+
+def parse_size(text: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return int(float(text[:-1]) * units[text[-1].upper()]) if text[-1].upper() in units else int(text)
+
+
+def relay_argv(name: str, target_port: int, listen_port: int) -> list[str] | None:
+    """The command line of relay ``name`` from ``listen_port`` to ``target_port`` (None: not installed)."""
+    target = f"127.0.0.1:{target_port}"
+    if name == "wirecat":
+        return [wirecat_bin(), "relay", "0", target, "--max-conns", "64"]
+    if name.startswith("socat"):
+        if not shutil.which("socat"):
+            return None
+        tuned = ["-b", "262144"] if "262144" in name else []
+        return ["socat", *tuned, f"TCP4-LISTEN:{listen_port},bind=127.0.0.1,reuseaddr,fork", f"TCP4:{target}"]
+    if name == "ncat":
+        if not shutil.which("ncat"):
+            return None
+        return [
+            "ncat",
+            "-l",
+            "-k",
+            "127.0.0.1",
+            str(listen_port),
+            "--sh-exec",
+            f"ncat 127.0.0.1 {target_port}",
+        ]
+    raise ValueError(name)
+
+
+RELAYS = ["wirecat", "socat", "socat -b 262144", "ncat"]
+
+
+class Relay:
+    """A running relay process and the port clients connect to."""
+
+    def __init__(self, name: str, target_port: int) -> None:
+        listen_port = free_port()
+        argv = relay_argv(name, target_port, listen_port)
+        if argv is None:
+            raise FileNotFoundError(name)
+        self.name = name
+        self.child = Child.start(name, argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            if name == "wirecat":
+                assert self.child.popen.stderr is not None
+                self.port = read_port_line(self.child.popen.stderr, self.child)
+            else:
+                self.port = listen_port
+                wait_listening(listen_port, self.child)
+        except BaseException:
+            self.stop()
+            raise
+        self.cpu_start = cpu_with_children(self.child.pid)
+
+    def stop(self) -> float:
+        """Stop the relay (its whole process group) and return the CPU seconds it used since start."""
+        used = 0.0
+        try:
+            used = cpu_with_children(self.child.pid) - getattr(self, "cpu_start", 0.0)
+        except OSError:
+            pass
+        try:
+            os.killpg(self.child.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        if not self.child.wait(10):
+            os.killpg(self.child.pid, signal.SIGKILL)
+            self.child.wait(10)
+        if self.name == "wirecat":
+            return used  # one process: its own time since it was listening (start-up left out)
+        # socat and ncat work in children: wait4's rusage at exit has them all
+        # (their start-up is a millisecond; Python's would not be).
+        return self.child.cpu
+
+
+def iperf(port: int, size: int, streams: int) -> float:
+    """Run an iperf3 client to ``port``; bytes/s its receiver saw."""
+    run = subprocess.run(
+        ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-n", str(size), "-P", str(streams), "-J"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if run.returncode != 0:
+        raise RuntimeError(f"iperf3 failed: {run.stdout[-400:]} {run.stderr[-400:]}")
+    report = json.loads(run.stdout)
+    return float(report["end"]["sum_received"]["bits_per_second"]) / 8
+
+
+def measure(name: str, size: int, streams: int) -> tuple[float, float]:
+    """One transfer through relay ``name`` (or ``direct``) to a fresh one-test iperf3 server."""
+    iperf_port = free_port()
+    server = Child.start(
+        "iperf3 -s",
+        ["iperf3", "-s", "-1", "-B", "127.0.0.1", "-p", str(iperf_port)],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_listening(iperf_port, server)
+        if name == "direct":
+            return iperf(iperf_port, size, streams), 0.0
+        relay = Relay(name, iperf_port)
+        try:
+            rate = iperf(relay.port, size, streams)
+        finally:
+            cpu = relay.stop()
+        return rate, cpu
+    finally:
+        server.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--size", default="2G", help="bytes per transfer (default 2G)")
+    parser.add_argument("--reps", type=int, default=3, help="rounds; medians are reported (default 3)")
+    parser.add_argument("--relays", default=",".join(RELAYS), help="comma-separated subset")
+    parser.add_argument("--no-latency", action="store_true", help="skip the latency part")
+    parser.add_argument("--latency-seconds", type=float, default=3.0)
+    args = parser.parse_args()
+    if not shutil.which("iperf3"):
+        sys.exit("benchmarks: iperf3 is needed (apt-get install iperf3)")
+    size = parse_size(args.size)
+    names = [n for n in args.relays.split(",") if n]
+    results: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    print(f"# relay: {size} bytes per transfer, {args.reps} rounds; peers {peer_versions()}")
+    for rep in range(args.reps):
+        for streams in (1, 8):
+            for name in ["direct", *names]:
+                try:
+                    rate, cpu = measure(name, size, streams)
+                except FileNotFoundError:
+                    continue
+                except RuntimeError as exc:  # reported, not fatal: the other cases still run
+                    print(f"round {rep + 1}  {streams} stream(s)  {name}: {exc}", file=sys.stderr)
+                    continue
+                results.setdefault((name, streams), []).append((rate, cpu))
+                print(
+                    f"round {rep + 1}  {streams} stream(s)  {name:<16} {rate / GB:6.2f} GB/s"
+                    f"  relay CPU {cpu / (size / GB):.3f} s/GB",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    print()
+    print("| streams | relay | GB/s | relay CPU s/GB | runs (GB/s) |")
+    print("|---:|---|---:|---:|---|")
+    figures: dict[tuple[str, int], tuple[float, float]] = {}
+    for (name, streams), runs in results.items():
+        rate = median([r for r, _ in runs])
+        cpu = median([c / (size / GB) for _, c in runs])
+        figures[(name, streams)] = (rate, cpu)
+        shown = ", ".join(f"{r / GB:.2f}" for r, _ in runs)
+        print(f"| {streams} | {name} | {rate / GB:.2f} | {cpu:.3f} | {shown} |")
+    print()
+    print("Targets (issue 5), ratios within this run:")
+    ours = figures.get(("wirecat", 1))
+    if ours:
+        for other, want in (("socat -b 262144", 1.2), ("socat", 3.0), ("direct", 0.75)):
+            if (other, 1) in figures:
+                ratio = ours[0] / figures[(other, 1)][0]
+                verdict = "met" if ratio >= want else "NOT met"
+                print(f"- 1 stream: wirecat ÷ {other} = {ratio:.2f}× (≥ {want}: {verdict})")
+        if ("socat -b 262144", 1) in figures:
+            tuned_cpu = figures[("socat -b 262144", 1)][1]
+            ok = ours[1] <= tuned_cpu / 2
+            verdict = "met" if ok else "NOT met"
+            figures_text = f"wirecat {ours[1]:.3f} s vs tuned socat {tuned_cpu:.3f} s"
+            print(f"- CPU per GB: {figures_text} (≤ half: {verdict})")
+        eight = figures.get(("wirecat", 8))
+        if eight and ("socat", 8) in figures:
+            best_socat = max(figures[(n, 8)][0] for n in ("socat", "socat -b 262144") if (n, 8) in figures)
+            ratio = eight[0] / best_socat
+            verdict = "met" if ratio >= 1 else "NOT met"
+            print(f"- 8 streams: wirecat ÷ best socat = {ratio:.2f}× (≥ 1: {verdict})")
+    if not args.no_latency:
+        latency(names, args.latency_seconds)
+
+
+def latency(names: list[str], seconds: float) -> None:
+    """64-byte request/response over 10 connections: direct and through each relay."""
+    with tempfile.TemporaryDirectory(prefix="wirecat-relay-") as tmp:
+        loadgen = build_loadgen(Path(tmp))
+        echo = Child.start("c-epoll", [str(loadgen), "--server", "0"], stderr=subprocess.PIPE)
+        try:
+            assert echo.popen.stderr is not None
+            echo_port = read_port_line(echo.popen.stderr, echo)
+            print()
+            print("| path | msgs/s | p50 µs | p99 µs | added p50 µs | added p99 µs |")
+            print("|---|---:|---:|---:|---:|---:|")
+            base: dict[str, float] = {}
+            for name in ["direct", *names]:
+                relay = None
+                port = echo_port
+                if name != "direct":
+                    try:
+                        relay = Relay(name, echo_port)
+                    except FileNotFoundError:
+                        continue
+                    port = relay.port
+                try:
+                    run = subprocess.run(
+                        [str(loadgen), str(port), "10", "64", str(seconds), "0.5"],
+                        capture_output=True,
+                        text=True,
+                        timeout=seconds + 60,
+                        check=True,
+                    )
+                finally:
+                    if relay is not None:
+                        relay.stop()
+                figures = json.loads(run.stdout)
+                if name == "direct":
+                    base = figures
+                added50 = figures["p50_us"] - base["p50_us"]
+                added99 = figures["p99_us"] - base["p99_us"]
+                print(
+                    f"| {name} | {figures['rate']:,.0f} | {figures['p50_us']} | {figures['p99_us']} |"
+                    f" {added50} | {added99} |"
+                )
+        finally:
+            echo.kill()
+
+
+if __name__ == "__main__":
+    main()
