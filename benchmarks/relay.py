@@ -56,6 +56,14 @@ def cpu_with_children(pid: int) -> float:
     return sum(int(fields[i]) for i in (11, 12, 13, 14)) / TICKS
 
 
+def cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs, from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def parse_size(text: str) -> int:
     units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     return int(float(text[:-1]) * units[text[-1].upper()]) if text[-1].upper() in units else int(text)
@@ -147,8 +155,11 @@ def iperf(port: int, size: int, streams: int) -> float:
     return float(report["end"]["sum_received"]["bits_per_second"]) / 8
 
 
-def measure(name: str, size: int, streams: int) -> tuple[float, float]:
-    """One transfer through relay ``name`` (or ``direct``) to a fresh one-test iperf3 server."""
+def measure(name: str, size: int, streams: int) -> tuple[float, float, float]:
+    """One transfer through relay ``name`` (or ``direct``) to a fresh one-test iperf3 server.
+
+    Returns (bytes/s, the relay's CPU seconds, how busy all the machine's CPUs were: 0–1).
+    """
     iperf_port = free_port()
     server = Child.start(
         "iperf3 -s",
@@ -158,15 +169,23 @@ def measure(name: str, size: int, streams: int) -> tuple[float, float]:
     try:
         wait_listening(iperf_port, server)
         if name == "direct":
-            return iperf(iperf_port, size, streams), 0.0
+            before = cpu_times()
+            rate = iperf(iperf_port, size, streams)
+            return rate, 0.0, _busy(before, cpu_times())
         relay = Relay(name, iperf_port)
         try:
+            before = cpu_times()
             rate = iperf(relay.port, size, streams)
+            busy = _busy(before, cpu_times())
         finally:
             cpu = relay.stop()
-        return rate, cpu
+        return rate, cpu, busy
     finally:
         server.kill()
+
+
+def _busy(before: tuple[int, int], after: tuple[int, int]) -> float:
+    return (after[0] - before[0]) / max(1, after[1] - before[1])
 
 
 def main() -> None:
@@ -183,35 +202,36 @@ def main() -> None:
         sys.exit("benchmarks: iperf3 is needed (apt-get install iperf3)")
     size = parse_size(args.size)
     names = [n for n in args.relays.split(",") if n]
-    results: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    results: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
     print(f"# relay: {size} bytes per transfer, {args.reps} rounds; peers {peer_versions()}")
     for rep in range(args.reps):
         for streams in (1, 8):
             for name in ["direct", *names]:
                 try:
-                    rate, cpu = measure(name, size, streams)
+                    rate, cpu, busy = measure(name, size, streams)
                 except FileNotFoundError:
                     continue
                 except RuntimeError as exc:  # reported, not fatal: the other cases still run
                     print(f"round {rep + 1}  {streams} stream(s)  {name}: {exc}", file=sys.stderr)
                     continue
-                results.setdefault((name, streams), []).append((rate, cpu))
+                results.setdefault((name, streams), []).append((rate, cpu, busy))
                 print(
                     f"round {rep + 1}  {streams} stream(s)  {name:<16} {rate / GB:6.2f} GB/s"
-                    f"  relay CPU {cpu / (size / GB):.3f} s/GB",
+                    f"  relay CPU {cpu / (size / GB):.3f} s/GB  machine {busy:.0%} busy",
                     file=sys.stderr,
                     flush=True,
                 )
     print()
-    print("| streams | relay | GB/s | relay CPU s/GB | runs (GB/s) |")
-    print("|---:|---|---:|---:|---|")
+    print("| streams | relay | GB/s | relay CPU s/GB | machine busy | runs (GB/s) |")
+    print("|---:|---|---:|---:|---:|---|")
     figures: dict[tuple[str, int], tuple[float, float]] = {}
     for (name, streams), runs in results.items():
-        rate = median([r for r, _ in runs])
-        cpu = median([c / (size / GB) for _, c in runs])
+        rate = median([r for r, _, _ in runs])
+        cpu = median([c / (size / GB) for _, c, _ in runs])
+        busy = median([b for _, _, b in runs])
         figures[(name, streams)] = (rate, cpu)
-        shown = ", ".join(f"{r / GB:.2f}" for r, _ in runs)
-        print(f"| {streams} | {name} | {rate / GB:.2f} | {cpu:.3f} | {shown} |")
+        shown = ", ".join(f"{r / GB:.2f}" for r, _, _ in runs)
+        print(f"| {streams} | {name} | {rate / GB:.2f} | {cpu:.3f} | {busy:.0%} | {shown} |")
     print()
     print("Targets (issue 5), ratios within this run:")
     ours = figures.get(("wirecat", 1))

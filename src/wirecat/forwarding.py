@@ -101,6 +101,7 @@ class _Direction:
 
     __slots__ = (
         "_buffer",
+        "_capacity",
         "_dst",
         "_dst_fd",
         "_loop",
@@ -142,12 +143,13 @@ class _Direction:
         self._pipe_r = self._pipe_w = -1
         self._buffer: bytearray | None = None
         self._view: memoryview | None = None
+        self._capacity = 0  # bytes our pipe holds; 0 in the copying fallback
         if _HAS_SPLICE and not (self._tracer is not None and self._tracer.shows_bytes):
             self._pipe_r, self._pipe_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
             try:
-                fcntl.fcntl(self._pipe_w, fcntl.F_SETPIPE_SZ, DEFAULT_PIPE_SIZE)
+                self._capacity = fcntl.fcntl(self._pipe_w, fcntl.F_SETPIPE_SZ, DEFAULT_PIPE_SIZE)
             except OSError:
-                pass  # the default 64 KiB pipe works, with more splices
+                self._capacity = fcntl.fcntl(self._pipe_w, fcntl.F_GETPIPE_SZ)  # 64 KiB: more splices
         else:
             self._buffer = bytearray(256 * 1024)
             self._view = memoryview(self._buffer)
@@ -205,12 +207,21 @@ class _Direction:
     # -- moving bytes ---------------------------------------------------------------------------
 
     def _on_readable(self) -> None:
-        if self._pending:
-            self._stop_read()  # not before our pipe is empty: backpressure
+        # Reading goes on while the pipe has room, so the source is read while
+        # the destination is still taking the last chunk; a full pipe (or
+        # pending bytes in the copying fallback) stops it: backpressure.
+        if self._pending < 0:
+            room = 0  # bytes wait in the copy buffer: they go first
+        elif self._pipe_w >= 0:
+            room = self._capacity - self._pending
+        else:
+            room = 0 if self._pending else 1
+        if room <= 0:
+            self._stop_read()
             return
         try:
             if self._pipe_w >= 0:
-                n = os.splice(self._src_fd, self._pipe_w, _CHUNK, flags=_SPLICE_FLAGS)
+                n = os.splice(self._src_fd, self._pipe_w, min(room, _CHUNK), flags=_SPLICE_FLAGS)
             else:
                 assert self._view is not None
                 n = self._src.recv_into(self._view)
@@ -236,8 +247,9 @@ class _Direction:
             return
         self.count += n
         if self._pipe_w >= 0:
-            self._pending = n
-        self._flush()
+            self._pending += n
+        if not self._writing:
+            self._flush()
 
     def _fall_back(self) -> None:
         for fd in (self._pipe_r, self._pipe_w):
@@ -261,8 +273,11 @@ class _Direction:
                         self._view[: size - m] = self._view[m:size]
                     self._pending += m
             except BlockingIOError:
-                self._stop_read()
-                self._want_write()  # the destination is full: wait, reading nothing meanwhile
+                self._want_write()  # the destination is full: wait for it
+                if self._pending < 0 or self._pending >= self._capacity:
+                    self._stop_read()  # and read nothing more until there is room
+                else:
+                    self._want_read()
                 return
             except OSError as exc:
                 self._on_done.failed(self, exc, "write")
