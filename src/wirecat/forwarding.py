@@ -44,7 +44,6 @@ from wirecat import trace
 from wirecat.access import AccessList
 from wirecat.address import Address, parse_address
 from wirecat.errors import ConnectTimeout, ProxyProtocolError, UsageError, WirecatError
-from wirecat.framing import Raw
 from wirecat.limits import (
     DEFAULT_BACKLOG,
     DEFAULT_CONNECT_TIMEOUT,
@@ -602,12 +601,9 @@ async def relay(
     )
     listeners, unix_path = bind_stream_listeners(source, backlog=backlog)
     server = Server(
-        _no_handler,
+        None,  # no handler, no Connection: the runner takes each socket as it is
         listeners,
-        framing=Raw(),
-        tls=None,
         max_connections=max_connections,
-        idle_timeout=None,
         drain_timeout=drain_timeout,
         access=access,
         when_full=when_full,
@@ -620,10 +616,6 @@ async def relay(
 
 def _kind(address: Address) -> str:
     return "UDP" if address.datagram else ("a Unix stream" if address.is_unix else "TCP")
-
-
-async def _no_handler(conn: object) -> None:  # the relay never makes Connections
-    raise AssertionError("unreachable")
 
 
 class _UdpSession:

@@ -95,17 +95,17 @@ class Server:
 
     def __init__(
         self,
-        handler: Handler,
+        handler: Handler | None,
         listeners: list[socket.socket],
         *,
-        framing: Framer,
-        tls: Any,
         max_connections: int,
-        idle_timeout: float | None,
         drain_timeout: float,
         access: AccessList,
         when_full: Literal["wait", "refuse"],
         unix_path: str | None,
+        framing: Framer | None = None,
+        tls: Any = None,
+        idle_timeout: float | None = None,
         run_socket: Callable[[socket.socket, str], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         self._handler = handler
@@ -113,7 +113,7 @@ class Server:
         # Connection; the relay brings its own (it never makes a transport).
         self._run_socket = run_socket or self._run
         self._listeners = listeners
-        self._framing = framing
+        self._framing = framing if framing is not None else Raw()
         self._tls = tls
         self._max_connections = max_connections
         self._idle_timeout = idle_timeout
@@ -318,6 +318,7 @@ class Server:
             conn._stop()
         forced = False
         try:
+            assert self._handler is not None
             await self._handler(conn)
             if not conn.end_reason:
                 conn.end_reason = "the handler finished"
@@ -444,7 +445,7 @@ async def serve(
     server = Server(
         handler,
         listeners,
-        framing=framing if framing is not None else Raw(),
+        framing=framing,
         tls=tls,
         max_connections=max_connections,
         idle_timeout=idle_timeout,

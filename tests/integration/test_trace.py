@@ -10,6 +10,8 @@ import subprocess
 import sys
 import threading
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -50,6 +52,24 @@ def listener(host: str = "127.0.0.1") -> socket.socket:
     server = socket.create_server((host, 0))
     server.settimeout(TIMEOUT)
     return server
+
+
+@contextmanager
+def one_client_server(reply: bytes = b"") -> Iterator[int]:
+    """A server in a thread for one client: reads to end of stream, sends ``reply``, closes."""
+    with listener() as server:
+
+        def serve() -> None:
+            conn, _ = server.accept()
+            with conn:
+                while conn.recv(65536):
+                    pass
+                conn.sendall(reply)
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        yield server.getsockname()[1]
+        thread.join(TIMEOUT)
 
 
 def trace_calls(stderr: str) -> dict[int, list[str]]:
@@ -183,20 +203,8 @@ def run_under_strace(
 
 
 def test_connect_trace_narrates_each_call() -> None:
-    with listener() as server:
-        port = server.getsockname()[1]
-
-        def serve() -> None:
-            conn, _ = server.accept()
-            with conn:
-                while conn.recv(65536):
-                    pass
-                conn.sendall(b"bye\n")
-
-        thread = threading.Thread(target=serve)
-        thread.start()
+    with one_client_server(b"bye\n") as port:
         result = run_wirecat("connect", "--trace", "127.0.0.1", str(port), stdin=b"hello\n")
-        thread.join(TIMEOUT)
     assert result.returncode == 0, result.stderr
     assert result.stdout == b"bye\n"
     err = result.stderr.decode()
@@ -224,19 +232,8 @@ def test_trace_explain_adds_the_cheat_sheet_line() -> None:
 
 
 def test_trace_bytes_adds_a_hex_dump() -> None:
-    with listener() as server:
-        port = server.getsockname()[1]
-
-        def serve() -> None:
-            conn, _ = server.accept()
-            with conn:
-                while conn.recv(65536):
-                    pass
-
-        thread = threading.Thread(target=serve)
-        thread.start()
+    with one_client_server() as port:
         result = run_wirecat("connect", "--trace=bytes", "127.0.0.1", str(port), stdin=b"hi\x00\xff\n")
-        thread.join(TIMEOUT)
     assert result.returncode == 0, result.stderr
     assert "00000000  68 69 00 ff 0a" in result.stderr.decode()
     assert "|hi...|" in result.stderr.decode()
@@ -331,21 +328,9 @@ def compare(ours: dict[int, list[str]], kernel: dict[int, list[str]]) -> None:
 
 
 def test_connect_trace_matches_strace(tmp_path: Path) -> None:
-    with listener() as server:
-        port = server.getsockname()[1]
-
-        def serve() -> None:
-            conn, _ = server.accept()
-            with conn:
-                while conn.recv(65536):
-                    pass
-                conn.sendall(b"reply\n")
-
-        thread = threading.Thread(target=serve)
-        thread.start()
+    with one_client_server(b"reply\n") as port:
         popen, log = run_under_strace([WIRECAT, "connect", "--trace", "127.0.0.1", str(port)], tmp_path)
         out, err = popen.communicate(b"request\n", timeout=30)
-        thread.join(TIMEOUT)
     assert popen.returncode == 0, err
     assert out == b"reply\n"
     compare(trace_calls(err.decode()), strace_calls(log))
