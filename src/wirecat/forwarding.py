@@ -423,6 +423,10 @@ class _StreamRelay:
             logger.warning("%s: %s", peer, exc)
             client.close()
             return
+        except OSError as exc:  # e.g. the target went away while we sent the PROXY header
+            logger.warning("%s: %s", peer, translate_os_error(exc, "relay to", where))
+            client.close()
+            return
         finally:
             if upstream is not None:
                 upstream.close()

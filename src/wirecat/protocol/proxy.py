@@ -5,7 +5,7 @@ relay. The PROXY protocol fixes that with one header the relay sends first on
 each connection to the server, saying who the client really was
 (https://www.haproxy.org/download/2.9/doc/proxy-protocol.txt):
 
-* v1, text: ``PROXY TCP4 192.0.2.1 198.51.100.1 51234 80\\r\\n`` (at most 107
+* v1, text: ``PROXY TCP4 198.51.100.1 203.0.113.1 51234 80\\r\\n`` (at most 107
   bytes), or ``PROXY UNKNOWN\\r\\n``;
 * v2, binary: a 12-byte signature, a version/command byte, a family/protocol
   byte, a 2-byte length, the addresses, then optional TLVs (skipped here).
