@@ -22,11 +22,10 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from wirecat.access import AccessList
 from wirecat.address import Address
-from wirecat.apps.program import Program, ProgramResult, ProgramServer, run_program
 from wirecat.errors import ConnectTimeout
 from wirecat.limits import DEFAULT_CLIENT_QUEUE, DEFAULT_MAX_CONNS
 from wirecat.report import Reporter, format_bytes, quiet, summary_line
@@ -41,6 +40,9 @@ from wirecat.sockets import (
     peer_name,
 )
 from wirecat.stdio import StdoutClosed, fd_is_open, write_stdout
+
+if TYPE_CHECKING:  # imported when used: subprocess costs start-up time
+    from wirecat.apps.program import Program, ProgramResult
 
 __all__ = ["ListenOptions", "bound_listeners", "listen_programs", "listen_stdio"]
 
@@ -145,6 +147,8 @@ def listen_programs(
     (more are refused and logged), until interrupted; programs still running
     then get SIGTERM.
     """
+    from wirecat.apps.program import ProgramServer, run_program
+
     with bound_listeners(address, options.family) as listeners:
         names = [peer_name(sock.getsockname()) for sock in listeners]
         if on_listening is not None:

@@ -105,6 +105,8 @@ def add_exec_flags(parser: argparse.ArgumentParser) -> None:
 
 def program_from(args: argparse.Namespace) -> Program | None:
     """The Program that --exec/--sh-exec ask for, or None (checked: it can be run)."""
+    if args.exec_argv is None and args.sh_exec is None and not args.exec_stderr:
+        return None  # the usual case: no need to import subprocess and friends (start-up)
     from wirecat.apps.program import Program
 
     return Program.from_flags(args.exec_argv, args.sh_exec, stderr_to_peer=args.exec_stderr)
