@@ -58,7 +58,10 @@ def test_peer_as_the_target_of_the_relay(spawn, peer_name: str) -> None:
     target = spawn(*argv)
     wait_for_listener(Endpoint("tcp", "127.0.0.1", port))
     relay, relay_port = start(spawn, "relay", "0", f"127.0.0.1:{port}")
-    payload = random_payload(SIZE, seed=52)
+    # ncat 7.93 --exec stalls by itself on large two-way transfers (1 run in 10
+    # with 4 MiB straight from a Python client, no relay): keep its payload
+    # under what the pipes and socket buffers hold.
+    payload = random_payload(SIZE if peer_name == "socat" else 64 << 10, seed=52)
     with socket.create_connection(("127.0.0.1", relay_port), timeout=FINISH) as sock:
         sender = threading.Thread(target=sock.sendall, args=(payload,))
         sender.start()
