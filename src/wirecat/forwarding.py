@@ -227,6 +227,10 @@ class _Direction:
                 if n:
                     self._pending = -n
         except BlockingIOError:
+            if self._pending > 0:
+                # Our pipe is full (its slots hold pages, so it can fill before
+                # `capacity` bytes): wait until the destination takes some.
+                self._stop_read()
             return
         except OSError as exc:
             if exc.errno == errno.EINVAL and self._pipe_w >= 0 and self.count == 0:
