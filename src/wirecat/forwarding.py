@@ -175,7 +175,7 @@ class _Direction:
     # -- readiness ------------------------------------------------------------------------------
 
     def _want_read(self) -> None:
-        if not self._reading and not self.eof:
+        if not self._reading and not self.eof and not self._on_done.ended:
             self._reading = True
             self._loop.add_reader(self._src_fd, self._on_readable)
 
@@ -185,7 +185,7 @@ class _Direction:
             self._loop.remove_reader(self._src_fd)
 
     def _want_write(self) -> None:
-        if not self._writing:
+        if not self._writing and not self._on_done.ended:
             self._writing = True
             self._loop.add_writer(self._dst_fd, self._flush)
 
@@ -324,11 +324,16 @@ class _Connection:
         self.done: asyncio.Future[None] = loop.create_future()
         self._closed = False
         self.up = _Direction(loop, client, target, "client→target", self)
-        self.down = _Direction(loop, target, client, "target→client", self)
+        try:
+            self.down = _Direction(loop, target, client, "target→client", self)
+        except BaseException:
+            self.up.stop()  # its pipe, made already (EMFILE here must not leak it)
+            raise
 
     def start(self, first_up: bytes = b"") -> None:
         self.up.start(first_up)
-        self.down.start()
+        if not self._closed:  # sending first_up may have failed and ended it all
+            self.down.start()
 
     def direction_done(self, direction: _Direction) -> None:
         if self.up.done and self.down.done:
@@ -365,6 +370,11 @@ class _Connection:
                 sock.close()
         if not self.done.done():
             self.done.set_result(None)
+
+    @property
+    def ended(self) -> bool:
+        """True once both sockets are closed."""
+        return self._closed
 
     def abort(self, reason: str) -> None:
         """End now (shutdown, idle timeout): close both sides. No-op once ended."""
@@ -449,7 +459,7 @@ class _StreamRelay:
 
     async def _wait_with_idle(self, conn: _Connection) -> None:
         assert self.idle_timeout is not None
-        last = (-1, -1)
+        last = (conn.up.count, conn.down.count)
         while True:
             try:
                 await asyncio.wait_for(asyncio.shield(conn.done), self.idle_timeout)
@@ -735,7 +745,11 @@ class UdpRelay:
         if len(self._sessions) >= self._max:
             logger.warning("refused %s: %d UDP sessions already (max_connections)", name, len(self._sessions))
             return None
-        sock = trace.new_socket(self._family, socket.SOCK_DGRAM)
+        try:
+            sock = trace.new_socket(self._family, socket.SOCK_DGRAM)
+        except OSError as exc:  # out of descriptors: drop this datagram, keep serving
+            logger.warning("%s: cannot open a socket to the target: %s", name, exc.strerror)
+            return None
         try:
             sock.setblocking(False)
             sock.connect(self._target_sockaddr)  # a datagram connect: only sets the default peer

@@ -37,6 +37,8 @@ __all__ = ["SessionOptions", "SessionResult", "run_session"]
 
 #: How often the supervising thread wakes when only a timer can end the wait.
 _TICK = 0.5
+#: Seconds to wait for a woken pump thread to finish (see ``on_abort``).
+_JOIN_TIMEOUT = 10.0
 
 
 class SessionOptions(NamedTuple):
@@ -109,6 +111,7 @@ def run_session(
     stdout_fd: int = 1,
     output_is_program: bool = False,
     on_peer_eof: Callable[[], None] | None = None,
+    on_abort: Callable[[], None] | None = None,
 ) -> SessionResult:
     """Join ``sock`` to ``stdin_fd``/``stdout_fd`` until the lifetime rule ends it.
 
@@ -118,6 +121,14 @@ def run_session(
     still goes out. ``on_peer_eof`` is called once when the receive direction
     is done (``--exec`` closes the program's stdin there, so it sees its end
     of input).
+
+    With ``on_abort`` (``--exec``, where the process goes on serving others),
+    a session that ends early (a timer, an error) does not leave its pumps
+    running on descriptors the caller is about to close and that may be
+    reused by another connection: it shuts the socket down, calls
+    ``on_abort`` (which must end the other side: the program), and joins the
+    pump threads before returning. Without it (the one-shot CLI), the process
+    exits right after and the daemon threads with it.
 
     The socket is left open; the caller closes it. Errors are returned in
     ``result.error`` rather than raised, so the caller can report the byte
@@ -224,6 +235,15 @@ def run_session(
         wait = max(0.0, min(deadlines) - now) if deadlines else None
         changed.wait(_TICK if wait is None else min(wait, _TICK))
 
+    running = [d for d in (sender, receiver) if d is not None and d.finished_at is None]
+    if on_abort is not None and running:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)  # wakes a pump waiting on the socket
+        except OSError:
+            pass
+        on_abort()  # ends the other side, which wakes a pump waiting on it
+        for direction in running:
+            direction.join(_JOIN_TIMEOUT)
     sent = sender.pump.count if sender else 0
     received = receiver.pump.count if receiver else 0
     if error is not None:

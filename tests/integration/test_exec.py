@@ -6,6 +6,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 
 import pytest
 
@@ -190,3 +191,20 @@ def test_ncat_style_e_is_pointed_to_exec() -> None:
     result = run_wirecat("-l", "-p", "0", "-e", "/bin/cat")
     assert result.returncode == 2
     assert b"--exec" in result.stderr
+
+
+def test_an_idle_timeout_ends_the_program_and_closes_the_connection(spawn) -> None:
+    """-i ends a session early: the program is stopped and the client sees the end at once."""
+    server = spawn(WIRECAT, "listen", "-k", "0", "-i", "0.5", "-v", "--exec", "cat")
+    port = server.listening_port()
+    for _ in range(2):  # the server goes on serving after each one
+        with client(port) as sock:
+            sock.sendall(b"then silence\n")
+            assert sock.recv(100) == b"then silence\n"
+            started = time.monotonic()
+            assert sock.recv(100) == b""  # closed: no pump left holding the socket open
+            assert time.monotonic() - started < 8
+    server.popen.send_signal(signal.SIGTERM)
+    _, _, err = server.finish(timeout=TIMEOUT)
+    assert err.count(b"no data either way for 0.5 s") == 2
+    assert b"exited with status -15" in err  # cat was stopped, not left behind

@@ -279,6 +279,19 @@ def test_a_client_reset_resets_the_target(spawn) -> None:
     assert outcome == ["reset"]
 
 
+def test_idle_timeout_closes_a_silent_connection(spawn) -> None:
+    target = Target(echo)
+    with running_relay(spawn, "0", target.address, "--idle-timeout", "0.5", "-v") as (proc, port):
+        with client(port) as sock:
+            sock.sendall(b"x")
+            assert sock.recv(1) == b"x"
+            started = time.monotonic()
+            assert recv_to_eof(sock) == b""
+            assert 0.4 < time.monotonic() - started < 2.5  # about one timeout, not two
+        assert read_line_matching(proc.popen.stderr, r"idle for 0\.5 s")
+    target.close()
+
+
 def test_max_conns_and_deny(spawn) -> None:
     target = Target(echo)
     with running_relay(spawn, "0", target.address, "--max-conns", "1", "--refuse-when-full") as (proc, port):

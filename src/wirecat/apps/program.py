@@ -178,6 +178,11 @@ def run_program(
             input_open[0] = False
             os.close(to_program_w)
 
+    def end_program() -> None:
+        # The session ended early: stop the program, so that its pipes close
+        # and the pumps waiting on them wake up before we close our ends.
+        _stop(process)
+
     try:
         result = run_session(
             sock,
@@ -187,16 +192,29 @@ def run_program(
             stdout_fd=to_program_w,
             output_is_program=True,
             on_peer_eof=close_input,
+            on_abort=end_program,
         )
     finally:
         close_input()
         os.close(from_program_r)
-    returncode = _wait(process, report)
-    if processes is not None:
-        processes.discard(process)
+        returncode = _wait(process, report)
+        if processes is not None:
+            processes.discard(process)
     report(summary_line(result.sent, result.received, result.duration, result.closed_first, result.ending))
     report(f"{program} exited with status {returncode}")
     return ProgramResult(result, returncode)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after a grace period: the program is gone when this returns."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(_EXIT_GRACE)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _wait(process: subprocess.Popen[bytes], report: Reporter) -> int:
@@ -273,7 +291,16 @@ class ProgramServer:
                 self.served += 1
 
     def stop(self) -> None:
-        """SIGTERM every program still running (the server is ending)."""
+        """End every program still running (the server is ending), and its thread.
+
+        SIGTERM first; a program still there after the grace period is killed.
+        """
         for process in list(self._processes):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
+        for process in list(self._processes):
+            _stop(process)
+        with self._lock:
+            threads = list(self._active)
+        for thread in threads:
+            thread.join(_EXIT_GRACE)
