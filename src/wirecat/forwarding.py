@@ -117,6 +117,7 @@ class _Direction:
         "count",
         "done",
         "eof",
+        "last_read",
         "name",
     )
 
@@ -136,6 +137,8 @@ class _Direction:
         self._pending = 0  # bytes in our pipe (or buffer), read but not yet written
         self._reading = self._writing = False
         self.count = 0
+        #: Loop time of the last read that brought bytes (for the idle timeout).
+        self.last_read = loop.time()
         self.eof = False
         self.done = False
         self._tracer = trace.current()
@@ -249,6 +252,7 @@ class _Direction:
                 self._finish()
             return
         self.count += n
+        self.last_read = self._loop.time()
         if self._pipe_w >= 0:
             self._pending += n
         if not self._writing:
@@ -458,18 +462,21 @@ class _StreamRelay:
                 )
 
     async def _wait_with_idle(self, conn: _Connection) -> None:
-        assert self.idle_timeout is not None
-        last = (conn.up.count, conn.down.count)
+        """Wait for the end of ``conn``; close it once nothing was read either way for idle_timeout."""
+        timeout = self.idle_timeout
+        assert timeout is not None
+        loop = asyncio.get_running_loop()
+        wait = timeout
         while True:
             try:
-                await asyncio.wait_for(asyncio.shield(conn.done), self.idle_timeout)
+                await asyncio.wait_for(asyncio.shield(conn.done), wait)
                 return
             except TimeoutError:
-                now = (conn.up.count, conn.down.count)
-                if now == last:
-                    conn.abort(f"idle for {self.idle_timeout:g} s")
+                idle_for = loop.time() - max(conn.up.last_read, conn.down.last_read)
+                if idle_for >= timeout:
+                    conn.abort(f"idle for {timeout:g} s")
                     return
-                last = now
+                wait = timeout - idle_for
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> socket.socket:
         """Connect to the target: each address in turn, within connect_timeout in all."""
