@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -85,6 +86,20 @@ def spawn() -> Iterator[object]:
 def run_wirecat(*args: str, stdin: bytes = b"", timeout: float = 30.0) -> subprocess.CompletedProcess[bytes]:
     """Run the installed wirecat to completion."""
     return subprocess.run([WIRECAT, *args], input=stdin, capture_output=True, timeout=timeout, check=False)
+
+
+def recv_to_eof(sock: socket.socket) -> bytes:
+    """Everything ``sock`` receives until the peer's end of stream; a reset counts as that end."""
+    data = bytearray()
+    while True:
+        try:
+            chunk = sock.recv(1 << 20)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
 
 
 def random_payload(size: int, seed: int = 1) -> bytes:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import WIRECAT, random_payload, sha256
+from tests.conftest import WIRECAT, random_payload, recv_to_eof, sha256
 from wirecat.protocol.proxy import ProxyHeader, ProxyHeaderReader, encode_v1
 from wirecat.testing import read_line_matching
 
@@ -83,19 +83,6 @@ class Target:
 def echo(conn: socket.socket) -> None:
     while data := conn.recv(65536):
         conn.sendall(data)
-
-
-def recv_to_eof(sock: socket.socket) -> bytes:
-    data = bytearray()
-    while True:
-        try:
-            chunk = sock.recv(1 << 20)
-        except ConnectionResetError:
-            break
-        if not chunk:
-            break
-        data += chunk
-    return bytes(data)
 
 
 @contextmanager

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import WIRECAT, random_payload, run_wirecat, sha256
+from tests.conftest import WIRECAT, random_payload, recv_to_eof, run_wirecat, sha256
 from wirecat.framing import LengthPrefixed
 from wirecat.testing import read_line_matching
 
@@ -26,19 +26,6 @@ def client(port: int, host: str = "127.0.0.1", *, rcvbuf: int | None = None) -> 
     sock.settimeout(TIMEOUT)
     sock.connect((host, port))
     return sock
-
-
-def recv_to_eof(sock: socket.socket) -> bytes:
-    data = bytearray()
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            break
-        if not chunk:
-            break
-        data += chunk
-    return bytes(data)
 
 
 class LineReader:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import WIRECAT, require_peer, run_wirecat
+from tests.integration.test_demo import run_demo_cli
 from wirecat import trace
 
 TIMEOUT = 10.0
@@ -390,28 +391,14 @@ def test_demo_step_pauses_in_a_terminal() -> None:
 
 
 def test_demo_step_without_a_terminal_runs_through() -> None:
-    result = subprocess.run(
-        [WIRECAT, "demo", "--step"],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = run_demo_cli("--step")
     assert result.returncode == 0
     assert "needs a terminal" in result.stderr
     assert "listener.close()" in result.stdout
 
 
 def test_demo_two_columns_when_wide() -> None:
-    result = subprocess.run(
-        [WIRECAT, "demo", "--columns"],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = run_demo_cli("--columns")
     assert result.returncode == 0
     client_lines = [line for line in result.stdout.splitlines() if re.match(r"^\s{40,}\s?\d+ CLIENT ", line)]
     server_lines = [line for line in result.stdout.splitlines() if re.match(r"^\s?\d+ SERVER ", line)]
