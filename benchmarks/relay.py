@@ -10,7 +10,12 @@ parallel streams (``-P 8``). iperf3's own receiver figure is the throughput;
 the relay's CPU time is read from ``/proc/PID/stat`` around the transfer,
 children included (socat and ncat fork or spawn per connection; their
 children's time is counted once they are reaped, so each relay is stopped
-before reading it).
+before reading it). "iperf3 CPU" is its client's and server's CPU per GB
+(each reaped with ``wait4``): what the transfer costs the endpoints, which a
+relay changes too (see RESULTS.md).
+
+Targets are checked on the median of per-round ratios: each round runs every
+relay back to back, so a ratio within a round shares the machine's state.
 
 Relays, in the same run, rounds interleaved:
 
@@ -37,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -47,8 +53,19 @@ from wirecat.testing import free_port
 
 TICKS = os.sysconf("SC_CLK_TCK")
 GB = 1e9
-#: results[(relay, streams)][round] = (bytes/s, relay CPU seconds, machine busy 0–1)
-Results = dict[tuple[str, int], dict[int, tuple[float, float, float]]]
+
+
+class Figures(NamedTuple):
+    """What one transfer measured."""
+
+    rate: float  # bytes/s, as iperf3's receiver saw them
+    relay_cpu: float  # the relay's CPU seconds (0 for direct)
+    endpoints_cpu: float  # iperf3 client + server CPU seconds
+    busy: float  # how busy all the machine's CPUs were: 0–1
+
+
+#: results[(relay, streams)][round]
+Results = dict[tuple[str, int], dict[int, Figures]]
 
 
 def cpu_with_children(pid: int) -> float:
@@ -142,26 +159,25 @@ class Relay:
         return self.child.cpu
 
 
-def iperf(port: int, size: int, streams: int) -> float:
-    """Run an iperf3 client to ``port``; bytes/s its receiver saw."""
-    run = subprocess.run(
-        ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-n", str(size), "-P", str(streams), "-J"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if run.returncode != 0:
-        raise RuntimeError(f"iperf3 failed: {run.stdout[-400:]} {run.stderr[-400:]}")
-    report = json.loads(run.stdout)
-    return float(report["end"]["sum_received"]["bits_per_second"]) / 8
+def iperf(port: int, size: int, streams: int) -> tuple[float, float]:
+    """Run an iperf3 client to ``port``: (bytes/s its receiver saw, the client's CPU seconds)."""
+    argv = ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-n", str(size), "-P", str(streams), "-J"]
+    client = Child.start("iperf3 -c", argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert client.popen.stdout is not None
+        assert client.popen.stderr is not None
+        out = client.popen.stdout.read().decode()
+        err = client.popen.stderr.read().decode()
+        if not client.wait(600) or client.status != 0:
+            raise RuntimeError(f"iperf3 failed: {out[-400:]} {err[-400:]}")
+    finally:
+        client.kill()
+    report = json.loads(out)
+    return float(report["end"]["sum_received"]["bits_per_second"]) / 8, client.cpu
 
 
-def measure(name: str, size: int, streams: int) -> tuple[float, float, float]:
-    """One transfer through relay ``name`` (or ``direct``) to a fresh one-test iperf3 server.
-
-    Returns (bytes/s, the relay's CPU seconds, how busy all the machine's CPUs were: 0–1).
-    """
+def measure(name: str, size: int, streams: int) -> Figures:
+    """One transfer through relay ``name`` (or ``direct``) to a fresh one-test iperf3 server."""
     iperf_port = free_port()
     server = Child.start(
         "iperf3 -s",
@@ -170,18 +186,15 @@ def measure(name: str, size: int, streams: int) -> tuple[float, float, float]:
     )
     try:
         wait_listening(iperf_port, server)
-        if name == "direct":
-            before = cpu_times()
-            rate = iperf(iperf_port, size, streams)
-            return rate, 0.0, _busy(before, cpu_times())
-        relay = Relay(name, iperf_port)
+        relay = None if name == "direct" else Relay(name, iperf_port)
         try:
             before = cpu_times()
-            rate = iperf(relay.port, size, streams)
+            rate, client_cpu = iperf(iperf_port if relay is None else relay.port, size, streams)
             busy = _busy(before, cpu_times())
         finally:
-            cpu = relay.stop()
-        return rate, cpu, busy
+            relay_cpu = 0.0 if relay is None else relay.stop()
+        server.wait(10)  # a one-test server exits after its test: its rusage is then known
+        return Figures(rate, relay_cpu, client_cpu + server.cpu, busy)
     finally:
         server.kill()
 
@@ -210,29 +223,33 @@ def main() -> None:
         for streams in (1, 8):
             for name in ["direct", *names]:
                 try:
-                    rate, cpu, busy = measure(name, size, streams)
+                    got = measure(name, size, streams)
                 except FileNotFoundError:
                     continue
                 except RuntimeError as exc:  # reported, not fatal: the other cases still run
                     print(f"round {rep + 1}  {streams} stream(s)  {name}: {exc}", file=sys.stderr)
                     continue
-                results.setdefault((name, streams), {})[rep] = (rate, cpu, busy)
+                results.setdefault((name, streams), {})[rep] = got
                 print(
-                    f"round {rep + 1}  {streams} stream(s)  {name:<16} {rate / GB:6.2f} GB/s"
-                    f"  relay CPU {cpu / (size / GB):.3f} s/GB  machine {busy:.0%} busy",
+                    f"round {rep + 1}  {streams} stream(s)  {name:<16} {got.rate / GB:6.2f} GB/s"
+                    f"  relay CPU {got.relay_cpu / (size / GB):.3f} s/GB"
+                    f"  iperf3 CPU {got.endpoints_cpu / (size / GB):.3f} s/GB  machine {got.busy:.0%} busy",
                     file=sys.stderr,
                     flush=True,
                 )
     print()
-    print("| streams | relay | GB/s | relay CPU s/GB | machine busy | runs (GB/s) |")
-    print("|---:|---|---:|---:|---:|---|")
+    print("| streams | relay | GB/s | relay CPU s/GB | iperf3 CPU s/GB | machine busy | runs (GB/s) |")
+    print("|---:|---|---:|---:|---:|---:|---|")
+    per_gb = size / GB
     for (name, streams), rounds in results.items():
         runs = list(rounds.values())
-        rate = median([r for r, _, _ in runs])
-        cpu = median([c / (size / GB) for _, c, _ in runs])
-        busy = median([b for _, _, b in runs])
-        shown = ", ".join(f"{r / GB:.2f}" for r, _, _ in runs)
-        print(f"| {streams} | {name} | {rate / GB:.2f} | {cpu:.3f} | {busy:.0%} | {shown} |")
+        rate = median([f.rate for f in runs])
+        relay_cpu = median([f.relay_cpu / per_gb for f in runs])
+        endpoints_cpu = median([f.endpoints_cpu / per_gb for f in runs])
+        busy = median([f.busy for f in runs])
+        shown = ", ".join(f"{f.rate / GB:.2f}" for f in runs)
+        cpu = f"{relay_cpu:.3f} | {endpoints_cpu:.3f}"
+        print(f"| {streams} | {name} | {rate / GB:.2f} | {cpu} | {busy:.0%} | {shown} |")
     print()
     print("Targets (issue 5): the median of per-round ratios (each round's transfers ran")
     print("back to back, so a ratio within a round shares the machine's state), and their range:")
@@ -245,7 +262,7 @@ def main() -> None:
         (8, "socat -b 262144", "rate", 1.0),
     ]
     for streams, other, what, want in targets:
-        ratios = paired_ratios(results, streams, other, 0 if what == "rate" else 1)
+        ratios = paired_ratios(results, streams, other, what)
         if not ratios:
             continue
         middle = median(ratios)
@@ -260,11 +277,13 @@ def main() -> None:
         latency(names, args.latency_seconds)
 
 
-def paired_ratios(results: Results, streams: int, other: str, field: int) -> list[float]:
-    """wirecat's figure ÷ ``other``'s, round by round (rounds where both ran)."""
+def paired_ratios(results: Results, streams: int, other: str, what: str) -> list[float]:
+    """wirecat's ``what`` (``rate`` or ``cpu``: the relay's) ÷ ``other``'s, round by round."""
     ours, theirs = results.get(("wirecat", streams), {}), results.get((other, streams), {})
+    field = "rate" if what == "rate" else "relay_cpu"
     both = sorted(ours.keys() & theirs.keys())
-    return [ours[rep][field] / theirs[rep][field] for rep in both if theirs[rep][field]]
+    pairs = [(getattr(ours[rep], field), getattr(theirs[rep], field)) for rep in both]
+    return [mine / them for mine, them in pairs if them]
 
 
 def latency(names: list[str], seconds: float) -> None:
