@@ -67,6 +67,8 @@ _HAS_SPLICE = hasattr(os, "splice")
 _SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
 #: Most bytes one splice() or recv() moves: ≥ 128 KiB measured fastest here for bulk.
 _CHUNK = 1024 * 1024
+#: Most bytes one readiness callback reads before it lets other connections run.
+_READ_BUDGET = 4 * _CHUNK
 #: Descriptors per relayed connection: two sockets and two pipes (two ends each).
 _FDS_PER_CONNECTION = 6
 _RESET_ERRNOS = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ETIMEDOUT}
@@ -117,7 +119,7 @@ class _Direction:
         "count",
         "done",
         "eof",
-        "last_read",
+        "last_active",
         "name",
     )
 
@@ -137,8 +139,9 @@ class _Direction:
         self._pending = 0  # bytes in our pipe (or buffer), read but not yet written
         self._reading = self._writing = False
         self.count = 0
-        #: Loop time of the last read that brought bytes (for the idle timeout).
-        self.last_read = loop.time()
+        #: Loop time of the last read that brought bytes, or of the destination
+        #: taking some (for the idle timeout: a slow reader is not idle).
+        self.last_active = loop.time()
         self.eof = False
         self.done = False
         self._tracer = trace.current()
@@ -209,54 +212,68 @@ class _Direction:
     # -- moving bytes ---------------------------------------------------------------------------
 
     def _on_readable(self) -> None:
-        # Reading goes on while the pipe has room, so the source is read while
-        # the destination is still taking the last chunk; a full pipe (or
-        # pending bytes in the copying fallback) stops it: backpressure.
-        if self._pending < 0:
-            room = 0  # bytes wait in the copy buffer: they go first
-        elif self._pipe_w >= 0:
-            room = self._capacity - self._pending
-        else:
-            room = 0 if self._pending else 1
-        if room <= 0:
-            self._stop_read()
-            return
-        try:
-            if self._pipe_w >= 0:
-                n = os.splice(self._src_fd, self._pipe_w, min(room, _CHUNK), flags=_SPLICE_FLAGS)
+        # Read until the source says "nothing more now" (EAGAIN), EOF or an
+        # error, not just once: uvloop (libuv) silently stops watching a
+        # socket whose error is still pending after a callback, so bytes that
+        # came with a reset must be read to the reset in the same callback, or
+        # the reset is never passed on. A budget keeps one busy connection from
+        # starving the others; past it, re-arming gives a fresh watch.
+        budget = _READ_BUDGET
+        while budget > 0:
+            if self._pending < 0:
+                room = 0  # bytes wait in the copy buffer: they go first
+            elif self._pipe_w >= 0:
+                room = self._capacity - self._pending
             else:
-                assert self._view is not None
-                n = self._src.recv_into(self._view)
-                if n:
-                    self._pending = -n
-        except BlockingIOError:
-            if self._pending > 0:
-                # Our pipe is full (its slots hold pages, so it can fill before
-                # `capacity` bytes): wait until the destination takes some.
+                room = 0 if self._pending else 1
+            if room <= 0:
+                # Reading goes on while the pipe has room, so the source is read
+                # while the destination still takes the last chunk; a full pipe
+                # (or pending bytes in the copying fallback) stops it: backpressure.
                 self._stop_read()
-            return
-        except OSError as exc:
-            if exc.errno == errno.EINVAL and self._pipe_w >= 0 and self.count == 0:
-                self._fall_back()  # the kernel refuses splice here: copy instead
-                self._on_readable()
                 return
-            self._on_done.failed(self, exc, "read")
-            return
-        if self._tracer is not None:
-            call = "splice" if self._pipe_w >= 0 else "recv_into"
-            self._tracer.call(call, f"fd {self._src_fd} -> pipe, {_CHUNK}", _count_text(n), fd=self._src_fd)
-        if n == 0:
-            self.eof = True
-            self._stop_read()
-            if not self._pending:
-                self._finish()
-            return
-        self.count += n
-        self.last_read = self._loop.time()
-        if self._pipe_w >= 0:
-            self._pending += n
-        if not self._writing:
-            self._flush()
+            try:
+                if self._pipe_w >= 0:
+                    n = os.splice(self._src_fd, self._pipe_w, min(room, _CHUNK), flags=_SPLICE_FLAGS)
+                else:
+                    assert self._view is not None
+                    n = self._src.recv_into(self._view)
+                    if n:
+                        self._pending = -n
+            except BlockingIOError:
+                if self._pending > 0:
+                    # Our pipe is full (its slots hold pages, so it can fill before
+                    # `capacity` bytes): wait until the destination takes some.
+                    self._stop_read()
+                return
+            except OSError as exc:
+                if exc.errno == errno.EINVAL and self._pipe_w >= 0 and self.count == 0:
+                    self._fall_back()  # the kernel refuses splice here: copy instead
+                    continue
+                self._on_done.failed(self, exc, "read")
+                return
+            if self._tracer is not None:
+                call = "splice" if self._pipe_w >= 0 else "recv_into"
+                where = f"fd {self._src_fd} -> pipe, {_CHUNK}"
+                self._tracer.call(call, where, _count_text(n), fd=self._src_fd)
+            if n == 0:
+                self.eof = True
+                self._stop_read()
+                if not self._pending:
+                    self._finish()
+                return
+            self.count += n
+            self.last_active = self._loop.time()
+            budget -= n
+            if self._pipe_w >= 0:
+                self._pending += n
+            if not self._writing:
+                self._flush()
+            if not self._reading or self._on_done.ended:
+                return
+        # Budget spent with bytes still coming: let the other connections run.
+        self._stop_read()
+        self._want_read()
 
     def _fall_back(self) -> None:
         for fd in (self._pipe_r, self._pipe_w):
@@ -267,6 +284,7 @@ class _Direction:
 
     def _flush(self) -> None:
         """Write what is pending to the destination; then read more, or finish."""
+        self.last_active = self._loop.time()
         while self._pending:
             try:
                 if self._pending > 0:
@@ -462,7 +480,7 @@ class _StreamRelay:
                 )
 
     async def _wait_with_idle(self, conn: _Connection) -> None:
-        """Wait for the end of ``conn``; close it once nothing was read either way for idle_timeout."""
+        """Wait for the end of ``conn``; close it once no bytes moved either way for idle_timeout."""
         timeout = self.idle_timeout
         assert timeout is not None
         loop = asyncio.get_running_loop()
@@ -472,7 +490,7 @@ class _StreamRelay:
                 await asyncio.wait_for(asyncio.shield(conn.done), wait)
                 return
             except TimeoutError:
-                idle_for = loop.time() - max(conn.up.last_read, conn.down.last_read)
+                idle_for = loop.time() - max(conn.up.last_active, conn.down.last_active)
                 if idle_for >= timeout:
                     conn.abort(f"idle for {timeout:g} s")
                     return

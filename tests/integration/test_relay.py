@@ -266,6 +266,41 @@ def test_a_client_reset_resets_the_target(spawn) -> None:
     assert outcome == ["reset"]
 
 
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_bytes_that_come_with_a_reset_arrive_then_the_reset(spawn, monkeypatch, loop: str) -> None:
+    """The target answers and resets at once: every byte, then the reset, reach the client.
+
+    uvloop stops watching a socket whose error is left pending after a
+    callback; a relay that read the bytes but not the reset behind them hung
+    with the client never told (and kept the connection's descriptors).
+    """
+    monkeypatch.setenv("WIRECAT_LOOP", loop)
+    answer = b"D" * 1000
+
+    def read_until_reset(sock: socket.socket, received: bytearray) -> None:
+        while chunk := sock.recv(65536):
+            received += chunk
+
+    def answer_and_reset(conn: socket.socket) -> None:
+        conn.recv(100)
+        conn.sendall(answer)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        # Target._one closes it: a reset right behind the answer
+
+    target = Target(answer_and_reset)
+    with running_relay(spawn, "0", target.address, "-v") as (proc, port):
+        for _ in range(20):
+            with client(port) as sock:
+                sock.sendall(b"request")
+                received = bytearray()
+                with pytest.raises(ConnectionResetError):
+                    read_until_reset(sock, received)
+                assert received == answer
+            ending = r"received 1000 B .*the target reset the connection; the client was reset too"
+            assert read_line_matching(proc.popen.stderr, ending)
+    target.close()
+
+
 def test_idle_timeout_closes_a_silent_connection(spawn) -> None:
     target = Target(echo)
     with running_relay(spawn, "0", target.address, "--idle-timeout", "0.5", "-v") as (proc, port):
