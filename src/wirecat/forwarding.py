@@ -52,7 +52,6 @@ from wirecat.limits import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_PIPE_SIZE,
     DEFAULT_UDP_IDLE,
-    MAX_DATAGRAM,
 )
 from wirecat.protocol.proxy import ProxyHeader, ProxyHeaderReader, encode_v1, encode_v2
 from wirecat.report import format_bytes
@@ -71,6 +70,8 @@ _CHUNK = 1024 * 1024
 _READ_BUDGET = 4 * _CHUNK
 #: Descriptors per relayed connection: two sockets and two pipes (two ends each).
 _FDS_PER_CONNECTION = 6
+#: Holds any UDP payload whole: IPv6 carries up to 65,527 bytes, more than IPv4's 65,507.
+_UDP_BUFFER = 65536
 _RESET_ERRNOS = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ETIMEDOUT}
 
 
@@ -607,7 +608,7 @@ async def relay(
         proxy_protocol: 1 or 2 to send a PROXY header to the target first.
         accept_proxy_protocol: read a PROXY header (v1 or v2) from each client
             first; a client without a valid one is closed, logged.
-        family: ``socket.AF_INET``/``AF_INET6`` to use one family for the target.
+        family: ``socket.AF_INET``/``AF_INET6``: one family, on both sides.
         udp_idle: UDP: seconds before a silent client's session is forgotten.
 
     Raises:
@@ -632,7 +633,7 @@ async def relay(
         if proxy_protocol is not None or accept_proxy_protocol:
             raise UsageError("the PROXY protocol is for stream relays, not UDP")
         return await UdpRelay.start(
-            source, destination, max_sessions=max_connections, idle=udp_idle, access=access
+            source, destination, max_sessions=max_connections, idle=udp_idle, access=access, family=family
         )
     runner = _StreamRelay(
         destination,
@@ -642,7 +643,7 @@ async def relay(
         proxy_protocol=proxy_protocol,
         accept_proxy_protocol=accept_proxy_protocol,
     )
-    listeners, unix_path = bind_stream_listeners(source, backlog=backlog)
+    listeners, unix_path = bind_stream_listeners(source, family=family, backlog=backlog)
     server = Server(
         None,  # no handler, no Connection: the runner takes each socket as it is
         listeners,
@@ -699,7 +700,7 @@ class UdpRelay:
         self._idle = idle
         self._access = access
         self._sessions: dict[tuple[str, int], _UdpSession] = {}
-        self._buffer = bytearray(MAX_DATAGRAM + 1)
+        self._buffer = bytearray(_UDP_BUFFER)
         self._view = memoryview(self._buffer)
         self._done: asyncio.Future[None] = self._loop.create_future()
         self._closed = False
@@ -709,14 +710,23 @@ class UdpRelay:
 
     @classmethod
     async def start(
-        cls, listen: Address, target: Address, *, max_sessions: int, idle: float, access: AccessList
+        cls,
+        listen: Address,
+        target: Address,
+        *,
+        max_sessions: int,
+        idle: float,
+        access: AccessList,
+        family: socket.AddressFamily = socket.AF_UNSPEC,
     ) -> UdpRelay:
-        """Bind ``listen`` and resolve ``target``; return the running relay."""
+        """Bind ``listen`` and resolve ``target`` (in ``family``, if given); return the running relay."""
         if listen.is_unix or target.is_unix:
             raise UsageError("UDP relays take host:port addresses", "Unix datagram relays are not supported")
         loop = asyncio.get_running_loop()
-        endpoints = await loop.run_in_executor(None, lambda: resolve(target.host, target.port, datagram=True))
-        listeners = bind_listeners(listen.host, listen.port, datagram=True)
+        endpoints = await loop.run_in_executor(
+            None, lambda: resolve(target.host, target.port, family=family, datagram=True)
+        )
+        listeners = bind_listeners(listen.host, listen.port, family=family, datagram=True)
         for extra in listeners[1:]:
             extra.close()  # one socket: replies must leave from the address clients used
         listener = listeners[0]

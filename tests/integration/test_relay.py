@@ -464,12 +464,48 @@ def test_udp_relay_keeps_a_session_per_client(spawn) -> None:
         thread.join(TIMEOUT)
 
 
+def test_udp_relay_carries_the_largest_ipv6_datagram_whole(spawn) -> None:
+    """65,527 bytes, IPv6's largest UDP payload (IPv4's is 65,507), both ways, not cut."""
+    largest = random_payload(65527, seed=7)
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as target:
+        target.bind(("::1", 0))
+        target.settimeout(TIMEOUT)
+        target_address = f"udp:[::1]:{target.getsockname()[1]}"
+        with (
+            running_relay(spawn, "udp:[::1]:0", target_address) as (_, port),
+            socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock,
+        ):
+            sock.settimeout(TIMEOUT)
+            sock.sendto(largest, ("::1", port))
+            data, relay_side = target.recvfrom(70000)
+            assert data == largest
+            target.sendto(data, relay_side)
+            assert sock.recv(70000) == largest
+
+
 def test_udp_and_tcp_cannot_be_mixed() -> None:
     from tests.conftest import run_wirecat
 
     result = run_wirecat("relay", "udp:0", "127.0.0.1:9")
     assert result.returncode == 2
     assert b"use udp: on both sides" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-4", "[::1]:0", "127.0.0.1:9"], b"'::1' has no IPv4 address"),
+        (["-6", "udp:127.0.0.1:0", "udp:[::1]:9"], b"'127.0.0.1' has no IPv6 address"),
+        (["-6", "udp:[::1]:0", "udp:127.0.0.1:9"], b"'127.0.0.1' has no IPv6 address"),
+    ],
+)
+def test_one_family_applies_to_both_sides(args: list[str], message: bytes) -> None:
+    """``-4``/``-6`` hold for the listening side and for a UDP target, as for a TCP target."""
+    from tests.conftest import run_wirecat
+
+    result = run_wirecat("relay", *args)
+    assert result.returncode == 3, result.stderr
+    assert message in result.stderr
 
 
 # -- the library ------------------------------------------------------------------------------
