@@ -72,6 +72,9 @@ class SessionResult(NamedTuple):
             neither side closed (a timer or an error ended it).
         ending: one phrase on how it ended, for the ``-v`` closing line.
         error: the error that ended it, or None for a clean end.
+        pumps_running: a pump thread was still running when the session
+            returned (``on_abort`` did not wake it): its descriptors must
+            not be closed, or a reused descriptor number would get its bytes.
     """
 
     sent: int
@@ -80,6 +83,7 @@ class SessionResult(NamedTuple):
     closed_first: str
     ending: str
     error: WirecatError | None = None
+    pumps_running: bool = False
 
 
 class _Direction(threading.Thread):
@@ -244,11 +248,12 @@ def run_session(
         on_abort()  # ends the other side, which wakes a pump waiting on it
         for direction in running:
             direction.join(_JOIN_TIMEOUT)
+    pumps_running = any(d.is_alive() for d in (sender, receiver) if d is not None)
     sent = sender.pump.count if sender else 0
     received = receiver.pump.count if receiver else 0
     if error is not None:
         ending = error.message
-    return SessionResult(sent, received, time.monotonic() - start, closed_first, ending, error)
+    return SessionResult(sent, received, time.monotonic() - start, closed_first, ending, error, pumps_running)
 
 
 def _send_error(exc: PumpError, peer: str) -> WirecatError | None:

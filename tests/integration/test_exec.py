@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -11,6 +13,7 @@ import time
 import pytest
 
 from tests.conftest import WIRECAT, random_payload, run_wirecat, sha256
+from wirecat.testing import read_line_matching
 
 TIMEOUT = 20.0
 
@@ -208,3 +211,73 @@ def test_an_idle_timeout_ends_the_program_and_closes_the_connection(spawn) -> No
     _, _, err = server.finish(timeout=TIMEOUT)
     assert err.count(b"no data either way for 0.5 s") == 2
     assert b"exited with status -15" in err  # cat was stopped, not left behind
+
+
+def test_an_early_end_stops_what_the_program_started_too(spawn) -> None:
+    """-i under ``--sh-exec "cat | cat"``: the whole pipeline is stopped, so the session ends at once.
+
+    Stopping only the shell left the two cats holding the program's pipes; the
+    session then waited 10 s for its pumps and closed descriptors under them.
+    """
+    server = spawn(WIRECAT, "listen", "-k", "0", "-i", "0.5", "-v", "--sh-exec", "cat | cat")
+    port = server.listening_port()
+    with client(port) as sock:
+        sock.sendall(b"through two cats\n")
+        assert sock.recv(100) == b"through two cats\n"
+        assert sock.recv(100) == b""
+    assert server.popen.stderr is not None
+    done = read_line_matching(server.popen.stderr, r"done: .* in ([\d.]+) s; no data either way for 0\.5 s")
+    assert float(done.group(1)) < 3.0
+    server.popen.send_signal(signal.SIGTERM)
+    assert server.finish(timeout=TIMEOUT)[0] == 128 + signal.SIGTERM
+
+
+def test_sigterm_ends_a_keep_open_exec_server_with_clients_at_once(spawn) -> None:
+    """Connected clients do not hold a stopping server (it used to wait 5 s for each in turn)."""
+    server = spawn(WIRECAT, "listen", "-k", "0", "--exec", "cat")
+    port = server.listening_port()
+    with contextlib.ExitStack() as stack:
+        clients = [stack.enter_context(client(port)) for _ in range(3)]
+        for sock in clients:
+            sock.sendall(b"ping\n")
+            assert sock.recv(100) == b"ping\n"
+        started = time.monotonic()
+        server.popen.send_signal(signal.SIGTERM)
+        code, _, _ = server.finish(timeout=TIMEOUT)
+        assert time.monotonic() - started < 3.0
+        assert code == 128 + signal.SIGTERM
+        for sock in clients:
+            with contextlib.suppress(ConnectionResetError):  # ended either way: that is the point
+                assert sock.recv(100) == b""
+
+
+def test_running_out_of_descriptors_leaks_none(tmp_path) -> None:
+    """When the second pipe cannot be made (EMFILE), the first is closed and the error is one line."""
+    script = tmp_path / "pressure.py"
+    script.write_text(
+        "import os, resource, socket\n"
+        "from wirecat.apps.program import Program, run_program\n"
+        "from wirecat.errors import UsageError\n"
+        "a, b = socket.socketpair(); b.close()\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "used = {int(f) for f in os.listdir('/proc/self/fd')}\n"
+        "free = [n for n in range(1024) if n not in used]\n"
+        "for k in range(1, 4):\n"
+        "    before = set(os.listdir('/proc/self/fd'))\n"
+        "    resource.setrlimit(resource.RLIMIT_NOFILE, (free[k], hard))\n"
+        "    try:\n"
+        "        run_program(a, Program(('/bin/cat',)), peer='test')\n"
+        "        print('ran')\n"
+        "    except UsageError as exc:\n"
+        "        print(exc.message)\n"
+        "    finally:\n"
+        "        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))\n"
+        "    print('leaked', len(set(os.listdir('/proc/self/fd')) - before))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert "cannot run /bin/cat: Too many open files" in lines
+    assert [line for line in lines if line.startswith("leaked")] == ["leaked 0"] * 3

@@ -29,6 +29,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from typing import NamedTuple
 
 from wirecat.errors import UsageError
@@ -150,9 +151,11 @@ def run_program(
     holds the program's process while it runs (for a server to stop them all).
     """
     # Our own pipes, so that we own the raw descriptors we hand to the session.
-    to_program_r, to_program_w = os.pipe2(os.O_CLOEXEC)
-    from_program_r, from_program_w = os.pipe2(os.O_CLOEXEC)
+    made: list[int] = []
     try:
+        made.extend(os.pipe2(os.O_CLOEXEC))
+        made.extend(os.pipe2(os.O_CLOEXEC))
+        to_program_r, to_program_w, from_program_r, from_program_w = made
         process = subprocess.Popen(
             program.argv,
             stdin=to_program_r,
@@ -160,10 +163,12 @@ def run_program(
             stderr=subprocess.STDOUT if program.stderr_to_peer else None,
             env=_environment(sock),
             close_fds=True,
-            start_new_session=False,
+            # Its own process group, so that stopping it reaches what it
+            # started too (`a | b` under --sh-exec): they hold its pipes.
+            process_group=0,
         )
     except OSError as exc:
-        for fd in (to_program_r, to_program_w, from_program_r, from_program_w):
+        for fd in made:
             os.close(fd)
         raise UsageError(f"cannot run {program}: {exc.strerror or exc}") from exc
     os.close(to_program_r)  # the program's ends: only the program holds them now
@@ -183,6 +188,7 @@ def run_program(
         # and the pumps waiting on them wake up before we close our ends.
         _stop(process)
 
+    result: SessionResult | None = None
     try:
         result = run_session(
             sock,
@@ -195,25 +201,47 @@ def run_program(
             on_abort=end_program,
         )
     finally:
-        close_input()
-        os.close(from_program_r)
+        if result is None:
+            _stop(process)  # a signal or an error: no grace period for its output
         returncode = _wait(process, report)
         if processes is not None:
             processes.discard(process)
+        if result is not None and result.pumps_running:
+            # Something the program started still holds its pipes and a pump
+            # waits on them: closing our ends would let a reused descriptor
+            # number catch bytes meant for this connection. Leave them.
+            report(f"{program}: its pipes stay open, held by a process that outlived it")
+        else:
+            close_input()
+            os.close(from_program_r)
     report(summary_line(result.sent, result.received, result.duration, result.closed_first, result.ending))
     report(f"{program} exited with status {returncode}")
     return ProgramResult(result, returncode)
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL after a grace period: the program is gone when this returns."""
-    if process.poll() is not None:
+def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
+    """Send ``sig`` to the program's process group: itself and what it started.
+
+    Only while the program is not reaped (a zombie still holds its pid, so the
+    group id cannot be anyone else's); afterwards this does nothing.
+    """
+    if process.returncode is not None:
         return
-    process.send_signal(signal.SIGTERM)
+    try:
+        os.killpg(process.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass  # all of them are gone already
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM its group, then SIGKILL after a grace period: the program is reaped when this returns."""
+    if process.returncode is not None:
+        return
+    _signal_group(process, signal.SIGTERM)
     try:
         process.wait(_EXIT_GRACE)
     except subprocess.TimeoutExpired:
-        process.kill()
+        _signal_group(process, signal.SIGKILL)
         process.wait()
 
 
@@ -224,12 +252,8 @@ def _wait(process: subprocess.Popen[bytes], report: Reporter) -> int:
     except subprocess.TimeoutExpired:
         pass
     report(f"pid {process.pid} did not exit {_EXIT_GRACE:g} s after its output ended; stopping it")
-    process.send_signal(signal.SIGTERM)
-    try:
-        return process.wait(_EXIT_GRACE)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        return process.wait()
+    _stop(process)
+    return process.wait()
 
 
 class ProgramServer:
@@ -246,6 +270,7 @@ class ProgramServer:
         self._lock = threading.Lock()
         self._active: set[threading.Thread] = set()
         self._processes: set[subprocess.Popen[bytes]] = set()
+        self._sockets: set[socket.socket] = set()
         self.served = 0
 
     @property
@@ -273,6 +298,8 @@ class ProgramServer:
         return True
 
     def _serve(self, sock: socket.socket, peer: str) -> None:
+        with self._lock:
+            self._sockets.add(sock)
         try:
             with sock:
                 run_program(
@@ -287,20 +314,28 @@ class ProgramServer:
             self.report(f"{peer}: {exc}")
         finally:
             with self._lock:
+                self._sockets.discard(sock)
                 self._active.discard(threading.current_thread())
                 self.served += 1
 
     def stop(self) -> None:
-        """End every program still running (the server is ending), and its thread.
+        """End every connection and program still running (the server is ending), and its thread.
 
-        SIGTERM first; a program still there after the grace period is killed.
+        The connections are shut down (so no session waits for its peer), the
+        programs get SIGTERM, and SIGKILL if still there after the grace period.
         """
+        with self._lock:
+            sockets = list(self._sockets)
+            threads = list(self._active)
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # closed meanwhile
         for process in list(self._processes):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
+            _signal_group(process, signal.SIGTERM)
         for process in list(self._processes):
             _stop(process)
-        with self._lock:
-            threads = list(self._active)
+        deadline = time.monotonic() + _EXIT_GRACE
         for thread in threads:
-            thread.join(_EXIT_GRACE)
+            thread.join(max(0.0, deadline - time.monotonic()))
