@@ -194,7 +194,7 @@ class _Direction:
     def _want_write(self) -> None:
         if not self._writing and not self._on_done.ended:
             self._writing = True
-            self._loop.add_writer(self._dst_fd, self._flush)
+            self._loop.add_writer(self._dst_fd, self._on_writable)
 
     def _stop_write(self) -> None:
         if self._writing:
@@ -213,14 +213,10 @@ class _Direction:
     # -- moving bytes ---------------------------------------------------------------------------
 
     def _on_readable(self) -> None:
-        # Read until the source says "nothing more now" (EAGAIN), EOF or an
-        # error, not just once: uvloop (libuv) silently stops watching a
-        # socket whose error is still pending after a callback, so bytes that
-        # came with a reset must be read to the reset in the same callback, or
-        # the reset is never passed on. A budget keeps one busy connection from
-        # starving the others; past it, re-arming gives a fresh watch.
+        # Reads go on while the pipe has room and the source has bytes, up to a
+        # budget that keeps one busy connection from starving the others.
         budget = _READ_BUDGET
-        while budget > 0:
+        while True:
             if self._pending < 0:
                 room = 0  # bytes wait in the copy buffer: they go first
             elif self._pipe_w >= 0:
@@ -235,9 +231,11 @@ class _Direction:
                 return
             try:
                 if self._pipe_w >= 0:
-                    n = os.splice(self._src_fd, self._pipe_w, min(room, _CHUNK), flags=_SPLICE_FLAGS)
+                    want = min(room, _CHUNK)
+                    n = os.splice(self._src_fd, self._pipe_w, want, flags=_SPLICE_FLAGS)
                 else:
                     assert self._view is not None
+                    want = len(self._view)
                     n = self._src.recv_into(self._view)
                     if n:
                         self._pending = -n
@@ -255,7 +253,7 @@ class _Direction:
                 return
             if self._tracer is not None:
                 call = "splice" if self._pipe_w >= 0 else "recv_into"
-                where = f"fd {self._src_fd} -> pipe, {_CHUNK}"
+                where = f"fd {self._src_fd} -> pipe, {want}"
                 self._tracer.call(call, where, _count_text(n), fd=self._src_fd)
             if n == 0:
                 self.eof = True
@@ -265,16 +263,33 @@ class _Direction:
                 return
             self.count += n
             self.last_active = self._loop.time()
-            budget -= n
             if self._pipe_w >= 0:
                 self._pending += n
             if not self._writing:
                 self._flush()
             if not self._reading or self._on_done.ended:
                 return
-        # Budget spent with bytes still coming: let the other connections run.
-        self._stop_read()
-        self._want_read()
+            if n < want:
+                # A short read: the source has nothing more for now. uvloop
+                # (libuv) silently stops watching a socket whose error is left
+                # pending after a callback, so a reset that came right behind
+                # these bytes is taken now, or it would never be passed on.
+                # (One getsockopt: cheaper than another read that says EAGAIN.)
+                error = self._src.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if error:
+                    self._on_done.failed(self, OSError(error, os.strerror(error)), "read")
+                return
+            budget -= n
+            if budget <= 0:
+                # Still more to read: let the other connections run, and
+                # re-arm, so that the next callback comes from a fresh watch.
+                self._stop_read()
+                self._want_read()
+                return
+
+    def _on_writable(self) -> None:
+        self.last_active = self._loop.time()  # the destination took bytes: not idle
+        self._flush()
 
     def _fall_back(self) -> None:
         for fd in (self._pipe_r, self._pipe_w):
@@ -285,7 +300,6 @@ class _Direction:
 
     def _flush(self) -> None:
         """Write what is pending to the destination; then read more, or finish."""
-        self.last_active = self._loop.time()
         while self._pending:
             try:
                 if self._pending > 0:
@@ -338,14 +352,15 @@ def _count_text(n: int) -> str:
 class _Connection:
     """One client ↔ target pair: two directions, and how the pair ends."""
 
-    __slots__ = ("_closed", "_loop", "client", "done", "down", "result", "target", "up")
+    __slots__ = ("_loop", "client", "done", "down", "ended", "result", "target", "up")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, client: socket.socket, target: socket.socket) -> None:
         self._loop = loop
         self.client, self.target = client, target
         self.result = RelayResult()
         self.done: asyncio.Future[None] = loop.create_future()
-        self._closed = False
+        #: True once both sockets are closed (a plain attribute: read per chunk).
+        self.ended = False
         self.up = _Direction(loop, client, target, "client→target", self)
         try:
             self.down = _Direction(loop, target, client, "target→client", self)
@@ -355,7 +370,7 @@ class _Connection:
 
     def start(self, first_up: bytes = b"") -> None:
         self.up.start(first_up)
-        if not self._closed:  # sending first_up may have failed and ended it all
+        if not self.ended:  # sending first_up may have failed and ended it all
             self.down.start()
 
     def direction_done(self, direction: _Direction) -> None:
@@ -380,9 +395,9 @@ class _Connection:
         self._end(reset=other)
 
     def _end(self, *, reset: socket.socket | None = None) -> None:
-        if self._closed:
+        if self.ended:
             return
-        self._closed = True
+        self.ended = True
         self.result.up, self.result.down = self.up.count, self.down.count
         self.up.stop()
         self.down.stop()
@@ -394,14 +409,9 @@ class _Connection:
         if not self.done.done():
             self.done.set_result(None)
 
-    @property
-    def ended(self) -> bool:
-        """True once both sockets are closed."""
-        return self._closed
-
     def abort(self, reason: str) -> None:
         """End now (shutdown, idle timeout): close both sides. No-op once ended."""
-        if not self._closed:
+        if not self.ended:
             self.result.ending = f"{self.result.ending}; {reason}" if self.result.ending else reason
             self._end()
 
@@ -458,7 +468,11 @@ class _StreamRelay:
             raise
         except WirecatError as exc:
             logger.warning("%s: %s", peer, exc)
-            client.close()
+            cause = exc.__cause__
+            if isinstance(cause, OSError) and cause.errno in _RESET_ERRNOS:
+                _reset(client)  # the target reset the connection at once: so do we
+            else:
+                client.close()
             return
         except OSError as exc:  # e.g. the target went away while we sent the PROXY header
             logger.warning("%s: %s", peer, translate_os_error(exc, "relay to", where))
