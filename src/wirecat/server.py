@@ -132,6 +132,8 @@ class Server:
         #: Connections accepted since the start.
         self.accepted = 0
         self.addresses = [peer_name(sock.getsockname()) for sock in listeners]
+        first = listeners[0].getsockname() if listeners else None
+        self._port = int(first[1]) if isinstance(first, tuple) else 0
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -142,9 +144,8 @@ class Server:
 
     @property
     def port(self) -> int:
-        """The port listened on (0 for a Unix socket)."""
-        sockname = self._listeners[0].getsockname() if self._listeners else None
-        return int(sockname[1]) if isinstance(sockname, tuple) else 0
+        """The port listened on (0 for a Unix socket); still known after close()."""
+        return self._port
 
     @property
     def connections(self) -> frozenset[Connection]:
@@ -317,6 +318,7 @@ class Server:
         if self._closed:
             conn._stop()
         forced = False
+        cancelled_in_close: asyncio.CancelledError | None = None
         try:
             assert self._handler is not None
             await self._handler(conn)
@@ -337,7 +339,14 @@ class Server:
             if forced:
                 conn.abort()
             else:
-                await self._close(conn)
+                try:
+                    await self._close(conn)
+                except asyncio.CancelledError as exc:
+                    # shutdown()'s deadline cancelled us while the reply was
+                    # still flushing: the socket must not outlive the server.
+                    conn.abort()
+                    conn.end_reason += "; closed by the server's shutdown while flushing"
+                    cancelled_in_close = exc
             logger.info(
                 "%s: closed after %.2f s; received %s, sent %s; %s",
                 conn.peer,
@@ -346,6 +355,8 @@ class Server:
                 format_bytes(conn.bytes_sent),
                 conn.end_reason,
             )
+            if cancelled_in_close is not None:
+                raise cancelled_in_close
 
     async def _close(self, conn: Connection) -> None:
         """Close, flushing what the handler sent; abort a peer that will not take it."""

@@ -96,6 +96,7 @@ class Connection(asyncio.Protocol):
         "_closing",
         "_drain_waiter",
         "_eof",
+        "_eof_sent",
         "_error",
         "_framer",
         "_frames",
@@ -160,6 +161,7 @@ class Connection(asyncio.Protocol):
         self._eof = False  # the peer sent FIN (or the connection is gone)
         self._lost = False  # connection_lost() was called
         self._closing = False  # close() or abort() was called
+        self._eof_sent = False  # send_eof() was called: no more writes
         self._stopping = False  # a graceful shutdown asked us to end between frames
         self._write_paused = False
         self._read_paused_for_queue = False
@@ -331,6 +333,10 @@ class Connection(asyncio.Protocol):
             return
         self._idle_handle = None
         self._fail(IdleTimeout(f"{self.peer} was idle for {timeout:g} s"))
+        if self._write_paused:
+            # The handler waits in send() for a peer that takes nothing and
+            # sends nothing: only closing the connection ends that wait.
+            self.abort()
 
     def _stop(self) -> None:
         """A graceful shutdown: end ``recv()``/``handle_frames()`` between frames.
@@ -386,8 +392,11 @@ class Connection(asyncio.Protocol):
                 newline inside a line).
         """
         transport = self._transport
-        if transport is None or self._closing or self._lost:
+        if transport is None or self._closing or self._lost or transport.is_closing():
+            # (is_closing: a reset the loop saw, before it told us in connection_lost)
             raise ConnectionClosed(f"cannot send to {self.peer or 'a connection'}: it is closed")
+        if self._eof_sent:
+            raise ConnectionClosed(f"cannot send to {self.peer}: we sent end of stream (send_eof)")
         # Raw: bytes as they are; a mutable buffer is copied, as the transport may keep it.
         data = (frame if type(frame) is bytes else bytes(frame)) if self._raw else self._framer.encode(frame)
         self.bytes_sent += len(data)
@@ -401,8 +410,10 @@ class Connection(asyncio.Protocol):
         high-water marks.
 
         Raises:
-            ConnectionClosed: the connection was closed.
+            ConnectionClosed: the connection was closed (or we sent end of stream).
             PeerReset: the peer reset the connection while we waited.
+            IdleTimeout: the peer took nothing and sent nothing for
+                ``idle_timeout`` seconds while we waited: it was closed.
             FrameError: the frame does not fit the framing.
         """
         self.write(frame)
@@ -415,7 +426,7 @@ class Connection(asyncio.Protocol):
             if self._drain_waiter is None:
                 self._drain_waiter = self._loop.create_future()
             await self._drain_waiter
-        if self._lost and isinstance(self._error, PeerReset):
+        if self._lost and isinstance(self._error, (PeerReset, IdleTimeout)):
             raise self._error
 
     async def recv(self) -> bytes | None:
@@ -493,6 +504,7 @@ class Connection(asyncio.Protocol):
         """
         transport = self._transport
         if transport is not None and not self._closing and not self._lost and transport.can_write_eof():
+            self._eof_sent = True
             transport.write_eof()
 
     def close(self) -> None:

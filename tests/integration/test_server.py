@@ -14,7 +14,7 @@ import pytest
 
 import wirecat
 from wirecat import blocking
-from wirecat.errors import ConnectError, ConnectionClosed, FrameError
+from wirecat.errors import ConnectError, ConnectionClosed, FrameError, IdleTimeout
 from wirecat.framing import LengthPrefixed, Lines, Raw
 from wirecat.runtime import raise_open_file_limit
 from wirecat.stream import Connection
@@ -71,6 +71,17 @@ def recv_exactly(sock: socket.socket, size: int) -> bytes:
             raise EOFError(f"EOF after {len(data)} of {size} bytes")
         data += chunk
     return bytes(data)
+
+
+def recv_until_end(sock: socket.socket) -> int:
+    """Bytes received until EOF or a reset (either ends the stream)."""
+    total = 0
+    try:
+        while chunk := sock.recv(1 << 20):
+            total += len(chunk)
+    except ConnectionResetError:
+        pass
+    return total
 
 
 def recv_to_eof(sock: socket.socket) -> bytes:
@@ -250,6 +261,43 @@ def test_idle_timeout_closes_silent_clients_only(run) -> None:
             assert await chatty.recv() == b"still here"
             for conn in (silent, chatty):
                 conn.close()
+
+    run(main())
+
+
+def test_idle_timeout_ends_a_handler_waiting_in_send_for_a_client_that_never_reads(run) -> None:
+    """The wait in send() is the handler's, the idleness is the client's: the client is closed."""
+    ended: asyncio.Queue[BaseException | None] = asyncio.Queue()
+
+    async def talker(conn: Connection) -> None:
+        try:
+            while True:
+                await conn.send(b"y" * 65536)
+        except wirecat.WirecatError as exc:
+            ended.put_nowait(exc)
+            raise
+
+    async def main() -> None:
+        async with await wirecat.serve(talker, "127.0.0.1:0", idle_timeout=0.5) as server:
+            sock = await to_thread(raw_client, server.address)  # connects, then reads nothing
+            error = await asyncio.wait_for(ended.get(), TIMEOUT)
+            assert isinstance(error, IdleTimeout)
+            sock.settimeout(TIMEOUT)
+            await to_thread(recv_until_end, sock)  # and the connection was closed
+            sock.close()
+
+    run(main())
+
+
+def test_send_after_send_eof_raises_connection_closed(run) -> None:
+    async def main() -> None:
+        async with await wirecat.serve(echo, "127.0.0.1:0") as server:
+            conn = await wirecat.connect(server.address)
+            conn.send_eof()
+            with pytest.raises(ConnectionClosed, match="send_eof"):
+                await conn.send(b"after our FIN")
+            conn.close()
+            await conn.wait_closed()
 
     run(main())
 
@@ -465,6 +513,29 @@ def test_shutdown_flushes_what_the_handler_sent(run) -> None:
         stopping = asyncio.create_task(server.shutdown())
         assert await to_thread(recv_to_eof, sock) == big
         await stopping
+        sock.close()
+
+    run(main())
+
+
+def test_a_reply_still_flushing_when_shutdown_ends_is_aborted_not_left_open(run) -> None:
+    """shutdown() returns with no connection's socket left open, even one cut mid-flush."""
+    big = b"r" * (64 << 20)
+    returned = asyncio.Event()
+
+    async def replier(conn: Connection) -> None:
+        conn.write(big)
+        returned.set()  # and return: the server goes on to flush the reply while closing
+
+    async def main() -> None:
+        server = await wirecat.serve(replier, "127.0.0.1:0", drain_timeout=0.3)
+        sock = await to_thread(raw_client, server.address)  # reads nothing
+        await returned.wait()
+        await server.shutdown()
+        sock.settimeout(TIMEOUT)
+        received = await to_thread(recv_until_end, sock)
+        assert received < len(big)  # cut off, and the end came: the socket was closed
+        assert server.port > 0  # still known after shutdown
         sock.close()
 
     run(main())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import struct
 import threading
 import time
 from pathlib import Path
@@ -203,6 +204,7 @@ def test_sigterm_lets_a_message_in_flight_finish(spawn) -> None:
         (["echo", "0", "--idle-timeout", "soon"], "bad number of seconds"),
         (["chat", "0", "--max-queue", "0"], "bad number"),
         (["echo", "udp:127.0.0.1:0"], "not UDP"),
+        (["echo", "0", "--length-prefixed", "--max-frame", "5000000000"], "at most 4294967295"),
     ],
 )
 def test_bad_server_flags_are_usage_errors(args: list[str], message: str) -> None:
@@ -212,6 +214,23 @@ def test_bad_server_flags_are_usage_errors(args: list[str], message: str) -> Non
     assert len(lines) == 1
     assert lines[0].startswith("wirecat: ")
     assert message in lines[0]
+
+
+def test_echo_on_the_stdlib_loop_says_nothing_per_write_to_a_client_that_reset(spawn, monkeypatch) -> None:
+    """20,000 lines then a reset: no line of warning per echo write into the dead connection."""
+    monkeypatch.setenv("WIRECAT_LOOP", "asyncio")
+    server, port = start(spawn, "echo", "--lines", "0")
+    for _ in range(3):
+        sock = client(port)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.sendall(b"x\n" * 20000)
+        sock.close()  # RST right behind the lines
+    with client(port) as sock:  # still serving, and the others are done
+        sock.sendall(b"alive\n")
+        assert sock.recv(100) == b"alive\n"
+    code, err = stop(server)
+    assert code == 0
+    assert err.count(b"socket.send() raised exception") <= 3, err[-500:]
 
 
 def test_address_in_use_is_exit_5(spawn) -> None:

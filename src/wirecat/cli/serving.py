@@ -47,6 +47,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def _frame_size(text: str) -> int:
+    """argparse type for --max-frame: what a 4-byte length header can announce."""
+    value = positive_int(text)
+    if value > 0xFFFFFFFF:
+        raise argparse.ArgumentTypeError(f"bad size {text!r}: a 4-byte header allows at most 4294967295")
+    return value
+
+
 def _idle(text: str) -> float | None:
     value = seconds(text)
     return None if value == 0 else value
@@ -133,7 +141,7 @@ def add_framing_flags(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--max-frame",
-        type=positive_int,
+        type=_frame_size,
         default=DEFAULT_MAX_FRAME,
         metavar="BYTES",
         help=f"with --length-prefixed: largest message (default {DEFAULT_MAX_FRAME})",
