@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import Any, final
 
 from wirecat.address import Address, parse_address
-from wirecat.errors import ConnectionClosed, IdleTimeout
+from wirecat.errors import ConnectionClosed, FrameError, IdleTimeout
 from wirecat.framing import BytesLike, Framer, Raw
 from wirecat.sockets import configure_stream, connect_unix, peer_name, translate_os_error
 from wirecat.sockets import connect as _connect_socket
@@ -58,6 +58,8 @@ class BlockingConnection:
         self._buffer = bytearray(_RECEIVE_SIZE)
         self._eof = False
         self._closed = False
+        #: A framing error, raised once the good frames before it are read.
+        self._error: FrameError | None = None
         self._timeout = timeout
         sock.settimeout(timeout)
         self.peer = (
@@ -104,6 +106,8 @@ class BlockingConnection:
             PeerReset: the server reset the connection.
         """
         while not self._frames:
+            if self._error is not None:
+                raise self._error  # and again on every later call: the stream is broken
             if self._eof or self._closed:
                 return None
             try:
@@ -115,9 +119,13 @@ class BlockingConnection:
             self.bytes_received += count
             if count == 0:  # b"": the server sent FIN
                 self._eof = True
-                self._frames.extend(self._framer.feed(b""))
-            else:
-                self._frames.extend(self._framer.feed(memoryview(self._buffer)[:count]))
+            try:
+                self._frames.extend(self._framer.feed(memoryview(self._buffer)[:count] if count else b""))
+            except FrameError as exc:
+                # The whole frames before the bad bytes are the caller's first;
+                # nothing after them is parsed (it would be mid-frame garbage).
+                self._frames.extend(exc.frames)
+                self._error = exc
         return self._frames.popleft()
 
     def __iter__(self) -> Iterator[bytes]:

@@ -600,9 +600,12 @@ def test_blocking_client_raises_frame_errors() -> None:
         with blocking.connect(f"127.0.0.1:{port}", framing=Lines(max_length=4), timeout=TIMEOUT) as conn:
             server_side, _ = listener.accept()
             with server_side:
-                server_side.sendall(b"much too long\n")
-                with pytest.raises(FrameError):
-                    conn.recv()
+                server_side.sendall(b"one\ntwo\nmuch too long\nthree\n")
+                assert conn.recv() == b"one"  # the whole frames before the bad one come first
+                assert conn.recv() == b"two"
+                for _ in range(2):  # then the error, every time: what follows is not parsed
+                    with pytest.raises(FrameError):
+                        conn.recv()
 
 
 def test_raw_is_the_default_framing(run) -> None:
