@@ -191,6 +191,21 @@ def test_unix_socket_server_and_client(run, tmp_path) -> None:
     run(main())
 
 
+def test_abstract_unix_socket_server_and_client(run) -> None:
+    """``unix:@name`` (Linux's abstract namespace) on both loops: uvloop refused it by path."""
+    name = f"unix:@wirecat-test-{time.monotonic_ns()}"
+
+    async def main() -> None:
+        async with (
+            await wirecat.serve(echo, name, framing=Lines()) as server,
+            wirecat.connect(server.address, framing=Lines()) as conn,
+        ):
+            await conn.send(b"no file at all")
+            assert await conn.recv() == b"no file at all"
+
+    run(main())
+
+
 def test_ipv6_server_and_client(run) -> None:
     async def main() -> None:
         async with await wirecat.serve(echo, "[::1]:0") as server:

@@ -176,6 +176,19 @@ def test_lines_round_trip_under_any_split(frames: list[bytes], cuts: list[int]) 
     assert feed_all(Lines(max_length=64), split(wire, cuts)) == frames
 
 
+@pytest.mark.parametrize("newline", [b"\r\n", b"<=>"])
+@given(data=st.data(), cuts=st.lists(st.integers(min_value=0)))
+def test_lines_at_the_limit_with_a_long_newline_under_any_split(
+    newline: bytes, data: st.DataObject, cuts: list[int]
+) -> None:
+    """Lines of up to exactly max_length, a read ending anywhere inside a separator: same frames."""
+    alphabet = st.sampled_from([bytes([b]) for b in b"x" + newline])
+    frame = st.lists(alphabet, max_size=4).map(b"".join)
+    frames = data.draw(st.lists(frame.filter(lambda f: (f + newline).find(newline) == len(f)), max_size=6))
+    wire = b"".join(f + newline for f in frames)
+    assert feed_all(Lines(max_length=4, newline=newline), split(wire, cuts)) == frames
+
+
 @given(frames=st.lists(st.binary(max_size=64)), cuts=st.lists(st.integers(min_value=0)))
 def test_length_prefixed_round_trip_under_any_split(frames: list[bytes], cuts: list[int]) -> None:
     wire = b"".join(LengthPrefixed(max_size=64).encode(f) for f in frames)

@@ -82,15 +82,21 @@ class Lines:
                     raise FrameTooLarge(
                         f"line of {len(line)} bytes is over the limit of {limit}", frames=lines[:index]
                     )
-        if len(partial) > limit and not (
-            # one byte over is fine if it is the \r of a CRLF still to come
-            self._strip_cr and len(partial) == limit + 1 and partial.endswith(b"\r")
-        ):
+        if len(partial) > limit and not self._may_end_in_newline(partial):
             self._partial = b""
             raise FrameTooLarge(
                 f"line longer than {limit} bytes", "raise the line length limit", frames=lines
             )
         return lines
+
+    def _may_end_in_newline(self, partial: bytes) -> bool:
+        """Whether ``partial``'s bytes past the limit may belong to the newline
+        still to come (a read can end inside it), or be the ``\r`` of a CRLF."""
+        extra = len(partial) - self._max_length
+        if self._strip_cr:
+            return extra == 1 and partial.endswith(b"\r")
+        newline = self._newline
+        return any(partial.endswith(newline[:size]) for size in range(extra, len(newline)))
 
     def encode(self, frame: BytesLike) -> bytes:
         """``frame`` followed by the newline.
