@@ -188,7 +188,7 @@ class Connection(asyncio.Protocol):
         self.local = _address_text(transport.get_extra_info("sockname"), transport)
         self.started = self._last_active = loop.time()
         if self._idle_timeout is not None:
-            self._idle_handle = loop.call_later(self._idle_timeout, self._check_idle)
+            self._idle_handle = loop.call_later(self._idle_timeout / 4, self._check_idle)
 
     def data_received(self, data: bytes) -> None:
         """Bytes arrived (uvloop, which reads into its own loop-wide buffer): frame them."""
@@ -325,11 +325,15 @@ class Connection(asyncio.Protocol):
         assert timeout is not None
         now = loop.time()
         if self.bytes_sent != self._moved_at_check:
+            # Bytes went out some time since the last look; they count as now.
             self._moved_at_check = self.bytes_sent
             self._last_active = now
         idle_for = now - self._last_active
-        if idle_for < timeout:  # something moved: look again when it could expire
-            self._idle_handle = loop.call_later(timeout - idle_for, self._check_idle)
+        if idle_for < timeout:
+            # Look again when it could expire, and at least every quarter of
+            # the timeout, so that a write, seen only here, closes the
+            # connection at most 1.25 timeouts after it.
+            self._idle_handle = loop.call_later(min(timeout - idle_for, timeout / 4), self._check_idle)
             return
         self._idle_handle = None
         self._fail(IdleTimeout(f"{self.peer} was idle for {timeout:g} s"))

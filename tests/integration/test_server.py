@@ -317,6 +317,28 @@ def test_send_after_send_eof_raises_connection_closed(run) -> None:
     run(main())
 
 
+def test_idle_timeout_after_a_write_comes_within_a_quarter_more(run) -> None:
+    """A write is seen at the next look only: looks come every quarter of the timeout."""
+    waited: asyncio.Queue[float] = asyncio.Queue()
+
+    async def handler(conn: Connection) -> None:
+        await asyncio.sleep(0.3)
+        await conn.send(b"then nothing")  # the last byte that moves
+        sent_at = time.monotonic()
+        with pytest.raises(IdleTimeout):
+            await conn.recv()
+        waited.put_nowait(time.monotonic() - sent_at)
+
+    async def main() -> None:
+        async with await wirecat.serve(handler, "127.0.0.1:0", idle_timeout=1.0) as server:
+            sock = await to_thread(raw_client, server.address)
+            idle = await asyncio.wait_for(waited.get(), TIMEOUT)
+            assert 0.95 <= idle <= 1.25 + 0.15  # was up to 2 timeouts
+            sock.close()
+
+    run(main())
+
+
 def test_max_connections_makes_the_next_client_wait(run) -> None:
     async def main() -> None:
         async with await wirecat.serve(echo, "127.0.0.1:0", max_connections=2) as server:
