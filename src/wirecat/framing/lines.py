@@ -40,7 +40,7 @@ class Lines:
         self._max_length = max_length
         self._newline = bytes(newline)
         self._strip_cr = self._newline == b"\n"
-        self._partial = b""
+        self._partial = bytearray()  # a line whose newline has not come yet
 
     @property
     def max_length(self) -> int:
@@ -63,35 +63,52 @@ class Lines:
         Raises:
             FrameTooLarge: a line is longer than ``max_length``.
         """
+        waiting = self._partial
+        limit = self._max_length
         if not data:
-            last, self._partial = self._partial, b""
+            last = bytes(waiting)
+            waiting.clear()
             if self._strip_cr and last.endswith(b"\r"):
                 last = last[:-1]
             return [last] if last else []
-        buffer = self._partial + data if self._partial else bytes(data)
+        if waiting:
+            # Only the new bytes, and the old ones a newline may have begun
+            # in, can complete the waiting line. Looking there alone, and
+            # growing the waiting bytes in place, keeps a long line that
+            # arrives in small reads linear in time instead of quadratic (a
+            # slow client must not cost a CPU for every byte it trickles).
+            start = max(0, len(waiting) - len(self._newline) + 1)
+            waiting += data
+            if waiting.find(self._newline, start) < 0:
+                if len(waiting) > limit and not self._may_end_in_newline(waiting):
+                    waiting.clear()
+                    raise FrameTooLarge(f"line longer than {limit} bytes", "raise the line length limit")
+                return []
+            buffer = bytes(waiting)
+            waiting.clear()
+        else:
+            buffer = bytes(data)
         lines = buffer.split(self._newline)
-        partial = self._partial = lines.pop()
-        limit = self._max_length
+        partial = lines.pop()
         if self._strip_cr:
             lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
         # No complete line can be too long if all of them together are not.
         if len(buffer) - len(partial) > limit:
             for index, line in enumerate(lines):
                 if len(line) > limit:
-                    self._partial = b""
                     raise FrameTooLarge(
                         f"line of {len(line)} bytes is over the limit of {limit}", frames=lines[:index]
                     )
         if len(partial) > limit and not self._may_end_in_newline(partial):
-            self._partial = b""
             raise FrameTooLarge(
                 f"line longer than {limit} bytes", "raise the line length limit", frames=lines
             )
+        waiting += partial
         return lines
 
-    def _may_end_in_newline(self, partial: bytes) -> bool:
+    def _may_end_in_newline(self, partial: bytes | bytearray) -> bool:
         """Whether ``partial``'s bytes past the limit may belong to the newline
-        still to come (a read can end inside it), or be the ``\r`` of a CRLF."""
+        still to come (a read can end inside it), or be the ``\\r`` of a CRLF."""
         extra = len(partial) - self._max_length
         if self._strip_cr:
             return extra == 1 and partial.endswith(b"\r")
