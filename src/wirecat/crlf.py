@@ -26,5 +26,5 @@ class CrlfEncoder:
         head = b""
         if self._after_cr and data[:1] == b"\n":
             head, data = b"\n", data[1:]
-        self._after_cr = data[-1:] == b"\r" if data else self._after_cr
+        self._after_cr = data[-1:] == b"\r"  # (data may now be empty: that CR is done with)
         return head + data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")

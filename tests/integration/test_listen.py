@@ -72,7 +72,7 @@ def test_listening_lines_are_the_only_stderr_without_verbose(spawn) -> None:
     assert err == b"", err  # the listening line was read already: nothing else
 
 
-@pytest.mark.parametrize("argv", [["[::1]:0"], ["::1", "0"], ["-6", "::1", "0"]])
+@pytest.mark.parametrize("argv", [["[::1]:0"], ["::1", "0"], ["-6", "::1", "0"], ["-6", "0"]])
 def test_ipv6_listener(spawn, argv: list[str]) -> None:
     server = spawn(WIRECAT, "listen", *argv)
     match = wait_stderr(server, r"listening on \[::1\]:(\d+)$")

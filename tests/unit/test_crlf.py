@@ -52,3 +52,9 @@ def test_any_chunking_gives_the_same_bytes(data: bytes, cuts: list[int]) -> None
 def test_no_lone_lf_is_left(data: bytes) -> None:
     out = encode(data)
     assert out.replace(b"\r\n", b"").count(b"\n") == 0
+
+
+def test_a_lone_lf_after_a_completed_split_crlf_is_still_converted() -> None:
+    """``a\\r`` | ``\\n`` | ``\\nb``: the CR was used up by the first LF, so the second gets its own."""
+    encoder = CrlfEncoder()
+    assert b"".join(encoder.feed(chunk) for chunk in (b"a\r", b"\n", b"\nb")) == b"a\r\n\r\nb"

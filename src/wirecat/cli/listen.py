@@ -72,9 +72,11 @@ def handle(args: argparse.Namespace) -> int:
     from wirecat.apps.listen import ListenOptions, listen_stdio
     from wirecat.sockets import family_of
 
-    address = address_from(args.address, args, default_host=DEFAULT_LISTEN_HOST)
+    # Loopback by default, in the family asked for: -6 alone listens on ::1.
+    default_host = "::1" if args.ipv6 else DEFAULT_LISTEN_HOST
+    address = address_from(args.address, args, default_host=default_host)
     if not address.is_unix and not address.host:
-        address = type(address)(host=DEFAULT_LISTEN_HOST, port=address.port, datagram=address.datagram)
+        address = type(address)(host=default_host, port=address.port, datagram=address.datagram)
     if args.max_conns < 1:
         raise UsageError(f"bad --max-conns {args.max_conns}", "give a number ≥ 1")
     options = ListenOptions(
