@@ -258,7 +258,7 @@ def run_session(
 
 def _send_error(exc: PumpError, peer: str) -> WirecatError | None:
     if exc.side == "src":
-        return ProgramError(f"cannot read standard input: {exc.error.strerror or exc.error}")
+        return ProgramError(f"cannot read standard input: {str(exc.error.strerror or exc.error).lower()}")
     if exc.error.errno in (errno.EPIPE, errno.ECONNRESET):
         return PeerReset(
             f"{peer} closed the connection before it had all our data",

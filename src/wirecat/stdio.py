@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 
+from wirecat.errors import ProgramError
+
 __all__ = ["StdoutClosed", "ensure_standard_fds", "fd_is_open", "write_stdout"]
 
 
@@ -43,7 +45,7 @@ def write_stdout(data: memoryview | bytes) -> None:
 
     Raises:
         StdoutClosed: the reader of stdout is gone (EPIPE).
-        OSError: any other write error (a full disk: never silent).
+        ProgramError: any other write error (a full disk: never silent; exit 9).
     """
     view = memoryview(data)
     try:
@@ -51,3 +53,5 @@ def write_stdout(data: memoryview | bytes) -> None:
             view = view[os.write(1, view) :]
     except BrokenPipeError:
         raise StdoutClosed from None
+    except OSError as exc:
+        raise ProgramError(f"cannot write standard output: {str(exc.strerror or exc).lower()}") from exc

@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import WIRECAT, Proc, random_payload, run_wirecat, sha256
 from tests.integration.test_connect import (
     TIMEOUT,
@@ -77,14 +79,35 @@ def test_appending_stdout_receives_everything(tmp_path, spawn) -> None:
     assert sha256(log.read_bytes()) == sha256(b"old\n" + payload)
 
 
-def test_full_disk_on_stdout_is_an_error_not_silence(spawn) -> None:
+@pytest.mark.parametrize("mode", [[], ["-k"], ["-u"]])
+def test_full_disk_on_stdout_is_an_error_not_silence(spawn, mode: list[str]) -> None:
+    """One client, the -k hub and UDP alike: exit 9 and one line, never a traceback."""
     with open("/dev/full", "wb") as full:
-        server = spawn(WIRECAT, "listen", "0", stdin=subprocess.DEVNULL, stdout=full)
+        server = spawn(WIRECAT, "listen", *mode, "0", stdin=subprocess.DEVNULL, stdout=full)
         port = server.listening_port()
-        run_wirecat("connect", "127.0.0.1", str(port), stdin=b"data\n")
+        run_wirecat("connect", *(["-u"] if "-u" in mode else []), "127.0.0.1", str(port), stdin=b"data\n")
         code, _, err = server.finish()
     assert code == 9, err
-    assert "cannot write standard output" in assert_one_error_line(err)
+    assert "cannot write standard output: no space left on device" in assert_one_error_line(err)
+
+
+def test_unreadable_stdin_is_exit_9_for_udp_and_the_keep_open_hub(tmp_path, spawn) -> None:
+    """A write-only stdin is an error said once (exit 9), not a quiet end of input."""
+    write_only = tmp_path / "write-only"
+    write_only.touch()
+    with write_only.open("wb") as stdin:
+        run = subprocess.run(
+            [WIRECAT, "connect", "-u", "127.0.0.1", "9"], stdin=stdin, capture_output=True, timeout=TIMEOUT
+        )
+        assert run.returncode == 9, run.stderr
+        assert "cannot read standard input: bad file descriptor" in assert_one_error_line(run.stderr)
+        server = spawn(WIRECAT, "listen", "-k", "0", stdin=stdin)
+        port = server.listening_port()
+        # the hub reads stdin once a client is in
+        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT):
+            code, _, err = server.finish()
+    assert code == 9, err
+    assert "cannot read standard input: bad file descriptor" in assert_one_error_line(err)
 
 
 def test_keep_open_sends_fin_after_end_of_stdin(spawn) -> None:

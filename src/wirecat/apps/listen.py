@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from wirecat.access import AccessList
 from wirecat.address import Address
-from wirecat.errors import ConnectTimeout
+from wirecat.errors import ConnectTimeout, ProgramError
 from wirecat.limits import DEFAULT_CLIENT_QUEUE, DEFAULT_MAX_CONNS
 from wirecat.report import Reporter, format_bytes, quiet, summary_line
 from wirecat.session import SessionOptions, SessionResult, run_session
@@ -292,8 +292,7 @@ class _Hub:
         try:
             data = os.read(0, len(self.buffer))
         except OSError as exc:
-            self.report(f"stopped reading stdin: {exc.strerror}")
-            data = b""
+            raise ProgramError(f"cannot read standard input: {str(exc.strerror or exc).lower()}") from exc
         if not data:
             self.stdin_open = False
             self.stdin_done = True

@@ -104,7 +104,7 @@ from typing import Any
 from wirecat.address import Address
 from wirecat.apps.connect import ConnectOptions
 from wirecat.apps.listen import ListenOptions, bound_listeners
-from wirecat.errors import BindError, ConnectError, ConnectTimeout, IdleTimeout, WirecatError
+from wirecat.errors import BindError, ConnectError, ConnectTimeout, IdleTimeout, ProgramError, WirecatError
 from wirecat.limits import DEFAULT_UDP_IDLE, MAX_DATAGRAM
 from wirecat.report import Reporter, format_bytes, quiet, stderr_reporter, summary_line
 from wirecat.session import SessionOptions, SessionResult
@@ -181,8 +181,7 @@ class _Stdin:
         try:
             data = os.read(0, MAX_DATAGRAM)
         except OSError as exc:
-            self.report(f"stopped reading stdin: {exc.strerror}")
-            data = b""
+            raise ProgramError(f"cannot read standard input: {str(exc.strerror or exc).lower()}") from exc
         if not data:
             self.open = False
             return []
