@@ -68,6 +68,8 @@ _SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK
 _CHUNK = 1024 * 1024
 #: Most bytes one readiness callback reads before it lets other connections run.
 _READ_BUDGET = 4 * _CHUNK
+#: Bytes one recv() takes to step over TCP's urgent mark, where splice() stops.
+_URGENT_STEP = 64 * 1024
 #: Descriptors per relayed connection: two sockets and two pipes (two ends each).
 _FDS_PER_CONNECTION = 6
 #: Holds any UDP payload whole: IPv6 carries up to 65,527 bytes, more than IPv4's 65,507.
@@ -169,7 +171,8 @@ class _Direction:
             self._want_read()
 
     def _copy_first(self, data: bytes) -> None:
-        # Rare (a PROXY header came with data): send it as it is, blocking-free
+        # Rare (a PROXY header came with data, or a step over an urgent mark):
+        # send it as it is, blocking-free
         # through the same pending path as the fallback.
         if self._buffer is None:
             self._buffer = bytearray(max(len(data), 256 * 1024))
@@ -216,6 +219,7 @@ class _Direction:
         # Reads go on while the pipe has room and the source has bytes, up to a
         # budget that keeps one busy connection from starving the others.
         budget = _READ_BUDGET
+        first = True
         while True:
             if self._pending < 0:
                 room = 0  # bytes wait in the copy buffer: they go first
@@ -244,6 +248,11 @@ class _Direction:
                     # Our pipe is full (its slots hold pages, so it can fill before
                     # `capacity` bytes): wait until the destination takes some.
                     self._stop_read()
+                elif first and self._pipe_w >= 0:
+                    # The loop said readable, yet splice() says EAGAIN: it stops
+                    # at TCP's urgent mark (a MSG_OOB byte) and would say so on
+                    # every call, spinning. One recv() steps over the mark.
+                    self._step_over_urgent_mark()
                 return
             except OSError as exc:
                 if exc.errno == errno.EINVAL and self._pipe_w >= 0 and self.count == 0:
@@ -256,11 +265,21 @@ class _Direction:
                 where = f"fd {self._src_fd} -> pipe, {want}"
                 self._tracer.call(call, where, _count_text(n), fd=self._src_fd)
             if n == 0:
+                if self._pipe_w >= 0 and self._src.family != socket.AF_UNIX:
+                    # splice() also says 0 at TCP's urgent mark once the FIN
+                    # is in: recv() tells the end from the mark (once a
+                    # stream), after our pipe is empty, so bytes keep order.
+                    if self._pending:
+                        self._stop_read()  # _flush() reads again once it is empty
+                    else:
+                        self._step_over_urgent_mark()
+                    return
                 self.eof = True
                 self._stop_read()
                 if not self._pending:
                     self._finish()
                 return
+            first = False
             self.count += n
             self.last_active = self._loop.time()
             if self._pipe_w >= 0:
@@ -286,6 +305,26 @@ class _Direction:
                 self._stop_read()
                 self._want_read()
                 return
+
+    def _step_over_urgent_mark(self) -> None:
+        """Move one chunk by recv(), which passes TCP's urgent mark where
+        splice() stops (the urgent byte itself is dropped, as recv() drops it)."""
+        try:
+            data = self._src.recv(_URGENT_STEP)
+        except BlockingIOError:
+            return  # a wake-up with nothing after all
+        except OSError as exc:
+            self._on_done.failed(self, exc, "read")
+            return
+        if not data:
+            self.eof = True
+            self._stop_read()
+            if not self._pending:
+                self._finish()
+            return
+        self.last_active = self._loop.time()
+        self._copy_first(data)
+        self._flush()
 
     def _on_writable(self) -> None:
         self.last_active = self._loop.time()  # the destination took bytes: not idle

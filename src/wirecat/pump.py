@@ -244,8 +244,32 @@ class Pump:
         """
         if not self._src_ready.poll(0):
             self._src_ready.poll()
-        else:
+        elif not self._dst_ready.poll(0):
             self._dst_ready.poll()
+        elif self.src_kind == FdKind.SOCKET:
+            # Both ready, yet splice() said EAGAIN: it stops at TCP's urgent
+            # mark (a MSG_OOB byte) and would say so forever, spinning, and
+            # lose what follows at EOF. One read() steps over the mark.
+            self._copy_once()
+
+    def _copy_once(self) -> bool:
+        """Move one chunk by read() and write(); False if there was none.
+
+        read() passes TCP's urgent mark where splice() stops, saying EAGAIN
+        (or 0, once the peer's FIN is in: not the end yet). The urgent byte
+        itself is dropped, as read() drops it for nc and socat too.
+        """
+        try:
+            data = os.read(self.src_fd, self.chunk)
+        except BlockingIOError:
+            return False  # nothing after all
+        except OSError as exc:
+            raise PumpError("src", exc) from exc
+        if not data:
+            return False
+        self._write_all(data)
+        self._moved(len(data))
+        return True
 
     def _splice(self, src: int, dst: int) -> bool:
         """Splice directly; False means "not supported here, copy instead"."""
@@ -264,6 +288,8 @@ class Pump:
             if self._tracer is not None:
                 self._traced("splice", n)
             if n == 0:
+                if self.src_kind == FdKind.SOCKET and self._copy_once():
+                    continue  # not the end: splice() stopped at TCP's urgent mark
                 return True
             first = False
             self._moved(n)
@@ -291,7 +317,11 @@ class Pump:
                 try:
                     n = splice(self.src_fd, write_end, chunk, flags=flags)
                 except BlockingIOError:
-                    self._src_ready.poll()  # our own pipe is empty: only the source can be late
+                    # Our own pipe is empty: only the source can be late.
+                    if self._src_ready.poll(0):
+                        self._copy_once()  # readable, yet EAGAIN: TCP's urgent mark (see _wait)
+                    else:
+                        self._src_ready.poll()
                     continue
                 except OSError as exc:
                     if first and exc.errno == errno.EINVAL:
@@ -300,6 +330,8 @@ class Pump:
                 if self._tracer is not None:
                     self._traced("splice", n)  # socket -> our pipe -> destination
                 if n == 0:
+                    if self.src_kind == FdKind.SOCKET and self._copy_once():
+                        continue  # not the end: splice() stopped at TCP's urgent mark
                     return True
                 left = n
                 while left:

@@ -110,6 +110,31 @@ def test_unreadable_stdin_is_exit_9_for_udp_and_the_keep_open_hub(tmp_path, spaw
     assert "cannot read standard input: bad file descriptor" in assert_one_error_line(err)
 
 
+@pytest.mark.parametrize("stdout", ["pipe", "file"])
+def test_an_urgent_byte_neither_stalls_nor_loses_what_follows(tmp_path, stdout: str) -> None:
+    """splice() stops at TCP's urgent mark and says EAGAIN forever; the pump steps over it."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        out_path = tmp_path / "out"
+        with out_path.open("wb") as out_file:
+            client = subprocess.Popen(
+                [WIRECAT, "connect", "127.0.0.1", str(port)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE if stdout == "pipe" else out_file,
+                stderr=subprocess.PIPE,
+            )
+            conn, _ = listener.accept()
+            with conn:
+                conn.sendall(b"before")
+                conn.send(b"U", socket.MSG_OOB)
+                conn.sendall(b"after")
+            out, err = client.communicate(timeout=TIMEOUT)
+        assert client.returncode == 0, err
+        assert (out if stdout == "pipe" else out_path.read_bytes()) == b"beforeafter"
+
+
 def test_keep_open_sends_fin_after_end_of_stdin(spawn) -> None:
     server = spawn(WIRECAT, "listen", "-k", "0")
     port = server.listening_port()

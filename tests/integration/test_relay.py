@@ -301,6 +301,24 @@ def test_bytes_that_come_with_a_reset_arrive_then_the_reset(spawn, monkeypatch, 
     target.close()
 
 
+def test_an_urgent_byte_neither_stalls_nor_loses_what_follows(spawn) -> None:
+    """splice() stops at TCP's urgent mark; the relay steps over it (the byte is dropped, as by read())."""
+    received: list[bytes] = []
+
+    def collect(conn: socket.socket) -> None:
+        received.append(recv_to_eof(conn))
+
+    target = Target(collect)
+    with running_relay(spawn, "0", target.address) as (_, port), client(port) as sock:
+        sock.sendall(b"before")
+        sock.send(b"U", socket.MSG_OOB)
+        sock.sendall(b"after")
+        sock.shutdown(socket.SHUT_WR)
+        assert recv_to_eof(sock) == b""
+    target.close()
+    assert received == [b"beforeafter"]
+
+
 def test_idle_timeout_closes_a_silent_connection(spawn) -> None:
     target = Target(echo)
     with running_relay(spawn, "0", target.address, "--idle-timeout", "0.5", "-v") as (proc, port):
