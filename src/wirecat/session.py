@@ -155,10 +155,19 @@ def run_session(
     if options.send and not stdin_closed:
         transform = CrlfEncoder().feed if options.crlf else None
         sender = _Direction(Pump(stdin_fd, fd, transform=transform), changed.set, "stdin→socket")
+    null_fd = -1
     if options.receive:
         receiver = _Direction(
             Pump(fd, stdout_fd, discard_if_closed=output_is_program), changed.set, "socket→stdout"
         )
+    elif sender:
+        # --send-only ignores what comes back, but still reads it, to the end:
+        # a peer that answers (an echo) would otherwise fill our receive
+        # buffer, stop reading in turn, and our sending would stall for ever;
+        # and closing with unread bytes sends a reset that can cost the peer
+        # the end of what we sent.
+        null_fd = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        receiver = _Direction(Pump(fd, null_fd), changed.set, "socket→/dev/null")
     interactive = os.isatty(stdin_fd) if sender else False
     for direction in (sender, receiver):
         if direction:
@@ -200,10 +209,6 @@ def run_session(
             if options.shutdown_on_eof:
                 _shutdown_write(sock)
             sent_fin = True
-            if receiver is None:
-                _drain_unread(sock)  # close() with unread data would send RST
-                ending = "end of input"
-                break
         if receiver and recv_done:
             if on_peer_eof is not None and not peer_eof_told:
                 on_peer_eof()
@@ -249,6 +254,8 @@ def run_session(
         for direction in running:
             direction.join(_JOIN_TIMEOUT)
     pumps_running = any(d.is_alive() for d in (sender, receiver) if d is not None)
+    if null_fd >= 0 and not (receiver and receiver.is_alive()):
+        os.close(null_fd)  # (never under a running pump: its number could be reused)
     sent = sender.pump.count if sender else 0
     received = receiver.pump.count if receiver else 0
     if error is not None:
@@ -274,14 +281,3 @@ def _shutdown_write(sock: socket.socket) -> None:
         pass  # already disconnected: the receive side will tell us how
 
 
-def _drain_unread(sock: socket.socket) -> None:
-    """Discard what the peer sent us and we will not read (``--send-only``).
-
-    The socket is non-blocking here (run_session made it so): this takes only
-    what has already arrived.
-    """
-    try:
-        while sock.recv(65536):
-            pass
-    except OSError:
-        pass

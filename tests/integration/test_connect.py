@@ -305,6 +305,23 @@ def test_send_only_sends_and_prints_nothing() -> None:
     assert sha256(received) == sha256(payload)  # type: ignore[arg-type]
 
 
+def test_send_only_to_a_peer_that_answers_everything_does_not_stall() -> None:
+    """An echo peer: what comes back is read (and dropped), or both sides would stop sending."""
+    payload = random_payload(32 << 20, seed=5)
+
+    def echo_and_count(conn: socket.socket, peer: Peer) -> bytes:
+        total = 0
+        while chunk := conn.recv(1 << 20):
+            total += len(chunk)
+            conn.sendall(chunk)
+        return b"%d" % total
+
+    with Peer(echo_and_count) as peer:
+        result = run_wirecat("connect", "--send-only", "127.0.0.1", str(peer.port), stdin=payload, timeout=60)
+        assert peer.result() == b"%d" % len(payload)
+    assert (result.returncode, result.stdout) == (0, b""), result.stderr
+
+
 def test_recv_only_does_not_read_stdin() -> None:
     def handler(conn: socket.socket, peer: Peer) -> bytes:
         conn.sendall(b"news\n")
