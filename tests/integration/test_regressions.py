@@ -4,6 +4,7 @@ and -w, a live Unix listener probed by a second one, -s family, python -m."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -133,6 +134,27 @@ def test_an_urgent_byte_neither_stalls_nor_loses_what_follows(tmp_path, stdout: 
             out, err = client.communicate(timeout=TIMEOUT)
         assert client.returncode == 0, err
         assert (out if stdout == "pipe" else out_path.read_bytes()) == b"beforeafter"
+
+
+def test_keep_open_send_only_notices_clients_that_leave(spawn) -> None:
+    """--send-only still reads (and drops) what clients send, so their leaving frees the slot."""
+    server = spawn(WIRECAT, "listen", "-k", "--send-only", "--max-conns", "2", "-v", "0")
+    port = server.listening_port()
+    assert server.popen.stderr is not None
+    for _ in range(4):  # twice the limit, one after another
+        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as client:
+            client.sendall(b"dropped\n")
+            read_line_matching(server.popen.stderr, r"connection from")
+        read_line_matching(server.popen.stderr, r"gone \(client closed\)")
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as client:
+        read_line_matching(server.popen.stderr, r"connection from .*\(1 connected\)")
+        assert server.popen.stdin is not None
+        server.popen.stdin.write(b"to the one left\n")
+        server.popen.stdin.close()
+        assert recv_all(client) == b"to the one left\n"
+    server.popen.send_signal(signal.SIGTERM)
+    _, out, err = server.finish()
+    assert out == b"", err  # what the clients sent was dropped
 
 
 def test_keep_open_sends_fin_after_end_of_stdin(spawn) -> None:

@@ -331,9 +331,9 @@ class _Hub:
         client = _Client(sock, peer)
         self.clients[sock.fileno()] = client
         self.ever_connected = True
-        mask = selectors.EVENT_READ if self.session.receive else 0
-        if mask:
-            self.selector.register(sock, mask, self._on_client)
+        # Read even with --send-only (what comes is dropped): that is how a
+        # client's leaving, or reset, is noticed while stdin is quiet.
+        self.selector.register(sock, selectors.EVENT_READ, self._on_client)
         self.report(f"connection from {peer} ({len(self.clients)} connected)")
         if self.stdin_done:
             self._flush(client)  # stdin already ended: FIN at once
@@ -364,7 +364,8 @@ class _Hub:
             return
         client.received += n
         client.last_activity = time.monotonic()
-        write_stdout(self.view[:n])
+        if self.session.receive:
+            write_stdout(self.view[:n])
 
     def _flush(self, client: _Client) -> None:
         if client.queue:
@@ -392,7 +393,7 @@ class _Hub:
 
     def _watch(self, client: _Client) -> None:
         mask = 0
-        if self.session.receive and not client.closing:
+        if not client.closing:
             mask |= selectors.EVENT_READ
         if client.queue:
             mask |= selectors.EVENT_WRITE
