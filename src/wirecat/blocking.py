@@ -182,7 +182,7 @@ def connect(
     """
     target = parse_address(address) if isinstance(address, str) else address
     if target.is_unix:
-        sock = connect_unix(target)
+        sock = connect_unix(target, timeout=timeout)
     else:
         sock = _connect_socket(target.host, target.port, timeout=timeout)
         configure_stream(sock, interactive=True)

@@ -19,6 +19,7 @@ import os
 import selectors
 import socket
 import stat
+import struct
 import time
 from typing import NamedTuple
 
@@ -323,12 +324,42 @@ def _source_family(host: str, family: socket.AddressFamily) -> socket.AddressFam
     return socket.AddressFamily(source_family)
 
 
-def connect_unix(address: Address, *, report: Reporter = quiet) -> socket.socket:
-    """Connect to a Unix socket (stream or datagram) and return it, blocking."""
+def _timeval(seconds: float) -> bytes:
+    """A ``struct timeval`` for SO_SNDTIMEO/SO_RCVTIMEO (0 = no limit)."""
+    whole = int(seconds)
+    return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+
+
+def connect_unix(
+    address: Address, *, timeout: float | None = None, report: Reporter = quiet
+) -> socket.socket:
+    """Connect to a Unix socket (stream or datagram) and return it, blocking.
+
+    A stream connect waits while the listener's backlog is full; ``timeout``
+    (``-w``) bounds that wait, as it bounds a TCP connect.
+
+    Raises:
+        ConnectError, ConnectTimeout.
+    """
     kind = socket.SOCK_DGRAM if address.datagram else socket.SOCK_STREAM
     sock = new_socket(socket.AF_UNIX, kind)
     try:
-        sock.connect(address.sockaddr_path)
+        if timeout is not None and kind == socket.SOCK_STREAM:
+            # A non-blocking Unix connect fails at once on a full backlog
+            # (EAGAIN) instead of waiting; a blocking one waits up to SO_SNDTIMEO.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(timeout))
+        try:
+            sock.connect(address.sockaddr_path)
+        except BlockingIOError:
+            raise ConnectTimeout(
+                f"connecting to {address} timed out after {timeout:g} s",
+                "its listener is not accepting (its backlog is full); raise -w to wait longer",
+            ) from None
+        if timeout is not None and kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(0))
+    except ConnectTimeout:
+        sock.close()
+        raise
     except OSError as exc:
         sock.close()
         raise translate_os_error(exc, "connect to", str(address)) from exc

@@ -246,3 +246,26 @@ def test_unix_flag_takes_a_path_only() -> None:
     result = run_wirecat("connect", "-U", "/tmp/x.sock", "80")
     assert result.returncode == 2
     assert_one_error_line(result.stderr)
+
+
+def test_connect_w_bounds_the_wait_on_a_full_backlog(sock_path: Path) -> None:
+    """-w holds for Unix sockets too: a listener that never accepts is exit 6, not a hang."""
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(sock_path))
+        listener.listen(0)
+        fillers = []
+        try:
+            for _ in range(3):  # fill the backlog
+                filler = socket.socket(socket.AF_UNIX)
+                filler.setblocking(False)
+                fillers.append(filler)
+                try:
+                    filler.connect(str(sock_path))
+                except BlockingIOError:
+                    break  # full
+            result = run_wirecat("connect", "-w", "0.5", f"unix:{sock_path}", timeout=TIMEOUT)
+        finally:
+            for filler in fillers:
+                filler.close()
+    assert result.returncode == 6, result.stderr
+    assert "timed out after 0.5 s" in assert_one_error_line(result.stderr)

@@ -43,7 +43,7 @@ def open_stream(
         ResolveError, ConnectError, ConnectTimeout, BindError, UsageError.
     """
     if target.is_unix:
-        sock = connect_unix(target, report=report)
+        sock = connect_unix(target, timeout=options.timeout, report=report)
     else:
         sock = connect(
             target.host,
