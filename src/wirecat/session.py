@@ -279,5 +279,3 @@ def _shutdown_write(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_WR)
     except OSError:
         pass  # already disconnected: the receive side will tell us how
-
-
