@@ -362,6 +362,20 @@ def connect_unix(
         raise
     except OSError as exc:
         sock.close()
+        path = address.sockaddr_path
+        if exc.errno == errno.ECONNREFUSED and not path.startswith("\0"):
+            try:
+                is_socket = stat.S_ISSOCK(os.stat(path).st_mode)
+            except OSError:
+                is_socket = True  # gone meanwhile: say what connect() said
+            if not is_socket:
+                raise ProgramError(
+                    f"{path} is not a socket", "give the path of a listening Unix socket"
+                ) from exc
+            raise ConnectError(
+                f"connection refused by {address}: nothing is listening there",
+                "a socket file left by a listener that stopped? start the listener",
+            ) from exc
         raise translate_os_error(exc, "connect to", str(address)) from exc
     report(f"connected to {address}")
     return sock
@@ -489,8 +503,20 @@ def bind_unix(address: Address, *, backlog: int = DEFAULT_BACKLOG) -> socket.soc
             sock.listen(backlog)
     except OSError as exc:
         sock.close()
-        raise translate_os_error(exc, "listen on", str(address)) from exc
+        raise BindError(
+            f"cannot listen on {address}: {os.strerror(exc.errno or 0).lower()}", _path_hint(exc)
+        ) from exc
     return sock
+
+
+def _path_hint(exc: OSError) -> str | None:
+    """What to do about an error on a Unix socket path (the port hints do not fit)."""
+    return {
+        errno.ENOENT: "its directory does not exist: create it, or choose another path",
+        errno.EACCES: "no permission there: choose a directory you may write to",
+        errno.EROFS: "the file system is read-only: choose another path",
+        errno.ENAMETOOLONG: "Unix socket paths are limited to 107 bytes: choose a shorter one",
+    }.get(exc.errno or 0)
 
 
 def peer_name(sockaddr: object) -> str:

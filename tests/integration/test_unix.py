@@ -269,3 +269,24 @@ def test_connect_w_bounds_the_wait_on_a_full_backlog(sock_path: Path) -> None:
                 filler.close()
     assert result.returncode == 6, result.stderr
     assert "timed out after 0.5 s" in assert_one_error_line(result.stderr)
+
+
+def test_unix_path_errors_have_their_own_codes_and_hints(tmp_path: Path) -> None:
+    """A missing directory is "cannot listen" (5); a regular file is not a socket (9);
+    a socket file with no listener is refused (4), with hints about paths, not ports."""
+    listen = run_wirecat("listen", f"unix:{tmp_path}/no/such/dir.sock", timeout=TIMEOUT)
+    assert listen.returncode == 5, listen.stderr
+    assert "its directory does not exist" in assert_one_error_line(listen.stderr)
+    regular = tmp_path / "regular"
+    regular.write_bytes(b"not a socket")
+    connect = run_wirecat("connect", f"unix:{regular}", timeout=TIMEOUT)
+    assert connect.returncode == 9, connect.stderr
+    assert "is not a socket" in assert_one_error_line(connect.stderr)
+    stale = tmp_path / "stale.sock"
+    with socket.socket(socket.AF_UNIX) as left_behind:
+        left_behind.bind(str(stale))  # bound, never listening, then closed: a stale file
+    refused = run_wirecat("connect", f"unix:{stale}", timeout=TIMEOUT)
+    assert refused.returncode == 4, refused.stderr
+    line = assert_one_error_line(refused.stderr)
+    assert "nothing is listening there" in line
+    assert "port" not in line
