@@ -101,6 +101,10 @@ class _Direction(threading.Thread):
             self.pump.run()
         except PumpError as exc:
             self.error = exc
+        except OSError as exc:
+            # Not from the bytes' path (e.g. os.pipe() out of descriptors):
+            # still an error, never to be taken for a clean end of stream.
+            self.error = PumpError("src", exc)
         finally:
             self.finished_at = time.monotonic()
             self.on_done()
