@@ -56,7 +56,14 @@ from wirecat.limits import (
 from wirecat.protocol.proxy import ProxyHeader, ProxyHeaderReader, encode_v1, encode_v2
 from wirecat.report import format_bytes
 from wirecat.server import Server, bind_stream_listeners, listen_address
-from wirecat.sockets import bind_listeners, configure_stream, peer_name, resolve, translate_os_error
+from wirecat.sockets import (
+    bind_listeners,
+    configure_stream,
+    connect_unix_on,
+    peer_name,
+    resolve,
+    translate_os_error,
+)
 
 __all__ = ["RelayResult", "UdpRelay", "relay"]
 
@@ -556,14 +563,7 @@ class _StreamRelay:
         try:
             async with asyncio.timeout(self.connect_timeout):
                 if target.is_unix:
-                    sock = trace.new_socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                    sock.setblocking(False)
-                    try:
-                        await loop.sock_connect(sock, target.sockaddr_path)
-                    except BaseException:
-                        sock.close()
-                        raise
-                    return sock
+                    return await connect_unix_on(loop, target)
                 endpoints = await loop.run_in_executor(
                     None, lambda: resolve(target.host, target.port, family=self.family)
                 )

@@ -21,7 +21,7 @@ import socket
 import stat
 import struct
 import time
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from wirecat.address import Address, format_hostport
 from wirecat.errors import (
@@ -39,6 +39,9 @@ from wirecat.limits import DEFAULT_BACKLOG, DEFAULT_HAPPY_EYEBALLS_DELAY
 from wirecat.report import Reporter, quiet
 from wirecat.trace import new_socket
 
+if TYPE_CHECKING:
+    import asyncio  # only for annotations: the blocking commands never import it
+
 __all__ = [
     "ACCEPT_BACKOFF_ERRNOS",
     "ACCEPT_BACKOFF_SECONDS",
@@ -50,6 +53,7 @@ __all__ = [
     "configure_stream",
     "connect",
     "connect_unix",
+    "connect_unix_on",
     "family_of",
     "peer_name",
     "resolve",
@@ -322,6 +326,22 @@ def _source_family(host: str, family: socket.AddressFamily) -> socket.AddressFam
             raise UsageError(f"source address {host!r} is not an {wanted} address") from None
         raise UsageError(f"source address {host!r} is not an IP address", "give -s an IP address") from None
     return socket.AddressFamily(source_family)
+
+
+async def connect_unix_on(loop: asyncio.AbstractEventLoop, address: Address) -> socket.socket:
+    """Connect a non-blocking Unix stream socket to ``address`` on ``loop``.
+
+    Our own socket, for the event loop's ``sock_connect``: uvloop's
+    ``create_unix_connection(path=...)`` refuses abstract names (``unix:@name``).
+    """
+    sock = new_socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        await loop.sock_connect(sock, address.sockaddr_path)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _timeval(seconds: float) -> bytes:

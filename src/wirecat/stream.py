@@ -37,7 +37,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from types import TracebackType
 from typing import Any, final
 
-from wirecat import sockets, trace
+from wirecat import sockets
 from wirecat.address import Address, parse_address
 from wirecat.errors import ConnectionClosed, ConnectTimeout, FrameError, IdleTimeout, PeerReset
 from wirecat.framing import BytesLike, Framer, Raw
@@ -659,15 +659,7 @@ def connect(
         try:
             async with asyncio.timeout(timeout):
                 if target.is_unix:
-                    # Our own socket: uvloop's create_unix_connection(path=...)
-                    # refuses abstract names ("unix:@name"); sock_connect takes them.
-                    sock = trace.new_socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                    sock.setblocking(False)
-                    try:
-                        await loop.sock_connect(sock, target.sockaddr_path)
-                    except BaseException:
-                        sock.close()
-                        raise
+                    sock = await sockets.connect_unix_on(loop, target)
                     _, conn = await loop.create_unix_connection(
                         factory, sock=sock, ssl=tls, server_hostname=server_hostname
                     )
