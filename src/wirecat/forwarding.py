@@ -515,7 +515,7 @@ class _StreamRelay:
         except WirecatError as exc:
             logger.warning("%s: %s", peer, exc)
             cause = exc.__cause__
-            if isinstance(cause, OSError) and cause.errno in _RESET_ERRNOS:
+            if isinstance(cause, OSError) and cause.errno == errno.ECONNRESET:
                 _reset(client)  # the target reset the connection at once: so do we
             else:
                 client.close()

@@ -213,6 +213,11 @@ def run_session(
             if options.shutdown_on_eof:
                 _shutdown_write(sock)
             sent_fin = True
+            if not options.receive and not options.shutdown_on_eof:
+                # --send-only --no-shutdown: no FIN, so no end will come back
+                # to wait for; done with what was sent.
+                ending = "end of input"
+                break
         if receiver and recv_done:
             if on_peer_eof is not None and not peer_eof_told:
                 on_peer_eof()
@@ -229,6 +234,9 @@ def run_session(
         deadlines: list[float] = []
         if options.quit_after_eof is not None and sender and sender.finished_at:
             quit_at = sender.finished_at + options.quit_after_eof
+            if now >= quit_at and not options.receive:
+                ending = f"end of input, then -q {options.quit_after_eof:g} s"  # no reply to cut off
+                break
             if now >= quit_at:
                 error = Truncated(
                     f"stopped {options.quit_after_eof:g} s after end of input (-q) "

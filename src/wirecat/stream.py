@@ -32,6 +32,7 @@ import asyncio
 import collections
 import functools
 import socket
+import sys
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from types import TracebackType
@@ -324,9 +325,15 @@ class Connection(asyncio.Protocol):
         loop, timeout = self._loop, self._idle_timeout
         assert timeout is not None
         now = loop.time()
-        if self.bytes_sent != self._moved_at_check:
-            # Bytes went out some time since the last look; they count as now.
-            self._moved_at_check = self.bytes_sent
+        # Bytes the peer took since the last look (a slow reader still takes
+        # some while send() waits) count as activity, as of now: what we
+        # wrote, less what waits in our buffer and, unacknowledged, in the kernel's.
+        transport = self._transport
+        taken = self.bytes_sent
+        if transport is not None:
+            taken -= transport.get_write_buffer_size() + _kernel_unsent(transport)
+        if taken != self._moved_at_check:
+            self._moved_at_check = taken
             self._last_active = now
         idle_for = now - self._last_active
         if idle_for < timeout:
@@ -586,6 +593,22 @@ def new_connection(
 
     kind = Connection if loop_name() == "uvloop" else _BufferedConnection
     return kind(framer, idle_timeout=idle_timeout, max_queued=max_queued)
+
+
+def _kernel_unsent(transport: asyncio.BaseTransport) -> int:
+    """Bytes in the socket's kernel send queue that the peer has not taken yet
+    (Linux's SIOCOUTQ: unacknowledged on TCP, unread on a Unix socket)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    try:
+        import fcntl
+        import termios
+
+        unsent = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except (OSError, AttributeError, ValueError):
+        return 0  # not Linux, or the socket is gone: the other signs still count
+    return int.from_bytes(unsent, sys.byteorder)
 
 
 def _address_text(sockaddr: object, transport: asyncio.BaseTransport) -> str:

@@ -322,6 +322,29 @@ def test_send_only_to_a_peer_that_answers_everything_does_not_stall() -> None:
     assert (result.returncode, result.stdout) == (0, b""), result.stderr
 
 
+def test_send_only_with_q_or_no_shutdown_ends_cleanly_after_its_input() -> None:
+    """No reply is wanted, so -q's expiry cuts nothing off (exit 0), and without FIN no end is awaited."""
+
+    def hold(conn: socket.socket, peer: Peer) -> bytes:
+        conn.settimeout(5)
+        data = bytearray()
+        try:
+            while chunk := conn.recv(65536):
+                data += chunk
+        except TimeoutError:
+            pass
+        return bytes(data)
+
+    for flags in (["-q", "0.3"], ["--no-shutdown"]):
+        with Peer(hold) as peer:
+            started = time.monotonic()
+            result = run_wirecat("connect", "--send-only", *flags, "127.0.0.1", str(peer.port), stdin=b"hi\n")
+            took = time.monotonic() - started
+            assert result.returncode == 0, (flags, result.stderr)
+            assert took < 3, flags  # not the peer's 5 s
+            assert peer.result() == b"hi\n"
+
+
 def test_recv_only_does_not_read_stdin() -> None:
     def handler(conn: socket.socket, peer: Peer) -> bytes:
         conn.sendall(b"news\n")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import select
 import signal
 import socket
 import subprocess
@@ -281,3 +283,32 @@ def test_running_out_of_descriptors_leaks_none(tmp_path) -> None:
     lines = run.stdout.splitlines()
     assert "cannot run /bin/cat: Too many open files" in lines
     assert [line for line in lines if line.startswith("leaked")] == ["leaked 0"] * 3
+
+
+def test_a_hang_up_stops_the_program_too(spawn) -> None:
+    """SIGHUP (terminal closed) unwinds like SIGTERM: the program, in its own group, is stopped."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        wirecat = spawn(WIRECAT, "connect", "127.0.0.1", str(port), "--sh-exec", "echo $$; exec sleep 30")
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(TIMEOUT)
+            pid = int(conn.recv(100).split()[0])
+            wirecat.popen.send_signal(signal.SIGHUP)
+            code, _, err = wirecat.finish(timeout=TIMEOUT)
+    assert code == 128 + signal.SIGHUP, err
+    assert _exits_within(pid, TIMEOUT), f"pid {pid} (sleep 30) outlived wirecat's hang-up"
+
+
+def _exits_within(pid: int, seconds: float) -> bool:
+    """Wait for process ``pid`` (not our child) to end: a pidfd becomes readable when it does."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True  # gone already
+    try:
+        return bool(select.select([pidfd], [], [], seconds)[0])
+    finally:
+        os.close(pidfd)

@@ -304,6 +304,39 @@ def test_idle_timeout_ends_a_handler_waiting_in_send_for_a_client_that_never_rea
     run(main())
 
 
+def test_idle_timeout_spares_a_slow_reader_that_still_takes_bytes(run) -> None:
+    """send() waits on a client that reads slowly: bytes still move, so it is not idle."""
+    failures: list[BaseException] = []
+
+    async def streamer(conn: Connection) -> None:
+        try:
+            while True:
+                await conn.send(b"s" * 65536)
+        except wirecat.WirecatError as exc:
+            failures.append(exc)
+
+    def read_slowly(sock: socket.socket, seconds: float) -> int:
+        total = 0
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            total += len(sock.recv(4096))
+            time.sleep(0.05)  # pacing: a slow reader, not synchronisation
+        return total
+
+    async def main() -> None:
+        async with await wirecat.serve(streamer, "127.0.0.1:0", idle_timeout=0.5) as server:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # small from the first window
+            sock.settimeout(TIMEOUT)
+            await to_thread(sock.connect, ("127.0.0.1", server.port))
+            assert await to_thread(read_slowly, sock, 2.0) > 0
+            assert failures == []  # four timeouts passed, and it is still being served
+            assert len(server.connections) == 1
+            sock.close()
+
+    run(main())
+
+
 def test_send_after_send_eof_raises_connection_closed(run) -> None:
     async def main() -> None:
         async with await wirecat.serve(echo, "127.0.0.1:0") as server:

@@ -80,6 +80,19 @@ def test_overlong_line_is_refused_before_its_newline_comes() -> None:
     assert framer.buffered == 0
 
 
+@pytest.mark.parametrize(("newline", "chunk"), [(b"\r\n", b"abc\r"), (b"ab", b"xyya"), (b"\n", b"abc\r")])
+def test_a_line_kept_past_the_limit_for_its_newline_is_refused_if_the_stream_ends(
+    newline: bytes, chunk: bytes
+) -> None:
+    framer = Lines(max_length=3, newline=newline)
+    assert framer.feed(chunk) == []  # maybe the newline is on its way
+    if newline == b"\n":
+        assert framer.feed(b"") == [b"abc"]  # the \r of a CRLF, dropped: 3 bytes
+    else:
+        with pytest.raises(FrameTooLarge):
+            framer.feed(b"")  # it never came: 4 bytes is over the limit
+
+
 def test_overlong_line_among_short_ones() -> None:
     with pytest.raises(FrameTooLarge) as caught:
         Lines(max_length=3).feed(b"ab\nabcd\nab\n")

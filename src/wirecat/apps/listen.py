@@ -291,6 +291,8 @@ class _Hub:
     def _on_stdin(self, _fd: object, _events: int) -> None:
         try:
             data = os.read(0, len(self.buffer))
+        except BlockingIOError:
+            return  # a non-blocking stdin with nothing now: wait for the next readiness
         except OSError as exc:
             raise ProgramError(f"cannot read standard input: {str(exc.strerror or exc).lower()}") from exc
         if not data:

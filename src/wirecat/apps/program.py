@@ -211,6 +211,7 @@ def run_program(
             # waits on them: closing our ends would let a reused descriptor
             # number catch bytes meant for this connection. Leave them.
             report(f"{program}: its pipes stay open, held by a process that outlived it")
+            sock.detach()  # and the socket's number stays taken too: the caller's close is a no-op
         else:
             close_input()
             os.close(from_program_r)

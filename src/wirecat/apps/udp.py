@@ -180,6 +180,8 @@ class _Stdin:
         """One read; an empty list at end of stdin (then ``open`` is False)."""
         try:
             data = os.read(0, MAX_DATAGRAM)
+        except BlockingIOError:
+            return []  # a non-blocking stdin with nothing now (still open)
         except OSError as exc:
             raise ProgramError(f"cannot read standard input: {str(exc.strerror or exc).lower()}") from exc
         if not data:
@@ -455,6 +457,8 @@ class _Client:
     # -- stdin → socket --------------------------------------------------------
     def _on_stdin(self) -> None:
         datagrams = self.stdin.read()
+        if not datagrams and self.stdin.open:
+            return  # nothing now (a non-blocking stdin)
         if not datagrams:
             self.input_ended_at = time.monotonic()
             if self.wait_reply is not None and self.session.receive:
@@ -789,6 +793,8 @@ class _Listener:
     def _on_stdin(self) -> None:
         peer = self._target()
         datagrams = self.stdin.read()
+        if not datagrams and self.stdin.open:
+            return  # nothing now (a non-blocking stdin)
         if not datagrams:
             self.report("end of stdin; still receiving")
             return

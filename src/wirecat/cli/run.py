@@ -193,6 +193,10 @@ def run(argv: list[str]) -> int:
 
             enable(Tracer(trace_mode))
         signal.signal(signal.SIGTERM, _on_sigterm)
+        if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # (nohup: stays ignored)
+            # A hang-up (terminal closed, ssh gone) unwinds like SIGTERM, so an
+            # --exec program, in its own process group, is stopped too.
+            signal.signal(signal.SIGHUP, _on_sigterm)
         return int(args.handler(args))
     except WirecatError as exc:
         if debug:

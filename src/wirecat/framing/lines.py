@@ -70,6 +70,8 @@ class Lines:
             waiting.clear()
             if self._strip_cr and last.endswith(b"\r"):
                 last = last[:-1]
+            if len(last) > limit:  # kept past the limit only for a newline that never came
+                raise FrameTooLarge(f"line longer than {limit} bytes", "raise the line length limit")
             return [last] if last else []
         if waiting:
             # Only the new bytes, and the old ones a newline may have begun
