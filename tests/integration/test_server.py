@@ -246,13 +246,15 @@ def test_connect_errors_are_wirecat_errors(run) -> None:
     run(main())
 
 
-def test_send_after_close_raises(run) -> None:
+@pytest.mark.parametrize("end", ["close", "send_eof"])
+def test_send_after_close_or_send_eof_raises(run, end: str) -> None:
     async def main() -> None:
         async with await wirecat.serve(echo, "127.0.0.1:0") as server:
             conn = await wirecat.connect(server.address)
-            conn.close()
+            getattr(conn, end)()
             with pytest.raises(ConnectionClosed):
                 await conn.send(b"late")
+            conn.close()
             await conn.wait_closed()
 
     run(main())
@@ -333,19 +335,6 @@ def test_idle_timeout_spares_a_slow_reader_that_still_takes_bytes(run) -> None:
             assert failures == []  # four timeouts passed, and it is still being served
             assert len(server.connections) == 1
             sock.close()
-
-    run(main())
-
-
-def test_send_after_send_eof_raises_connection_closed(run) -> None:
-    async def main() -> None:
-        async with await wirecat.serve(echo, "127.0.0.1:0") as server:
-            conn = await wirecat.connect(server.address)
-            conn.send_eof()
-            with pytest.raises(ConnectionClosed, match="send_eof"):
-                await conn.send(b"after our FIN")
-            conn.close()
-            await conn.wait_closed()
 
     run(main())
 
