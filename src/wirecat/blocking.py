@@ -62,11 +62,14 @@ class BlockingConnection:
         self._error: FrameError | None = None
         self._timeout = timeout
         sock.settimeout(timeout)
-        self.peer = (
-            peer_name(sock.getpeername())
-            if sock.family != socket.AF_UNIX
-            else str(sock.getpeername() or "unix:(unnamed)")
-        )
+        try:
+            self.peer = (
+                peer_name(sock.getpeername())
+                if sock.family != socket.AF_UNIX
+                else str(sock.getpeername() or "unix:(unnamed)")
+            )
+        except OSError:  # reset right after connecting (ENOTCONN): the first recv() will say so
+            self.peer = "(disconnected peer)"
         if sock.family == socket.AF_UNIX and not self.peer.startswith("unix:"):
             self.peer = f"unix:{self.peer}"
         self.local = peer_name(sock.getsockname())

@@ -72,7 +72,10 @@ def connect_stdio(
     connect is raised.
     """
     with open_stream(target, options, report=report) as sock:
-        peer = peer_name(sock.getpeername()) if not target.is_unix else str(target)
+        try:
+            peer = peer_name(sock.getpeername()) if not target.is_unix else str(target)
+        except OSError:  # reset right after connecting (ENOTCONN): the session will say so
+            peer = str(target)
         result = run_session(sock, peer=peer, options=session)
     report(summary_line(result.sent, result.received, result.duration, result.closed_first, result.ending))
     return result
