@@ -179,8 +179,7 @@ class _Direction:
 
     def _copy_first(self, data: bytes) -> None:
         # Rare (a PROXY header came with data, or a step over an urgent mark):
-        # send it as it is, blocking-free
-        # through the same pending path as the fallback.
+        # send it as it is, blocking-free, through the fallback's pending path.
         if self._buffer is None:
             self._buffer = bytearray(max(len(data), 256 * 1024))
             self._view = memoryview(self._buffer)

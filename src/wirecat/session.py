@@ -28,10 +28,10 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from wirecat.crlf import CrlfEncoder
-from wirecat.errors import IdleTimeout, PeerReset, ProgramError, Truncated, WirecatError
+from wirecat.errors import IdleTimeout, PeerReset, Truncated, WirecatError
 from wirecat.pump import Pump, PumpError
 from wirecat.sockets import translate_os_error
-from wirecat.stdio import fd_is_open
+from wirecat.stdio import fd_is_open, stdin_error, stdout_error
 
 __all__ = ["SessionOptions", "SessionResult", "run_session"]
 
@@ -202,8 +202,7 @@ def run_session(
                 if receiver.error.error.errno == errno.EPIPE:  # | head: end quietly
                     ending = "stdout was closed"
                     break
-                reason = receiver.error.error.strerror or str(receiver.error.error)
-                error = ProgramError(f"cannot write standard output: {reason.lower()}")
+                error = stdout_error(receiver.error.error)
                 break
             error = translate_os_error(receiver.error.error, "receive from", peer)
             break
@@ -277,7 +276,7 @@ def run_session(
 
 def _send_error(exc: PumpError, peer: str) -> WirecatError | None:
     if exc.side == "src":
-        return ProgramError(f"cannot read standard input: {str(exc.error.strerror or exc.error).lower()}")
+        return stdin_error(exc.error)
     if exc.error.errno in (errno.EPIPE, errno.ECONNRESET):
         return PeerReset(
             f"{peer} closed the connection before it had all our data",

@@ -14,7 +14,15 @@ import os
 
 from wirecat.errors import ProgramError
 
-__all__ = ["StdoutClosed", "ensure_standard_fds", "fd_is_open", "write_stdout"]
+__all__ = [
+    "StdoutClosed",
+    "ensure_standard_fds",
+    "fd_is_open",
+    "read_stdin",
+    "stdin_error",
+    "stdout_error",
+    "write_stdout",
+]
 
 
 class StdoutClosed(Exception):
@@ -54,4 +62,32 @@ def write_stdout(data: memoryview | bytes) -> None:
     except BrokenPipeError:
         raise StdoutClosed from None
     except OSError as exc:
-        raise ProgramError(f"cannot write standard output: {str(exc.strerror or exc).lower()}") from exc
+        raise stdout_error(exc) from exc
+
+
+def read_stdin(size: int) -> bytes | None:
+    """One read of fd 0: bytes, ``b""`` at its end, None when a non-blocking stdin has nothing now.
+
+    Raises:
+        ProgramError: stdin cannot be read (exit 9), never taken for its end.
+    """
+    try:
+        return os.read(0, size)
+    except BlockingIOError:
+        return None
+    except OSError as exc:
+        raise stdin_error(exc) from exc
+
+
+def stdin_error(exc: OSError) -> ProgramError:
+    """The error for a failed read of stdin, in the words every job uses."""
+    return ProgramError(f"cannot read standard input: {_reason(exc)}")
+
+
+def stdout_error(exc: OSError) -> ProgramError:
+    """The error for a failed write to stdout (other than EPIPE), in the words every job uses."""
+    return ProgramError(f"cannot write standard output: {_reason(exc)}")
+
+
+def _reason(exc: OSError) -> str:
+    return str(exc.strerror or exc).lower()

@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import fcntl
 import functools
 import socket
 import sys
+import termios
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from types import TracebackType
@@ -602,9 +604,6 @@ def _kernel_unsent(transport: asyncio.BaseTransport) -> int:
     if sock is None:
         return 0
     try:
-        import fcntl
-        import termios
-
         unsent = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
     except (OSError, AttributeError, ValueError):
         return 0  # not Linux, or the socket is gone: the other signs still count

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from wirecat.access import AccessList
 from wirecat.address import Address
-from wirecat.errors import ConnectTimeout, ProgramError
+from wirecat.errors import ConnectTimeout
 from wirecat.limits import DEFAULT_CLIENT_QUEUE, DEFAULT_MAX_CONNS
 from wirecat.report import Reporter, format_bytes, quiet, summary_line
 from wirecat.session import SessionOptions, SessionResult, run_session
@@ -39,7 +39,7 @@ from wirecat.sockets import (
     configure_stream,
     peer_name,
 )
-from wirecat.stdio import StdoutClosed, fd_is_open, write_stdout
+from wirecat.stdio import StdoutClosed, fd_is_open, read_stdin, write_stdout
 
 if TYPE_CHECKING:  # imported when used: subprocess costs start-up time
     from wirecat.apps.program import Program, ProgramResult
@@ -289,12 +289,9 @@ class _Hub:
         self.stdin_registered = want
 
     def _on_stdin(self, _fd: object, _events: int) -> None:
-        try:
-            data = os.read(0, len(self.buffer))
-        except BlockingIOError:
+        data = read_stdin(len(self.buffer))
+        if data is None:
             return  # a non-blocking stdin with nothing now: wait for the next readiness
-        except OSError as exc:
-            raise ProgramError(f"cannot read standard input: {str(exc.strerror or exc).lower()}") from exc
         if not data:
             self.stdin_open = False
             self.stdin_done = True

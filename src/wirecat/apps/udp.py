@@ -104,12 +104,12 @@ from typing import Any
 from wirecat.address import Address
 from wirecat.apps.connect import ConnectOptions
 from wirecat.apps.listen import ListenOptions, bound_listeners
-from wirecat.errors import BindError, ConnectError, ConnectTimeout, IdleTimeout, ProgramError, WirecatError
+from wirecat.errors import BindError, ConnectError, ConnectTimeout, IdleTimeout, WirecatError
 from wirecat.limits import DEFAULT_UDP_IDLE, MAX_DATAGRAM
 from wirecat.report import Reporter, format_bytes, quiet, stderr_reporter, summary_line
 from wirecat.session import SessionOptions, SessionResult
 from wirecat.sockets import Endpoint, bind_source, peer_name, resolve, translate_os_error
-from wirecat.stdio import StdoutClosed, fd_is_open, write_stdout
+from wirecat.stdio import StdoutClosed, fd_is_open, read_stdin, write_stdout
 from wirecat.trace import new_socket
 
 __all__ = ["DEFAULT_LINGER", "udp_connect_stdio", "udp_listen_stdio"]
@@ -178,12 +178,9 @@ class _Stdin:
 
     def read(self) -> list[bytes]:
         """One read; an empty list at end of stdin (then ``open`` is False)."""
-        try:
-            data = os.read(0, MAX_DATAGRAM)
-        except BlockingIOError:
+        data = read_stdin(MAX_DATAGRAM)
+        if data is None:
             return []  # a non-blocking stdin with nothing now (still open)
-        except OSError as exc:
-            raise ProgramError(f"cannot read standard input: {str(exc.strerror or exc).lower()}") from exc
         if not data:
             self.open = False
             return []
