@@ -82,10 +82,13 @@ class WirecatError(Exception):
         return f"{self.message}: {self.hint}" if self.hint else self.message
 
 
-class UsageError(WirecatError):
-    """Raised for bad command-line input: an unknown flag, a malformed address,
-    a port out of range, or flags that cannot go together. Never raised for a
-    failure of the network."""
+class UsageError(WirecatError, ValueError):
+    """Raised for bad input: an unknown flag, a malformed address, a port out
+    of range, flags that cannot go together, or a library argument of the
+    same kind. Never raised for a failure of the network.
+
+    It is also a ``ValueError``, the standard error for a bad argument, so
+    library callers may catch either."""
 
     exit_code = 2
 

@@ -678,6 +678,7 @@ async def relay(
     if proxy_protocol not in (None, 1, 2):
         raise UsageError(f"bad PROXY protocol version {proxy_protocol!r}", "use 1 or 2")
     access = AccessList.from_rules(allow, deny)
+    access.check_applies(unix=source.is_unix)
     from wirecat.runtime import raise_open_file_limit
 
     raise_open_file_limit(max_connections * _FDS_PER_CONNECTION + 64)

@@ -449,6 +449,7 @@ async def serve(
     if when_full not in ("wait", "refuse"):
         raise UsageError(f"bad when_full {when_full!r}", "use 'wait' or 'refuse'")
     access = AccessList.from_rules(allow, deny)
+    access.check_applies(unix=target.is_unix)
     listeners, unix_path = bind_stream_listeners(target, family=family, backlog=backlog)
     from wirecat.runtime import raise_open_file_limit
 

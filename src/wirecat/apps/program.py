@@ -32,6 +32,7 @@ import threading
 import time
 from typing import NamedTuple
 
+from wirecat.access import AccessList
 from wirecat.errors import UsageError
 from wirecat.report import Reporter, quiet, summary_line
 from wirecat.session import SessionOptions, SessionResult, run_session
@@ -100,13 +101,15 @@ class ProgramResult(NamedTuple):
     returncode: int
 
 
-def check_exposure(hosts: list[str], allow: list[str], *, unix: bool) -> None:
+def check_exposure(hosts: list[str], access: AccessList, *, unix: bool) -> None:
     """Refuse ``--exec`` on a listener reachable from the network without ``--allow``.
 
+    Only allow rules count: a deny list still lets everyone else in.
+
     Raises:
-        UsageError: a non-loopback address and no allow list.
+        UsageError: a non-loopback address and no allow rule.
     """
-    if unix or allow:
+    if unix or access.allow:
         return
     for host in hosts:
         try:

@@ -79,11 +79,13 @@ def handle(args: argparse.Namespace) -> int:
         address = type(address)(host=default_host, port=address.port, datagram=address.datagram)
     if args.max_conns < 1:
         raise UsageError(f"bad --max-conns {args.max_conns}", "give a number ≥ 1")
+    access = AccessList.from_rules(args.allow, args.deny)
+    access.check_applies(unix=address.is_unix)
     options = ListenOptions(
         family=family_of(ipv4=args.ipv4, ipv6=args.ipv6),
         keep_open=args.keep_open,
         max_conns=args.max_conns,
-        access=AccessList.from_rules(args.allow, args.deny),
+        access=access,
         accept_timeout=args.accept_timeout,
         keepalive=args.keepalive,
     )
@@ -102,7 +104,7 @@ def handle(args: argparse.Namespace) -> int:
 
         if address.datagram:
             raise UsageError("--exec needs a stream listener, not UDP")
-        check_exposure([address.host], args.allow, unix=address.is_unix)
+        check_exposure([address.host], access, unix=address.is_unix)
         ran = listen_programs(address, program, options, session, report=report, on_listening=on_listening)
         if ran is None:
             return 0
