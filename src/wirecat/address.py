@@ -10,17 +10,123 @@ Forms accepted everywhere (CLI and library alike)::
     udp:host:port    the same, datagram transport
 
 Nothing here resolves names or opens sockets: that is ``wirecat.sockets``.
+What can be known without the network is checked here, so that bad input is
+a usage error before any lookup or socket: a host name that cannot be a name
+(:func:`check_host`), a Unix socket path over the kernel's limit
+(:func:`check_unix_path`).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from typing import NamedTuple
 
 from wirecat.errors import UsageError
 
-__all__ = ["Address", "format_hostport", "parse_address", "parse_port", "parse_ports"]
+__all__ = [
+    "MAX_UNIX_PATH",
+    "Address",
+    "check_host",
+    "check_ip_address",
+    "check_unix_path",
+    "format_hostport",
+    "parse_address",
+    "parse_port",
+    "parse_ports",
+]
 
 _PORT_HINT = "give a number from 0 to 65535"
+
+#: Longest Unix socket path, in bytes: ``sun_path`` holds 108 bytes with the
+#: terminating NUL on Linux; an abstract name (``@name``) has 107 after its
+#: leading NUL. (macOS and the BSDs allow 103.)
+MAX_UNIX_PATH = 107
+#: Longest host name, in bytes once IDNA-encoded (RFC 1035 §2.3.4: 255 octets
+#: on the wire, 253 characters written with dots); a label has at most 63.
+_MAX_HOST = 253
+#: Characters no host name or IP address holds; each would reach the resolver
+#: as a lookup that cannot succeed (or, for NUL, as a ValueError).
+_NOT_IN_HOSTS = frozenset("[]/\\@,;<>\"'`|{}()") | {chr(c) for c in range(33)} | {"\x7f"}
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """``text`` for an error message: quoted, and cut short if long."""
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+def check_host(host: str) -> str:
+    """Check that ``host`` can be a host name or an IP address; return it.
+
+    Pure: no lookup. A name must encode to IDNA (as the resolver will ask for
+    it), with labels of 1 to 63 bytes and 253 in all; brackets belong around
+    an IPv6 address with a port (``[::1]:80``), never inside a host.
+
+    Raises:
+        UsageError: the text cannot be a host, with the reason.
+    """
+    if not host:
+        raise UsageError("empty host name", "give a host name or an address such as 127.0.0.1")
+    bad = next((c for c in host if c in _NOT_IN_HOSTS), None)
+    if bad is not None:
+        hint = (
+            "write an IPv6 address as [::1]:PORT, or as ::1 PORT"
+            if bad in "[]"
+            else "a host is a name such as example.com or an address such as 127.0.0.1"
+        )
+        raise UsageError(f"{_shown(host)} is not a host name or an address: it holds {bad!r}", hint)
+    if ":" in host:  # only IPv6 literals hold colons
+        check_ip_address(host)
+        return host
+    try:
+        encoded = host.encode("idna")
+    except UnicodeError as exc:
+        reason = str(exc.__cause__ or exc).removeprefix("encoding with 'idna' codec failed (")
+        if "too long" in reason or "empty" in reason:
+            reason = "each part between dots must have 1 to 63 characters"
+        raise UsageError(f"{_shown(host)} is not a valid host name: {reason.rstrip(')')}") from None
+    if len(encoded.rstrip(b".")) > _MAX_HOST:
+        raise UsageError(
+            f"host name {_shown(host)} is too long", f"a host name has at most {_MAX_HOST} bytes"
+        )
+    return host
+
+
+def check_ip_address(host: str) -> str:
+    """Check that ``host`` is an IP address (an IPv6 one may carry a ``%zone``); return it.
+
+    For ``-n`` (no DNS), and for the hosts with a colon, which can only be IPv6.
+
+    Raises:
+        UsageError: it is not one.
+    """
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0] if ":" in host else host)
+    except ValueError:
+        if ":" in host:
+            raise UsageError(f"{_shown(host)} is not an IPv6 address") from None
+        raise UsageError(f"{_shown(host)} is not an IP address") from None
+    return host
+
+
+def check_unix_path(path: str) -> str:
+    """Check a Unix socket path (``@name`` for Linux's abstract names); return it.
+
+    Raises:
+        UsageError: it is empty or longer than the kernel allows.
+    """
+    name = path[1:] if path.startswith("@") else path
+    if not name:
+        raise UsageError("empty Unix socket path", "write unix:/path/to/socket, or unix:@name")
+    size = len(name.encode("utf-8", "surrogateescape"))  # os.fsencode's bytes, without importing os
+    if size > MAX_UNIX_PATH:
+        abstract = path.startswith("@")
+        raise UsageError(
+            f"{'abstract Unix socket name' if abstract else 'Unix socket path'} {_shown(path)}"
+            f" is {size} bytes long",
+            f"the kernel allows at most {MAX_UNIX_PATH}: choose a shorter "
+            + ("name" if abstract else "path (a relative path counts only its own bytes)"),
+        )
+    return path
 
 
 class Address(NamedTuple):
@@ -115,15 +221,13 @@ def parse_address(
             raise UsageError("empty Unix socket path in 'unix:'", "write unix:/path/to/socket")
         if port is not None:
             raise UsageError(f"a Unix socket address takes no port (got {port!r})")
-        return Address(path=path, datagram=datagram)
+        return Address(path=check_unix_path(path), datagram=datagram)
     if text.startswith("udp:"):
         text, datagram = text[len("udp:") :], True
     elif text.startswith("tcp:"):
         text = text[len("tcp:") :]
     if port is not None:
-        host = _strip_brackets(text)
-        if not host:
-            raise UsageError("empty host name", "give a host name or an address such as 127.0.0.1")
+        host = check_host(_strip_brackets(text))
         return Address(host=host, port=parse_port(port), datagram=datagram)
     if text.isascii() and text.isdigit():
         return Address(host=default_host, port=parse_port(text), datagram=datagram)
@@ -138,4 +242,5 @@ def parse_address(
             raise UsageError(f"address {text!r} has no port", "write HOST:PORT")
         if ":" in host:
             raise UsageError(f"ambiguous address {text!r}", "write an IPv6 address in brackets: [::1]:PORT")
-    return Address(host=host or default_host, port=parse_port(port_text), datagram=datagram)
+    port_number = parse_port(port_text)
+    return Address(host=check_host(host) if host else default_host, port=port_number, datagram=datagram)

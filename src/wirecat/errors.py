@@ -32,6 +32,8 @@ these errors without pulling in any I/O.
 
 from __future__ import annotations
 
+from typing import Self
+
 __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_OK",
@@ -80,6 +82,14 @@ class WirecatError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message}: {self.hint}" if self.hint else self.message
+
+    def caused_by(self, cause: BaseException) -> Self:
+        """Set ``cause`` (the operating system's error, usually) as ``__cause__``; return self.
+
+        For errors made now and raised later, where ``raise ... from`` cannot say it.
+        """
+        self.__cause__ = cause
+        return self
 
 
 class UsageError(WirecatError, ValueError):

@@ -281,7 +281,7 @@ def _send_error(exc: PumpError, peer: str) -> WirecatError | None:
         return PeerReset(
             f"{peer} closed the connection before it had all our data",
             "the peer stopped reading; check what it expects",
-        )
+        ).caused_by(exc.error)
     return translate_os_error(exc.error, "send to", peer)
 
 

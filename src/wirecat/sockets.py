@@ -23,7 +23,7 @@ import struct
 import time
 from typing import TYPE_CHECKING, NamedTuple
 
-from wirecat.address import Address, format_hostport
+from wirecat.address import Address, check_host, check_ip_address, check_unix_path, format_hostport
 from wirecat.errors import (
     BindError,
     ConnectError,
@@ -82,11 +82,18 @@ ACCEPT_BACKOFF_SECONDS = 0.1
 def translate_os_error(exc: OSError, action: str, where: str) -> WirecatError:
     """Turn an ``OSError`` from ``action`` on ``where`` into a wirecat error.
 
+    The ``OSError`` is the returned error's ``__cause__`` (whether or not the
+    caller raises it ``from`` it), so a user can always see the errno.
+
     Args:
         exc: the error the kernel gave.
         action: what we were doing, as a verb phrase ("connect to").
         where: the address involved, formatted for a person.
     """
+    return _translate(exc, action, where).caused_by(exc)
+
+
+def _translate(exc: OSError, action: str, where: str) -> WirecatError:
     code = exc.errno
     if isinstance(exc, socket.gaierror):
         return ResolveError(f"unknown host {where}")
@@ -112,7 +119,7 @@ def translate_os_error(exc: OSError, action: str, where: str) -> WirecatError:
         return PeerReset(f"connection with {where} was reset by the peer")
     if code == errno.ENOENT and action.startswith("connect"):
         return ConnectError(f"no socket at {where}", "is the listener running?")
-    message = exc.strerror or str(exc)
+    message = exc.strerror or str(exc.args[0] if exc.args else exc) or type(exc).__name__
     return NetworkError(f"cannot {action} {where}: {message.lower()}")
 
 
@@ -151,12 +158,23 @@ def resolve(
         ResolveError: the name is unknown, or has no address of ``family``.
         UsageError: ``numeric`` (``-n``) was given and ``host`` is a name.
     """
+    if host:
+        # What can be known without a lookup is a usage error before one.
+        check_host(host)
+        if numeric:
+            try:
+                check_ip_address(host)
+            except UsageError:
+                raise UsageError(f"-n was given but {host!r} is not an IP address") from None
     flags = socket.AI_NUMERICHOST if numeric else 0
     if passive:
         flags |= socket.AI_PASSIVE
     kind = socket.SOCK_DGRAM if datagram else socket.SOCK_STREAM
     try:
         infos = socket.getaddrinfo(host or None, port, family, kind, 0, flags)
+    except (UnicodeError, ValueError) as exc:
+        # The name cannot be encoded for the resolver (check_host should have said so).
+        raise UsageError(f"{host!r} is not a valid host name: {exc}") from exc
     except socket.gaierror as exc:
         if numeric and exc.errno == socket.EAI_NONAME:
             raise UsageError(f"-n was given but {host!r} is not an IP address") from exc
@@ -319,8 +337,9 @@ def connect(
 def _source_family(host: str, family: socket.AddressFamily) -> socket.AddressFamily:
     """The family a ``-s`` source address forces on the target (a socket has one family)."""
     try:
+        check_ip_address(host)
         source_family = socket.getaddrinfo(host, 0, family, 0, 0, socket.AI_NUMERICHOST)[0][0]
-    except socket.gaierror:
+    except (socket.gaierror, UsageError):
         if family != socket.AF_UNSPEC:
             wanted = "IPv4" if family == socket.AF_INET else "IPv6"
             raise UsageError(f"source address {host!r} is not an {wanted} address") from None
@@ -334,6 +353,7 @@ async def connect_unix_on(loop: asyncio.AbstractEventLoop, address: Address) -> 
     Our own socket, for the event loop's ``sock_connect``: uvloop's
     ``create_unix_connection(path=...)`` refuses abstract names (``unix:@name``).
     """
+    check_unix_path(address.path or "")
     sock = new_socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.setblocking(False)
     try:
@@ -361,6 +381,7 @@ def connect_unix(
     Raises:
         ConnectError, ConnectTimeout.
     """
+    check_unix_path(address.path or "")
     kind = socket.SOCK_DGRAM if address.datagram else socket.SOCK_STREAM
     sock = new_socket(socket.AF_UNIX, kind)
     try:
@@ -499,6 +520,7 @@ def bind_unix(address: Address, *, backlog: int = DEFAULT_BACKLOG) -> socket.soc
         BindError: the path is in use by a live listener, or cannot be created.
         ProgramError: the path is a regular file or a directory.
     """
+    check_unix_path(address.path or "")
     kind = socket.SOCK_DGRAM if address.datagram else socket.SOCK_STREAM
     path = address.sockaddr_path
     if not path.startswith("\0"):
@@ -523,9 +545,8 @@ def bind_unix(address: Address, *, backlog: int = DEFAULT_BACKLOG) -> socket.soc
             sock.listen(backlog)
     except OSError as exc:
         sock.close()
-        raise BindError(
-            f"cannot listen on {address}: {os.strerror(exc.errno or 0).lower()}", _path_hint(exc)
-        ) from exc
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise BindError(f"cannot listen on {address}: {reason.lower()}", _path_hint(exc)) from exc
     return sock
 
 

@@ -81,12 +81,12 @@ def read_stdin(size: int) -> bytes | None:
 
 def stdin_error(exc: OSError) -> ProgramError:
     """The error for a failed read of stdin, in the words every job uses."""
-    return ProgramError(f"cannot read standard input: {_reason(exc)}")
+    return ProgramError(f"cannot read standard input: {_reason(exc)}").caused_by(exc)
 
 
 def stdout_error(exc: OSError) -> ProgramError:
     """The error for a failed write to stdout (other than EPIPE), in the words every job uses."""
-    return ProgramError(f"cannot write standard output: {_reason(exc)}")
+    return ProgramError(f"cannot write standard output: {_reason(exc)}").caused_by(exc)
 
 
 def _reason(exc: OSError) -> str:

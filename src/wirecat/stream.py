@@ -244,7 +244,7 @@ class Connection(asyncio.Protocol):
             if isinstance(exc, OSError):
                 self._error = translate_os_error(exc, "talk to", self.peer)
             else:
-                self._error = PeerReset(f"connection with {self.peer} failed: {exc}")
+                self._error = PeerReset(f"connection with {self.peer} failed: {exc}").caused_by(exc)
             self.end_reason = str(self._error)
         elif not self.end_reason:
             self.end_reason = "closed"

@@ -517,7 +517,7 @@ class _Client:
                 if self.target.is_unix
                 else "an ICMP 'port unreachable' came back; check the host and port"
             )
-            raise _Ended("", ConnectError(f"nothing is listening on {self.where}", hint))
+            raise _Ended("", ConnectError(f"nothing is listening on {self.where}", hint).caused_by(exc))
         raise _Ended("", translate_os_error(exc, "send to", self.where))
 
     def _next_address(self) -> None:
@@ -823,7 +823,7 @@ class _Listener:
         """A peer we cannot send to (a Unix peer gone): end its session."""
         error = translate_os_error(exc, "send to", peer.name)
         if exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
-            error = ConnectError(f"cannot send to {peer.name}: it is gone", "")
+            error = ConnectError(f"cannot send to {peer.name}: it is gone", "").caused_by(exc)
         # Drop what is still queued for it; it cannot arrive.
         self.out = collections.deque(item for item in self.out if item[0] is not peer)
         if not self.keep_open:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from wirecat.address import Address, parse_address, parse_port
+from wirecat.address import Address, check_unix_path, parse_address, parse_port
 from wirecat.errors import UsageError
 from wirecat.report import Reporter, quiet, stderr_reporter
 
@@ -18,6 +18,7 @@ __all__ = [
     "add_exec_flags",
     "add_session_flags",
     "address_from",
+    "positive_seconds",
     "program_from",
     "reporter",
     "seconds",
@@ -33,6 +34,14 @@ def seconds(text: str) -> float:
         value = -1.0
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"bad number of seconds {text!r}: give a number ≥ 0")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """argparse type for a duration that must be more than 0 (where 0 would mean "at once" for ever)."""
+    value = seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"bad number of seconds {text!r}: give a number > 0")
     return value
 
 
@@ -135,7 +144,7 @@ def address_from(words: list[str], args: argparse.Namespace, *, default_host: st
     if args.unix:
         if len(words) != 1:
             raise UsageError("-U takes one socket path and no port", "e.g. wirecat connect -U /tmp/app.sock")
-        path = words[0].removeprefix("unix:")
+        path = check_unix_path(words[0].removeprefix("unix:"))
         return Address(path=path, datagram=args.udp)
     if len(words) == 2:
         return parse_address(words[0], words[1], datagram=args.udp)

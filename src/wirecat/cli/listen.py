@@ -9,6 +9,7 @@ from wirecat.cli.common import (
     add_exec_flags,
     add_session_flags,
     address_from,
+    positive_seconds,
     program_from,
     reporter,
     seconds,
@@ -57,7 +58,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--udp-idle",
-        type=seconds,
+        type=positive_seconds,
         default=DEFAULT_UDP_IDLE,
         metavar="SECS",
         help=f"UDP: forget a silent peer after SECS (default {DEFAULT_UDP_IDLE:g})",

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
-from wirecat.cli.common import seconds
+from wirecat.cli.common import positive_seconds, seconds
 from wirecat.cli.serving import add_limit_flags, run_until_signal
 from wirecat.limits import DEFAULT_CONNECT_TIMEOUT, DEFAULT_UDP_IDLE
 
@@ -40,7 +40,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         type=seconds,
         default=DEFAULT_CONNECT_TIMEOUT,
         metavar="SECS",
-        help=f"give up on the target after SECS and close the client (default {DEFAULT_CONNECT_TIMEOUT:g})",
+        help="give up on the target after SECS and reset the client; 0 waits as long as the kernel does"
+        f" (about 2 minutes) (default {DEFAULT_CONNECT_TIMEOUT:g})",
     )
     group.add_argument(
         "--proxy-protocol",
@@ -55,7 +56,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--udp-idle",
-        type=seconds,
+        type=positive_seconds,
         default=DEFAULT_UDP_IDLE,
         metavar="SECS",
         help=f"UDP: forget a client silent for SECS (default {DEFAULT_UDP_IDLE:g})",
