@@ -17,7 +17,7 @@ with the code; a traceback appears only with ``--debug``.
     │   │   ├── ConnectTimeout
     │   │   └── IdleTimeout
     │   ├── PeerReset                 exit 7   reset by peer, broken pipe
-    │   ├── Truncated                 exit 8   a timer cut the peer off (-q)
+    │   ├── Truncated                 exit 8   a timer cut a connection off (-q, --drain-timeout)
     │   └── ConnectionClosed          exit 1   send() on a connection that is closed
     ├── ProgramError                  exit 9   a program or file we were asked to use
     ├── FrameError                    exit 10  bytes that break the framing rules
@@ -153,8 +153,11 @@ class PeerReset(NetworkError):
 
 
 class Truncated(NetworkError):
-    """Raised when a timer we were told to use (``-q``) ended the session while
-    the peer was still sending, so its reply may be incomplete."""
+    """Raised when a timer we were told to use cut a connection off before its
+    natural end: ``-q`` ended the session while the peer was still sending (its
+    reply may be incomplete), or a server's shutdown reached its drain timeout
+    with connections still busy (they were reset). Not raised for a peer's
+    reset: that is :class:`PeerReset`."""
 
     exit_code = 8
     default_hint = "drop -q to wait for the peer's end of stream"

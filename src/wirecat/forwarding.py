@@ -35,7 +35,6 @@ import fcntl
 import logging
 import os
 import socket
-import struct
 import time
 from collections.abc import Iterable
 from typing import Literal
@@ -55,9 +54,10 @@ from wirecat.limits import (
 )
 from wirecat.protocol.proxy import ProxyHeader, ProxyHeaderReader, encode_v1, encode_v2
 from wirecat.report import format_bytes
-from wirecat.server import Server, bind_stream_listeners, listen_address
+from wirecat.server import DrainResult, Server, bind_stream_listeners, listen_address
 from wirecat.sockets import (
     bind_listeners,
+    close_with_reset,
     configure_stream,
     connect_unix_on,
     peer_name,
@@ -96,15 +96,6 @@ class RelayResult:
         self.down = 0
         #: How it ended, in words.
         self.ending = ""
-
-
-def _reset(sock: socket.socket) -> None:
-    """Close ``sock`` with a reset (RST), as the other side's reset deserves."""
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    except OSError:
-        pass
-    sock.close()
 
 
 class _Direction:
@@ -397,7 +388,7 @@ def _count_text(n: int) -> str:
 class _Connection:
     """One client ↔ target pair: two directions, and how the pair ends."""
 
-    __slots__ = ("_loop", "client", "done", "down", "ended", "result", "target", "up")
+    __slots__ = ("_loop", "client", "cut", "done", "down", "ended", "result", "target", "up")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, client: socket.socket, target: socket.socket) -> None:
         self._loop = loop
@@ -406,6 +397,8 @@ class _Connection:
         self.done: asyncio.Future[None] = loop.create_future()
         #: True once both sockets are closed (a plain attribute: read per chunk).
         self.ended = False
+        #: True if we cut it off (reset both sides) before its natural end.
+        self.cut = False
         self.up = _Direction(loop, client, target, "client→target", self)
         try:
             self.down = _Direction(loop, target, client, "target→client", self)
@@ -437,9 +430,9 @@ class _Connection:
             self.result.ending = f"the {side} reset the connection; the {other_side} was reset too"
         else:
             self.result.ending = f"{action} failed on the {side}: {os.strerror(exc.errno or 0).lower()}"
-        self._end(reset=other)
+        self._end(reset=(other,))
 
-    def _end(self, *, reset: socket.socket | None = None) -> None:
+    def _end(self, *, reset: tuple[socket.socket, ...] = ()) -> None:
         if self.ended:
             return
         self.ended = True
@@ -447,18 +440,23 @@ class _Connection:
         self.up.stop()
         self.down.stop()
         for sock in (self.client, self.target):
-            if sock is reset:
-                _reset(sock)
+            if sock in reset:
+                close_with_reset(sock)
             else:
                 sock.close()
         if not self.done.done():
             self.done.set_result(None)
 
     def abort(self, reason: str) -> None:
-        """End now (shutdown, idle timeout): close both sides. No-op once ended."""
+        """Cut the connection now (shutdown, idle timeout): reset both sides. No-op once ended.
+
+        Reset, not closed: a FIN would tell each side that the other had sent
+        everything, and a client would take part of a download for all of it.
+        """
         if not self.ended:
+            self.cut = True
             self.result.ending = f"{self.result.ending}; {reason}" if self.result.ending else reason
-            self._end()
+            self._end(reset=(self.client, self.target))
 
 
 class _StreamRelay:
@@ -506,28 +504,28 @@ class _StreamRelay:
             else:
                 await self._wait_with_idle(conn)
         except asyncio.CancelledError:
+            # The relay's shutdown gave up waiting: cut it off, with resets.
             if conn is not None:
-                conn.abort("closed by the relay's shutdown while busy")
+                conn.abort("cut off (reset) by the relay's shutdown while busy")
             else:
-                client.close()
+                close_with_reset(client)
             raise
         except WirecatError as exc:
-            logger.warning("%s: %s", peer, exc)
-            cause = exc.__cause__
-            if isinstance(cause, OSError) and cause.errno == errno.ECONNRESET:
-                _reset(client)  # the target reset the connection at once: so do we
-            else:
-                client.close()
+            # No target (down, timed out, reset at once), or a bad PROXY
+            # header: the client never gets a stream, and a reset says so (a
+            # FIN would be an empty reply, a success to most clients).
+            logger.warning("%s: %s; the client was reset", peer, exc)
+            close_with_reset(client)
             return
         except OSError as exc:  # e.g. the target went away while we sent the PROXY header
-            logger.warning("%s: %s", peer, translate_os_error(exc, "relay to", where))
-            client.close()
+            logger.warning("%s: %s; the client was reset", peer, translate_os_error(exc, "relay to", where))
+            close_with_reset(client)
             return
         finally:
             if upstream is not None:
                 upstream.close()
             if conn is not None:
-                conn.abort("closed")
+                conn.abort("cut off (reset) after an error")
                 result = conn.result
                 logger.info(
                     "%s -> %s: sent %s, received %s in %.2f s; %s",
@@ -552,7 +550,7 @@ class _StreamRelay:
             except TimeoutError:
                 idle_for = loop.time() - max(conn.up.last_active, conn.down.last_active)
                 if idle_for >= timeout:
-                    conn.abort(f"idle for {timeout:g} s")
+                    conn.abort(f"idle for {timeout:g} s: cut off (reset)")
                     return
                 wait = timeout - idle_for
 
@@ -894,9 +892,15 @@ class UdpRelay:
         if not self._done.done():
             self._done.set_result(None)
 
-    async def shutdown(self, drain_timeout: float | None = None) -> None:
-        """Datagrams have nothing to drain: the same as :meth:`close`."""
+    async def shutdown(self, drain_timeout: float | None = None) -> DrainResult:
+        """Datagrams have nothing to drain: the same as :meth:`close`; nothing is cut."""
         self.close()
+        return DrainResult(finished=0, cut=0)
+
+    async def abort(self) -> int:
+        """The same as :meth:`close`: no connection to cut. Returns 0."""
+        self.close()
+        return 0
 
     async def serve_forever(self) -> None:
         """Wait until the relay is closed."""

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from wirecat.errors import UsageError
 
-__all__ = ["loop_factory", "loop_name", "raise_open_file_limit", "run", "wait_for_signal"]
+__all__ = ["SignalWatch", "loop_factory", "loop_name", "raise_open_file_limit", "run"]
 
 T = TypeVar("T")
 
@@ -70,26 +70,35 @@ def run(main: Coroutine[Any, Any, T]) -> T:
         return runner.run(main)
 
 
-async def wait_for_signal(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> int:
-    """Wait until one of ``signals`` arrives; return its number.
+class SignalWatch:
+    """SIGINT and SIGTERM, counted as they arrive, on the running loop.
 
-    The handlers stay installed afterwards and a *second* signal raises
-    KeyboardInterrupt, so an impatient Ctrl-C still ends a slow drain.
+    A server shuts down gracefully on the first and gives up on the drain
+    at the second (an impatient Ctrl-C). Use as ``with SignalWatch() as
+    signals: await signals.next()``; the handlers go when the block ends.
     """
-    loop = asyncio.get_running_loop()
-    arrived: asyncio.Future[int] = loop.create_future()
 
-    def on_signal(signum: int) -> None:
-        if arrived.done():
-            for number in signals:
-                loop.remove_signal_handler(number)
-            os.kill(os.getpid(), signal.SIGINT)  # the default handler: KeyboardInterrupt
-        else:
-            arrived.set_result(signum)
+    def __init__(self, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._signals = signals
+        self._arrived: asyncio.Queue[int] = asyncio.Queue()
+        for number in signals:
+            self._loop.add_signal_handler(number, self._arrived.put_nowait, number)
 
-    for number in signals:
-        loop.add_signal_handler(number, on_signal, number)
-    return await arrived
+    async def next(self) -> int:
+        """Wait for the next signal (or return one that came meanwhile); its number."""
+        return await self._arrived.get()
+
+    def close(self) -> None:
+        """Put the default handlers back."""
+        for number in self._signals:
+            self._loop.remove_signal_handler(number)
+
+    def __enter__(self) -> SignalWatch:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def raise_open_file_limit(wanted: int) -> int:

@@ -43,11 +43,11 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from types import TracebackType
-from typing import Any, Literal, final
+from typing import Any, Literal, NamedTuple, final
 
 from wirecat.access import AccessList
 from wirecat.address import Address, parse_address
-from wirecat.errors import FrameError, IdleTimeout, NetworkError, UsageError
+from wirecat.errors import FrameError, IdleTimeout, NetworkError, Timeout, UsageError
 from wirecat.framing import Framer, Raw
 from wirecat.limits import (
     DEFAULT_BACKLOG,
@@ -63,12 +63,13 @@ from wirecat.sockets import (
     ACCEPT_SKIP_ERRNOS,
     bind_listeners,
     bind_unix,
+    close_with_reset,
     configure_stream,
     peer_name,
 )
 from wirecat.stream import Connection, new_connection
 
-__all__ = ["Handler", "Server", "bind_stream_listeners", "listen_address", "serve"]
+__all__ = ["DrainResult", "Handler", "Server", "bind_stream_listeners", "listen_address", "serve"]
 
 #: What a server runs for each connection.
 Handler = Callable[[Connection], Awaitable[None]]
@@ -83,6 +84,20 @@ _SPARE_DESCRIPTORS = 64
 _TLS_HANDSHAKE_TIMEOUT = 10.0
 
 DEFAULT_HOST = "127.0.0.1"
+
+
+class DrainResult(NamedTuple):
+    """How a graceful shutdown went: what :meth:`Server.shutdown` returns.
+
+    Attributes:
+        finished: connections open at the shutdown that ended by themselves
+            within the drain timeout.
+        cut: connections still busy at the drain timeout, cut off with a
+            reset so that their peers can tell (see :meth:`Connection.abort`).
+    """
+
+    finished: int
+    cut: int
 
 
 @final
@@ -124,6 +139,9 @@ class Server:
         self._loop = asyncio.get_running_loop()
         self._connection_kind = type(new_connection())
         self._tasks: set[asyncio.Task[None]] = set()
+        # Accepted sockets whose task has not run its first step: a task
+        # cancelled before then never runs, and its socket is ours to reset.
+        self._unstarted: dict[asyncio.Task[None], socket.socket] = {}
         self._connections: set[Connection] = set()
         self._accepting = False
         self._closed = False
@@ -177,26 +195,52 @@ class Server:
         if not self._tasks and not self._done.done():
             self._done.set_result(None)
 
-    async def shutdown(self, drain_timeout: float | None = None) -> None:
+    async def shutdown(self, drain_timeout: float | None = None) -> DrainResult:
         """Graceful shutdown: stop accepting, let handlers finish, close.
 
         Handlers waiting for a frame with none in progress get end of stream
-        at once; the others have ``drain_timeout`` seconds (the server's
-        by default) before their connections are closed
-        and their tasks cancelled. Idempotent.
+        at once; the others have ``drain_timeout`` seconds (the server's by
+        default) to finish. Those still busy then are cut off: their tasks
+        are cancelled and their connections reset, never closed as if they
+        had ended. Idempotent (a second call finds nothing left).
+
+        Returns:
+            How many connections finished and how many were cut.
         """
         self.close()
         for conn in list(self._connections):
             conn._stop()
         timeout = self._drain_timeout if drain_timeout is None else drain_timeout
         tasks = set(self._tasks)
+        pending: set[asyncio.Task[None]] = set()
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=timeout)
-            for task in pending:
-                task.cancel()
             if pending:
-                logger.info("closed %d connection(s) still busy after %g s", len(pending), timeout)
-                await asyncio.wait(pending)
+                logger.info("cutting off %d connection(s) still busy after %g s", len(pending), timeout)
+                await self._cancel(pending)
+        self._finish()
+        return DrainResult(finished=len(tasks) - len(pending), cut=len(pending))
+
+    async def abort(self) -> int:
+        """Stop now: close the listeners and cut off every connection (reset).
+
+        For an impatient second Ctrl-C during :meth:`shutdown`. Returns how
+        many connections were cut.
+        """
+        self.close()
+        pending = {task for task in self._tasks if not task.done()}
+        await self._cancel(pending)
+        self._finish()
+        return len(pending)
+
+    async def _cancel(self, tasks: set[asyncio.Task[None]]) -> None:
+        """Cancel ``tasks`` (each resets its connection) and wait until they are done."""
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+
+    def _finish(self) -> None:
         if not self._done.done():
             self._done.set_result(None)
 
@@ -280,12 +324,21 @@ class Server:
             self.accepted += 1
             sock.setblocking(False)
             configure_stream(sock, interactive=True)
-            task = self._loop.create_task(self._run_socket(sock, peer))
+            task = self._loop.create_task(self._start_socket(sock, peer))
             self._tasks.add(task)
+            self._unstarted[task] = sock
             task.add_done_callback(self._task_done)
+
+    async def _start_socket(self, sock: socket.socket, peer: str) -> None:
+        # The task's first step: from here on the runner owns the socket.
+        self._unstarted.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+        await self._run_socket(sock, peer)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        never_ran = self._unstarted.pop(task, None)
+        if never_ran is not None:  # cancelled before its first step: cut off here
+            close_with_reset(never_ran)
         if self._closed:
             if not self._tasks and not self._done.done():
                 self._done.set_result(None)
@@ -312,12 +365,18 @@ class Server:
         except (TimeoutError, OSError, ValueError) as exc:
             # A TLS handshake that failed or timed out, or a peer already gone.
             logger.warning("%s: could not start the connection: %s", peer, exc or type(exc).__name__)
-            sock.close()
+            close_with_reset(sock)
             return
+        except asyncio.CancelledError:
+            close_with_reset(sock)
+            raise
         self._connections.add(conn)
         if self._closed:
             conn._stop()
-        forced = False
+        # Cut off (reset, see Connection.abort) rather than closed: a shutdown
+        # that gave up waiting, and a timeout (the server ended the stream,
+        # its peer did not).
+        cut = False
         cancelled_in_close: asyncio.CancelledError | None = None
         try:
             assert self._handler is not None
@@ -326,17 +385,20 @@ class Server:
                 conn.end_reason = "the handler finished"
         except (FrameError, IdleTimeout, NetworkError) as exc:
             conn.end_reason = str(exc)
+            cut = isinstance(exc, Timeout)
+            if cut:
+                conn.end_reason += "; cut off (reset)"
             level = logging.WARNING if isinstance(exc, FrameError) else logging.INFO
-            logger.log(level, "%s: %s", conn.peer, exc)
+            logger.log(level, "%s: %s", conn.peer, conn.end_reason)
         except asyncio.CancelledError:
-            forced = True
-            conn.end_reason = "closed by the server's shutdown while busy"
+            cut = True
+            conn.end_reason = "cut off (reset) by the server's shutdown while busy"
         except Exception as exc:
             conn.end_reason = f"the handler failed: {exc!r}"
             logger.error("handler failed for %s", conn.peer, exc_info=exc)
         finally:
             self._connections.discard(conn)
-            if forced:
+            if cut:
                 conn.abort()
             else:
                 try:
@@ -345,7 +407,7 @@ class Server:
                     # shutdown()'s deadline cancelled us while the reply was
                     # still flushing: the socket must not outlive the server.
                     conn.abort()
-                    conn.end_reason += "; closed by the server's shutdown while flushing"
+                    conn.end_reason += "; cut off (reset) by the server's shutdown while flushing"
                     cancelled_in_close = exc
             logger.info(
                 "%s: closed after %.2f s; received %s, sent %s; %s",
@@ -366,7 +428,7 @@ class Server:
                 await conn.wait_closed()
         except TimeoutError:
             conn.abort()
-            conn.end_reason += f"; unsent data dropped after {self._drain_timeout:g} s"
+            conn.end_reason += f"; unsent data dropped after {self._drain_timeout:g} s, reset"
 
 
 def listen_address(address: str | int | Address) -> Address:

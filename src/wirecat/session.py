@@ -30,7 +30,7 @@ from typing import NamedTuple
 from wirecat.crlf import CrlfEncoder
 from wirecat.errors import IdleTimeout, PeerReset, Truncated, WirecatError
 from wirecat.pump import Pump, PumpError
-from wirecat.sockets import translate_os_error
+from wirecat.sockets import abort, translate_os_error
 from wirecat.stdio import fd_is_open, stdin_error, stdout_error
 
 __all__ = ["SessionOptions", "SessionResult", "run_session"]
@@ -147,7 +147,41 @@ def run_session(
     * IdleTimeout: ``options.idle_timeout`` passed with no traffic;
     * Truncated: ``options.quit_after_eof`` ended the session while the peer
       was still connected.
+
+    A session that ends before both directions are done (those errors, a
+    closed stdout, a signal) resets the connection (:func:`wirecat.sockets.abort`):
+    a FIN would tell the peer that it had everything.
     """
+    try:
+        return _run_session(
+            sock,
+            peer=peer,
+            options=options,
+            stdin_fd=stdin_fd,
+            stdout_fd=stdout_fd,
+            output_is_program=output_is_program,
+            on_peer_eof=on_peer_eof,
+            on_abort=on_abort,
+        )
+    except BaseException:
+        # A signal (SIGINT, SIGTERM, SIGHUP) unwinds through here wherever the
+        # session was (starting its threads, or waiting), or a bug: either way
+        # the peer is cut off, and a reset tells it so.
+        abort(sock)
+        raise
+
+
+def _run_session(
+    sock: socket.socket,
+    *,
+    peer: str,
+    options: SessionOptions = SessionOptions(),
+    stdin_fd: int = 0,
+    stdout_fd: int = 1,
+    output_is_program: bool = False,
+    on_peer_eof: Callable[[], None] | None = None,
+    on_abort: Callable[[], None] | None = None,
+) -> SessionResult:
     start = time.monotonic()
     changed = threading.Event()
     # Non-blocking, so the pumps wait in poll() and never inside splice() (pump.py).
@@ -256,11 +290,17 @@ def run_session(
         changed.wait(_TICK if wait is None else min(wait, _TICK))
 
     running = [d for d in (sender, receiver) if d is not None and d.finished_at is None]
+    # Ended by a timer (-q, -i), an error or a closed stdout: the peer is cut
+    # off before its natural end, and is reset (a FIN would say "that was all").
+    cut = error is not None or ending == "stdout was closed"
+    if cut:
+        abort(sock)  # also wakes a pump waiting on the socket
     if on_abort is not None and running:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)  # wakes a pump waiting on the socket
-        except OSError:
-            pass
+        if not cut:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a pump waiting on the socket
+            except OSError:
+                pass
         on_abort()  # ends the other side, which wakes a pump waiting on it
         for direction in running:
             direction.join(_JOIN_TIMEOUT)

@@ -47,15 +47,18 @@ __all__ = [
     "ACCEPT_BACKOFF_SECONDS",
     "ACCEPT_SKIP_ERRNOS",
     "Endpoint",
+    "abort",
     "bind_listeners",
     "bind_source",
     "bind_unix",
+    "close_with_reset",
     "configure_stream",
     "connect",
     "connect_unix",
     "connect_unix_on",
     "family_of",
     "peer_name",
+    "reset_on_close",
     "resolve",
     "translate_os_error",
 ]
@@ -215,6 +218,67 @@ def configure_stream(sock: socket.socket, *, interactive: bool, keepalive: bool 
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if keepalive:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+
+
+# -- ending a connection that we cut off ------------------------------------------------------
+#
+# A connection that wirecat ends before its natural end (a shutdown's drain
+# timeout, an idle or frame timeout, -q, a signal, a slow reader dropped) is
+# *reset*, never closed with a FIN: a FIN is the sender's "that was all", and
+# a peer that gets one after part of a download takes the part for the whole
+# (nc exits 0 with a short file). A reset makes its next recv() fail.
+#
+# Over a Unix stream socket there is no reset: the peer sees end of stream
+# (or ECONNRESET only if it had sent bytes we never read). wirecat's own exit
+# code and log still say that the connection was cut.
+
+_LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
+
+
+def reset_on_close(sock: socket.socket) -> None:
+    """Make ``sock``'s close send a reset (``SO_LINGER`` 0) instead of a FIN. Best effort."""
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        except OSError:
+            pass  # already disconnected: nothing left to reset
+
+
+def close_with_reset(sock: socket.socket) -> None:
+    """Close ``sock`` with a reset (RST): the peer's next recv() fails instead of ending cleanly."""
+    reset_on_close(sock)
+    sock.close()
+
+
+def abort(sock: socket.socket) -> None:
+    """Reset ``sock``'s connection now, and wake every thread waiting on it; keep the descriptor.
+
+    For the thread engines, where another thread may be inside ``poll()`` or
+    ``splice()`` on this descriptor: closing it under them could hand its
+    number to the next ``open()``. Linux dissolves a TCP connection in place
+    when it is ``connect()``-ed to ``AF_UNSPEC`` (connect(2)): a RST goes out,
+    waiters wake with ECONNRESET, and the descriptor stays ours to close later.
+    Elsewhere, and for Unix sockets (which cannot be reset), ``shutdown()``
+    wakes the waiters, and ``SO_LINGER`` 0 makes the later close a reset.
+    """
+    reset_on_close(sock)
+    if sock.family in (socket.AF_INET, socket.AF_INET6) and _disconnect(sock.fileno()):
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # not connected any more
+
+
+def _disconnect(fd: int) -> bool:
+    """``connect(fd, {AF_UNSPEC})``: True if the kernel dissolved the connection."""
+    if not hasattr(os, "splice"):  # not Linux (os.splice exists only there)
+        return False
+    import ctypes  # only here: a cut connection is rare, and ctypes costs start-up
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    unspec = struct.pack("H14x", socket.AF_UNSPEC)  # struct sockaddr with sa_family 0
+    return int(libc.connect(fd, unspec, len(unspec))) == 0
 
 
 def bind_source(sock: socket.socket, source: tuple[str, int] | None) -> None:

@@ -532,10 +532,19 @@ class Connection(asyncio.Protocol):
                 self._transport.close()
 
     def abort(self) -> None:
-        """Close at once, dropping anything not yet sent (the peer may see a reset)."""
+        """Cut the connection off now: drop anything not yet sent and reset it (RST).
+
+        The peer's next receive fails instead of ending cleanly, so it can
+        tell that the stream was cut, not finished (over TCP; a Unix socket
+        has no reset, and its peer sees end of stream). Idempotent.
+        """
         self._closing = True
-        if self._transport is not None:
-            self._transport.abort()
+        transport = self._transport
+        if transport is not None:
+            sock = transport.get_extra_info("socket")  # (uvloop: a socket-like stand-in)
+            if sock is not None:
+                sockets.reset_on_close(sock)
+            transport.abort()
 
     async def wait_closed(self) -> None:
         """Wait until the connection is fully closed."""

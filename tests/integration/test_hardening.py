@@ -9,11 +9,19 @@ messages on bad input.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
+import signal
+import socket
+import struct
+import time
 
 import pytest
 
-from tests.conftest import run_wirecat
-from tests.integration.test_connect import assert_one_error_line
+from tests.conftest import WIRECAT, run_wirecat
+from tests.integration.test_connect import TIMEOUT, assert_one_error_line
+from tests.integration.test_relay import Target
+from wirecat.testing import read_line_matching
 
 # -- 1. an empty rule never means "everyone" -------------------------------------------------
 
@@ -148,3 +156,160 @@ def test_the_async_peer_reset_keeps_the_os_error_as_its_cause(loop: str) -> None
         factory = asyncio.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(main())
+
+
+# -- 2. a connection cut off before its end is reset, never ended with a FIN -----------------
+
+MiB = 1 << 20
+
+
+def _read_until_cut(sock: socket.socket) -> tuple[int, str]:
+    """Read to the end: (bytes read, "reset" or "eof")."""
+    total = 0
+    try:
+        while chunk := sock.recv(MiB):
+            total += len(chunk)
+    except ConnectionResetError:
+        return total, "reset"
+    return total, "eof"
+
+
+def _stream_16_mib(conn: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # the relay cuts it off: that is the point
+        conn.sendall(b"d" * (16 * MiB))
+
+
+def _clients_reading_a_little(port: int, count: int) -> list[socket.socket]:
+    """``count`` clients, each past its first 256 KiB, then not reading (busy for the relay)."""
+    clients = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        got = 0
+        while got < 256 * 1024:
+            got += len(sock.recv(256 * 1024 - got))
+        clients.append(sock)
+    return clients
+
+
+def test_a_relay_that_gives_up_draining_resets_its_clients_and_says_so(spawn) -> None:
+    target = Target(_stream_16_mib)
+    relay = spawn(WIRECAT, "relay", "--drain-timeout", "0.5", "0", target.address)
+    clients = _clients_reading_a_little(relay.listening_port(), 5)
+    started = time.monotonic()
+    relay.popen.send_signal(signal.SIGTERM)
+    code, _, err = relay.finish(timeout=TIMEOUT)
+    assert time.monotonic() - started < 5
+    assert code == 8, err  # cut connections are not a success
+    line = assert_one_error_line(err)  # ("listening on" was read already)
+    assert "0 connections finished, 5 cut off (reset) after --drain-timeout 0.5 s" in line
+    for sock in clients:
+        with sock:
+            total, how = _read_until_cut(sock)
+        assert how == "reset", f"a clean end of stream after {total} of {16 * MiB} bytes"
+        assert total < 16 * MiB
+    target.close()
+
+
+def test_a_second_signal_cuts_every_relayed_connection_at_once(spawn) -> None:
+    target = Target(_stream_16_mib)
+    relay = spawn(WIRECAT, "relay", "-v", "--drain-timeout", "60", "0", target.address)
+    clients = _clients_reading_a_little(relay.listening_port(), 3)
+    relay.popen.send_signal(signal.SIGTERM)
+    assert relay.popen.stderr is not None
+    read_line_matching(relay.popen.stderr, "shutting down")  # (two signals at once would merge into one)
+    started = time.monotonic()
+    relay.popen.send_signal(signal.SIGTERM)
+    code, _, err = relay.finish(timeout=TIMEOUT)
+    assert time.monotonic() - started < 5
+    assert code == 130, err
+    assert b"interrupted again: 3 connections cut off (reset)" in err
+    for sock in clients:
+        with sock:
+            assert _read_until_cut(sock)[1] == "reset"
+    target.close()
+
+
+def test_a_relay_that_drains_everything_says_so_and_exits_0(spawn) -> None:
+    target = Target(lambda conn: conn.sendall(b"done"))
+    relay = spawn(WIRECAT, "relay", "0", target.address)
+    with socket.create_connection(("127.0.0.1", relay.listening_port()), timeout=TIMEOUT) as sock:
+        assert sock.recv(4) == b"done"
+        relay.popen.send_signal(signal.SIGTERM)
+        assert _read_until_cut(sock) == (0, "eof")  # the target ended it: a natural end
+    code, _, err = relay.finish(timeout=TIMEOUT)
+    assert code == 0, err
+    assert b"shut down: 1 connection finished, none cut off" in err
+    target.close()
+
+
+def test_an_echo_server_that_gives_up_draining_resets_a_client_mid_frame(spawn) -> None:
+    server = spawn(WIRECAT, "echo", "--length-prefixed", "--drain-timeout", "0.5", "0")
+    with socket.create_connection(("127.0.0.1", server.listening_port()), timeout=TIMEOUT) as sock:
+        sock.sendall(struct.pack(">I", 5) + b"hello")
+        assert sock.recv(9) == struct.pack(">I", 5) + b"hello"
+        sock.sendall(struct.pack(">I", 100) + b"half a fr")  # a frame in progress: busy
+        server.popen.send_signal(signal.SIGTERM)
+        code, _, err = server.finish(timeout=TIMEOUT)
+        assert code == 8, err
+        assert b"0 connections finished, 1 cut off (reset)" in err
+        assert _read_until_cut(sock)[1] == "reset"
+
+
+@pytest.mark.parametrize("exec_args", [[], ["--exec", "cat"]], ids=["stdio", "exec"])
+def test_a_keep_open_listener_stopped_by_a_signal_resets_its_clients(spawn, exec_args: list[str]) -> None:
+    server = spawn(WIRECAT, "listen", "-k", "0", *exec_args)
+    port = server.listening_port()
+    with contextlib.ExitStack() as stack:
+        clients = [stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT))]
+        clients.append(stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)))
+        for sock in clients:  # both are in (the hub and the exec server take them in turn)
+            sock.sendall(b"ping\n")
+        if exec_args:
+            for sock in clients:
+                assert sock.recv(5) == b"ping\n"
+        else:
+            assert server.popen.stdout is not None
+            read_line_matching(server.popen.stdout, "ping")
+            read_line_matching(server.popen.stdout, "ping")
+        server.popen.send_signal(signal.SIGTERM)
+        code, _, err = server.finish(timeout=TIMEOUT)
+        assert code == 128 + signal.SIGTERM
+        assert re.search(rb"stopped: 2 (clients|connections) cut off \(reset\)", err), err
+        for sock in clients:
+            assert _read_until_cut(sock)[1] == "reset"
+
+
+@pytest.mark.parametrize("mode", ["connect", "listen"])
+def test_a_one_shot_session_stopped_by_a_signal_resets_its_peer(spawn, mode: str) -> None:
+    if mode == "listen":
+        proc = spawn(WIRECAT, "listen", "0")
+        sock = socket.create_connection(("127.0.0.1", proc.listening_port()), timeout=TIMEOUT)
+    else:
+        listener = socket.create_server(("127.0.0.1", 0))
+        proc = spawn(WIRECAT, "connect", "127.0.0.1", str(listener.getsockname()[1]))
+        sock, _ = listener.accept()
+        listener.close()
+    with sock:
+        assert proc.popen.stdin is not None
+        proc.popen.stdin.write(b"partial\n")
+        proc.popen.stdin.flush()
+        assert sock.recv(8) == b"partial\n"
+        proc.popen.send_signal(signal.SIGTERM)
+        assert _read_until_cut(sock) == (0, "reset")
+    proc.popen.wait(TIMEOUT)
+
+
+def test_a_relay_idle_timeout_resets_both_sides(spawn) -> None:
+    target_side: list[str] = []
+
+    def silent(conn: socket.socket) -> None:
+        target_side.append(_read_until_cut(conn)[1])
+
+    target = Target(silent)
+    relay = spawn(WIRECAT, "relay", "-i", "0.3", "0", target.address)
+    with socket.create_connection(("127.0.0.1", relay.listening_port()), timeout=TIMEOUT) as sock:
+        assert _read_until_cut(sock) == (0, "reset")
+    target.close()
+    assert target_side == ["reset"]
+    relay.popen.send_signal(signal.SIGTERM)
+    assert relay.finish(timeout=TIMEOUT)[0] == 0

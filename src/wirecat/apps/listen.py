@@ -28,7 +28,7 @@ from wirecat.access import AccessList
 from wirecat.address import Address
 from wirecat.errors import ConnectTimeout
 from wirecat.limits import DEFAULT_CLIENT_QUEUE, DEFAULT_MAX_CONNS
-from wirecat.report import Reporter, format_bytes, quiet, summary_line
+from wirecat.report import Reporter, format_bytes, quiet, stderr_reporter, summary_line
 from wirecat.session import SessionOptions, SessionResult, run_session
 from wirecat.sockets import (
     ACCEPT_BACKOFF_ERRNOS,
@@ -36,6 +36,7 @@ from wirecat.sockets import (
     ACCEPT_SKIP_ERRNOS,
     bind_listeners,
     bind_unix,
+    close_with_reset,
     configure_stream,
     peer_name,
 )
@@ -160,6 +161,9 @@ def listen_programs(
                     sock, peer = _accept_one(listeners, options._replace(accept_timeout=None), report)
                     report(f"connection from {peer}")
                     server.start(sock, peer)
+            except (KeyboardInterrupt, SystemExit):
+                server.stop(announce=True)  # a signal: say what it cut
+                raise
             finally:
                 server.stop()
         sock, peer = _accept_one(listeners, options, report)
@@ -270,10 +274,22 @@ class _Hub:
                     raise ConnectTimeout(f"no client connected within {wait:g} s (-w)", "")
         except StdoutClosed:
             return
+        except (KeyboardInterrupt, SystemExit):
+            # Stopped by a signal: say what that cost, -v or not. (An error
+            # says its own one line; a closed stdout ends quietly.)
+            self._cut_off_all(announce=True)
+            raise
         finally:
-            for client in list(self.clients.values()):
-                self._close(client, "listener stopped")
+            self._cut_off_all()
             self.selector.close()
+
+    def _cut_off_all(self, *, announce: bool = False) -> None:
+        """The hub is ending: reset every client still here, so none takes it for the end."""
+        cut = list(self.clients.values())
+        for client in cut:
+            self._close(client, "cut off (reset): the listener stopped", cut=True)
+        if cut and announce:
+            stderr_reporter(f"stopped: {len(cut)} client{'s' if len(cut) != 1 else ''} cut off (reset)")
 
     # -- stdin ---------------------------------------------------------------
     def _update_stdin(self) -> None:
@@ -320,8 +336,6 @@ class _Hub:
             return
         if len(self.clients) >= self.options.max_conns:
             # Always logged, -v or not: a refusal is something the operator must see.
-            from wirecat.report import stderr_reporter
-
             stderr_reporter(f"refused {peer}: --max-conns {self.options.max_conns} reached")
             sock.close()
             return
@@ -404,12 +418,15 @@ class _Hub:
         elif key is not None and key.events != mask:
             self.selector.modify(client.sock, mask, self._on_client)
 
-    def _close(self, client: _Client, why: str) -> None:
+    def _close(self, client: _Client, why: str, *, cut: bool = False) -> None:
         fd = client.sock.fileno()
         self.clients.pop(fd, None)
         if fd in self.selector.get_map():
             self.selector.unregister(fd)
-        client.sock.close()
+        if cut:
+            close_with_reset(client.sock)
+        else:
+            client.sock.close()
         duration = time.monotonic() - client.start
         self.report(
             f"{client.peer} gone ({why}): sent {format_bytes(client.sent)}, "
@@ -434,4 +451,4 @@ class _Hub:
         now = time.monotonic()
         for client in list(self.clients.values()):
             if now - client.last_activity >= idle:
-                self._close(client, f"idle for {idle:g} s (-i)")
+                self._close(client, f"idle for {idle:g} s (-i): cut off (reset)", cut=True)

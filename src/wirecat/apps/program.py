@@ -34,9 +34,9 @@ from typing import NamedTuple
 
 from wirecat.access import AccessList
 from wirecat.errors import UsageError
-from wirecat.report import Reporter, quiet, summary_line
+from wirecat.report import Reporter, quiet, stderr_reporter, summary_line
 from wirecat.session import SessionOptions, SessionResult, run_session
-from wirecat.sockets import peer_name
+from wirecat.sockets import abort, peer_name
 
 __all__ = ["Program", "ProgramResult", "check_exposure", "run_program"]
 
@@ -322,20 +322,24 @@ class ProgramServer:
                 self._active.discard(threading.current_thread())
                 self.served += 1
 
-    def stop(self) -> None:
+    def stop(self, *, announce: bool = False) -> None:
         """End every connection and program still running (the server is ending), and its thread.
 
-        The connections are shut down (so no session waits for its peer), the
-        programs get SIGTERM, and SIGKILL if still there after the grace period.
+        The connections are reset (so no session waits for its peer, and no
+        peer takes the cut for an end), the programs get SIGTERM, and SIGKILL
+        if still there after the grace period. ``announce`` says, on stderr,
+        how many connections were cut.
         """
         with self._lock:
             sockets = list(self._sockets)
             threads = list(self._active)
         for sock in sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # closed meanwhile
+            # Cut off: a reset tells each peer so (a FIN would say "that was
+            # all"), and wakes the session's pumps waiting on the socket.
+            abort(sock)
+        if sockets and announce:
+            n = len(sockets)
+            stderr_reporter(f"stopped: {n} connection{'s' if n != 1 else ''} cut off (reset)")
         for process in list(self._processes):
             _signal_group(process, signal.SIGTERM)
         for process in list(self._processes):

@@ -20,7 +20,7 @@ from wirecat.limits import (
 
 if TYPE_CHECKING:
     from wirecat.framing import Framer
-    from wirecat.server import Handler
+    from wirecat.server import DrainResult, Handler
 
 __all__ = [
     "add_framing_flags",
@@ -214,16 +214,32 @@ def run_server(args: argparse.Namespace, handler: Handler, framing: Framer | Non
 
 
 class Serving(Protocol):
-    """What run_until_signal needs of a server: its addresses and a graceful shutdown."""
+    """What run_until_signal needs of a server: its addresses, a graceful shutdown, an abort."""
 
     addresses: list[str]
 
-    async def shutdown(self, drain_timeout: float | None = None) -> None: ...
+    async def shutdown(self, drain_timeout: float | None = None) -> DrainResult: ...
+
+    async def abort(self) -> int: ...
+
+
+def _connections(n: int) -> str:
+    return f"{n} connection" if n == 1 else f"{n} connections"
 
 
 def run_until_signal(args: argparse.Namespace, start: Callable[[], Awaitable[Serving]]) -> int:
-    """Start a server, print where it listens, run until SIGINT/SIGTERM, shut down; return 0."""
+    """Start a server, print where it listens, run until SIGINT/SIGTERM, shut down.
+
+    The shutdown lets busy connections finish for ``--drain-timeout`` and
+    then cuts the rest off with a reset; one line says how many finished and
+    how many were cut, -v or not. Returns 0 when none was cut; raises
+    :class:`~wirecat.errors.Truncated` (exit 8) when some were. A second
+    signal cuts every connection at once and returns 130.
+    """
+    import asyncio  # here, not at the top: --help imports this module
+
     from wirecat import runtime
+    from wirecat.errors import EXIT_INTERRUPTED, Truncated
     from wirecat.report import stderr_reporter
 
     _configure_logging(args.verbose, args.debug)
@@ -234,9 +250,30 @@ def run_until_signal(args: argparse.Namespace, start: Callable[[], Awaitable[Ser
         for name in server.addresses:
             stderr_reporter(f"listening on {name}")
         log.info("event loop: %s", runtime.loop_name())
-        signum = await runtime.wait_for_signal()
-        log.info("signal %d: shutting down", signum)
-        await server.shutdown()
+        with runtime.SignalWatch() as signals:
+            signum = await signals.next()
+            log.info("signal %d: shutting down", signum)
+            draining = asyncio.ensure_future(server.shutdown())
+            impatient = asyncio.ensure_future(signals.next())
+            await asyncio.wait({draining, impatient}, return_when=asyncio.FIRST_COMPLETED)
+            if not draining.done():
+                draining.cancel()
+                cut = await server.abort()
+                stderr_reporter(f"interrupted again: {_connections(cut)} cut off (reset)")
+                return EXIT_INTERRUPTED
+            impatient.cancel()
+        result = draining.result()
+        if result.cut:
+            raise Truncated(
+                f"shut down: {_connections(result.finished)} finished, {result.cut} cut off (reset)"
+                f" after --drain-timeout {args.drain_timeout:g} s",
+                "raise --drain-timeout to let busy clients finish",
+            )
+        stderr_reporter(
+            f"shut down: {_connections(result.finished)} finished, none cut off"
+            if result.finished
+            else "shut down: no connection was open"
+        )
         return 0
 
     return runtime.run(main())
