@@ -15,7 +15,8 @@ with the code; a traceback appears only with ``--debug``.
     │   ├── BindError                 exit 5   address in use, permission denied
     │   ├── Timeout                   exit 6
     │   │   ├── ConnectTimeout
-    │   │   └── IdleTimeout
+    │   │   ├── IdleTimeout
+    │   │   └── FrameTimeout                   a frame begun, not finished in time (slowloris)
     │   ├── PeerReset                 exit 7   reset by peer, broken pipe
     │   ├── Truncated                 exit 8   a timer cut a connection off (-q, --drain-timeout)
     │   └── ConnectionClosed          exit 1   send() on a connection that is closed
@@ -42,6 +43,7 @@ __all__ = [
     "ConnectTimeout",
     "ConnectionClosed",
     "FrameError",
+    "FrameTimeout",
     "FrameTooLarge",
     "IdleTimeout",
     "IncompleteFrame",
@@ -142,6 +144,14 @@ class ConnectTimeout(Timeout):
 
 class IdleTimeout(Timeout):
     """Raised when nothing moved in either direction for ``-i``/``--idle-timeout``."""
+
+
+class FrameTimeout(Timeout):
+    """Raised when a frame (a line, a length-prefixed message, a PROXY header)
+    began but was not complete within the frame timeout: a peer that drips
+    bytes (slowloris) restarts the idle clock with each one, and only this
+    bound frees its connection. Not raised between frames: that is idleness.
+    """
 
 
 class PeerReset(NetworkError):

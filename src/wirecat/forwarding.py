@@ -42,11 +42,12 @@ from typing import Literal
 from wirecat import trace
 from wirecat.access import AccessList
 from wirecat.address import Address, parse_address
-from wirecat.errors import ConnectTimeout, ProxyProtocolError, UsageError, WirecatError
+from wirecat.errors import ConnectTimeout, FrameTimeout, UsageError, WirecatError
 from wirecat.limits import (
     DEFAULT_BACKLOG,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_DRAIN_TIMEOUT,
+    DEFAULT_FRAME_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_PIPE_SIZE,
@@ -469,6 +470,7 @@ class _StreamRelay:
         family: socket.AddressFamily,
         connect_timeout: float | None,
         idle_timeout: float | None,
+        frame_timeout: float | None,
         proxy_protocol: int | None,
         accept_proxy_protocol: bool,
     ) -> None:
@@ -476,6 +478,7 @@ class _StreamRelay:
         self.family = family
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
+        self.frame_timeout = frame_timeout
         self.proxy_protocol = proxy_protocol
         self.accept_proxy_protocol = accept_proxy_protocol
         self.relayed = 0
@@ -593,16 +596,16 @@ class _StreamRelay:
     ) -> tuple[ProxyHeader, bytes]:
         reader = ProxyHeaderReader()
         try:
-            async with asyncio.timeout(self.connect_timeout):
+            # A header is a frame: it must be whole within frame_timeout, from
+            # the accept (the client speaks first), however slowly it drips.
+            async with asyncio.timeout(self.frame_timeout):
                 while True:
                     data = await loop.sock_recv(client, 4096)
                     header = reader.feed(data)
                     if header is not None:
                         return header, reader.rest
         except TimeoutError:
-            raise ProxyProtocolError(
-                f"no PROXY header from {peer} within {self.connect_timeout:g} s"
-            ) from None
+            raise FrameTimeout(f"no whole PROXY header from {peer} within {self.frame_timeout:g} s") from None
         except OSError as exc:
             raise translate_os_error(exc, "read the PROXY header from", peer) from exc
 
@@ -629,6 +632,7 @@ async def relay(
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
     connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+    frame_timeout: float | None = DEFAULT_FRAME_TIMEOUT,
     drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
     allow: Iterable[str] = (),
     deny: Iterable[str] = (),
@@ -650,8 +654,9 @@ async def relay(
         target: where each client is relayed to (same forms).
         max_connections: clients relayed at once (UDP: client addresses).
         idle_timeout: close a connection with no bytes either way for this long.
-        connect_timeout: how long a connection to the target may take (and
-            the wait for a PROXY header from the client).
+        connect_timeout: how long a connection to the target may take.
+        frame_timeout: with ``accept_proxy_protocol``, how long a client
+            may take to send its whole PROXY header (from the accept).
         drain_timeout: on shutdown, how long open connections may go on.
         allow, deny: who may connect (addresses, CIDR ranges).
         when_full: at max_connections, ``"wait"`` (backlog) or ``"refuse"``.
@@ -691,6 +696,7 @@ async def relay(
         family=family,
         connect_timeout=connect_timeout,
         idle_timeout=idle_timeout,
+        frame_timeout=frame_timeout,
         proxy_protocol=proxy_protocol,
         accept_proxy_protocol=accept_proxy_protocol,
     )

@@ -8,6 +8,7 @@ __all__ = [
     "DEFAULT_CLIENT_QUEUE",
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_DRAIN_TIMEOUT",
+    "DEFAULT_FRAME_TIMEOUT",
     "DEFAULT_HAPPY_EYEBALLS_DELAY",
     "DEFAULT_IDLE_TIMEOUT",
     "DEFAULT_MAX_CONNECTIONS",
@@ -64,6 +65,14 @@ DEFAULT_MAX_CONNECTIONS = 1024
 #: a slowloris client holds a slot for at most this long. nginx closes idle
 #: keep-alive connections after 75 s; five minutes leaves chat users time to think.
 DEFAULT_IDLE_TIMEOUT = 300.0
+#: Seconds a frame (a line, a length-prefixed message, a PROXY header) may
+#: take from its first byte to its last. Every byte restarts the idle clock, so
+#: without this a client dripping a byte now and then (slowloris) holds its
+#: slot for ever; web servers bound a request header the same way (Apache's
+#: mod_reqtimeout: 20 s, then 1 s more per 500 bytes up to 40 s; HAProxy
+#: recommends 10 s). 30 s lets a 4 MiB frame (DEFAULT_MAX_FRAME) arrive at
+#: 140 kB/s, and a person type a line in a character-at-a-time client.
+DEFAULT_FRAME_TIMEOUT = 30.0
 #: Seconds a graceful shutdown (SIGINT/SIGTERM) lets busy handlers finish
 #: before their connections are closed. Handlers idle between frames end at once.
 DEFAULT_DRAIN_TIMEOUT = 10.0

@@ -47,11 +47,12 @@ from typing import Any, Literal, NamedTuple, final
 
 from wirecat.access import AccessList
 from wirecat.address import Address, parse_address
-from wirecat.errors import FrameError, IdleTimeout, NetworkError, Timeout, UsageError
+from wirecat.errors import FrameError, FrameTimeout, IdleTimeout, NetworkError, Timeout, UsageError
 from wirecat.framing import Framer, Raw
 from wirecat.limits import (
     DEFAULT_BACKLOG,
     DEFAULT_DRAIN_TIMEOUT,
+    DEFAULT_FRAME_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_RECEIVE_QUEUE,
@@ -121,6 +122,7 @@ class Server:
         framing: Framer | None = None,
         tls: Any = None,
         idle_timeout: float | None = None,
+        frame_timeout: float | None = None,
         run_socket: Callable[[socket.socket, str], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
         self._handler = handler
@@ -132,6 +134,7 @@ class Server:
         self._tls = tls
         self._max_connections = max_connections
         self._idle_timeout = idle_timeout
+        self._frame_timeout = frame_timeout
         self._drain_timeout = drain_timeout
         self._access = access
         self._when_full = when_full
@@ -349,7 +352,10 @@ class Server:
 
     def _new_connection(self) -> Connection:
         return self._connection_kind(
-            self._framing.clone(), idle_timeout=self._idle_timeout, max_queued=DEFAULT_RECEIVE_QUEUE
+            self._framing.clone(),
+            idle_timeout=self._idle_timeout,
+            max_queued=DEFAULT_RECEIVE_QUEUE,
+            frame_timeout=self._frame_timeout,
         )
 
     async def _run(self, sock: socket.socket, peer: str) -> None:
@@ -388,7 +394,9 @@ class Server:
             cut = isinstance(exc, Timeout)
             if cut:
                 conn.end_reason += "; cut off (reset)"
-            level = logging.WARNING if isinstance(exc, FrameError) else logging.INFO
+            # Broken framing and a frame too slow (slowloris) are worth an
+            # operator's look; a peer that reset or went idle is everyday.
+            level = logging.WARNING if isinstance(exc, (FrameError, FrameTimeout)) else logging.INFO
             logger.log(level, "%s: %s", conn.peer, conn.end_reason)
         except asyncio.CancelledError:
             cut = True
@@ -465,6 +473,7 @@ async def serve(
     tls: Any = None,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+    frame_timeout: float | None = DEFAULT_FRAME_TIMEOUT,
     drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
     allow: Iterable[str] = (),
     deny: Iterable[str] = (),
@@ -489,7 +498,12 @@ async def serve(
         tls: a server-side ``ssl.SSLContext``, or None for plain TCP.
         max_connections: connections served at once.
         idle_timeout: seconds of silence (both ways) before a connection is
-            closed; None for never.
+            cut off (reset); None for never.
+        frame_timeout: seconds a frame may take from its first byte to its
+            last before the connection is cut off (reset) and logged: each
+            byte restarts the idle clock, so this is what stops a client that
+            drips a line one byte at a time (slowloris). None for never;
+            Raw framing has no frames to bound.
         drain_timeout: seconds a graceful shutdown waits for busy handlers,
             and for a closing connection to flush what it sent.
         allow: addresses or CIDR ranges that may connect (all when empty).
@@ -523,6 +537,7 @@ async def serve(
         tls=tls,
         max_connections=max_connections,
         idle_timeout=idle_timeout,
+        frame_timeout=frame_timeout,
         drain_timeout=drain_timeout,
         access=access,
         when_full=when_full,

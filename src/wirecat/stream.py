@@ -42,7 +42,14 @@ from typing import Any, final
 
 from wirecat import sockets
 from wirecat.address import Address, parse_address
-from wirecat.errors import ConnectionClosed, ConnectTimeout, FrameError, IdleTimeout, PeerReset
+from wirecat.errors import (
+    ConnectionClosed,
+    ConnectTimeout,
+    FrameError,
+    FrameTimeout,
+    IdleTimeout,
+    PeerReset,
+)
 from wirecat.framing import BytesLike, Framer, Raw
 from wirecat.limits import DEFAULT_RECEIVE_QUEUE
 from wirecat.sockets import peer_name, translate_os_error
@@ -101,6 +108,9 @@ class Connection(asyncio.Protocol):
         "_eof",
         "_eof_sent",
         "_error",
+        "_frame_began",
+        "_frame_handle",
+        "_frame_timeout",
         "_framer",
         "_frames",
         "_idle_handle",
@@ -133,6 +143,7 @@ class Connection(asyncio.Protocol):
         *,
         idle_timeout: float | None = None,
         max_queued: int = DEFAULT_RECEIVE_QUEUE,
+        frame_timeout: float | None = None,
     ) -> None:
         """Make a connection for a transport to come (done by serve/connect).
 
@@ -144,11 +155,20 @@ class Connection(asyncio.Protocol):
                 bytes moving either way; None for never.
             max_queued: bytes of received frames held while nobody calls
                 ``recv()``; reading from the socket pauses above it.
+            frame_timeout: a frame that has begun (its first byte came) must
+                be complete within this many seconds, or receiving fails with
+                :class:`~wirecat.errors.FrameTimeout`; None for no bound. Each
+                byte restarts the idle clock, so only this stops a peer that
+                drips a line a byte at a time from holding the connection for
+                ever (slowloris). Raw framing has no frames to bound.
         """
         self._framer: Framer = framer if framer is not None else Raw()
         # Raw framing skips the framer on the hot path: one Python call less each way.
         self._raw = isinstance(self._framer, Raw)
         self._idle_timeout = idle_timeout
+        self._frame_timeout = None if self._raw else frame_timeout
+        self._frame_began: float | None = None  # loop time of the first byte of a frame in progress
+        self._frame_handle: asyncio.TimerHandle | None = None
         self._max_queued = max_queued
         self._frames: collections.deque[bytes] = collections.deque()
         self._queued = 0
@@ -214,9 +234,48 @@ class Connection(asyncio.Protocol):
                     self._deliver(exc.frames)
                 self._fail(exc)
                 return
+            if self._frame_timeout is not None:
+                self._time_frame(bool(frames))
             if not frames:
                 return
         self._deliver(frames)
+
+    def _time_frame(self, completed: bool) -> None:
+        """Start or stop the frame clock after a read (frame_timeout only)."""
+        if not self._framer.buffered:
+            self._frame_began = None  # between frames: nothing to bound
+            return
+        if completed or self._frame_began is None:
+            self._frame_began = self._last_active  # a new frame began in this read
+        if self._frame_handle is None:
+            assert self._frame_timeout is not None
+            self._frame_handle = self._loop.call_later(self._frame_timeout, self._check_frame)
+
+    def _check_frame(self) -> None:
+        # Armed when a frame begins, never cancelled on the hot path: when it
+        # fires it finds the frame done (and stops), or in progress (and looks
+        # again when that one could expire), or too slow.
+        self._frame_handle = None
+        began, timeout = self._frame_began, self._frame_timeout
+        if began is None or timeout is None or self._lost:
+            return
+        now = self._loop.time()
+        if self._read_paused_for_queue or self._read_paused_for_write:
+            # We stopped reading (backpressure), not the peer sending: its
+            # frame gets a whole timeout again once we read on.
+            self._frame_began = began = now
+        late = now - began
+        if late < timeout:
+            self._frame_handle = self._loop.call_later(timeout - late, self._check_frame)
+            return
+        self._frame_began = None
+        buffered = self._framer.buffered
+        self._fail(
+            FrameTimeout(
+                f"{self.peer} took more than {timeout:g} s to send one frame"
+                f" ({buffered} byte{'s' if buffered != 1 else ''} of it so far)"
+            )
+        )
 
     def eof_received(self) -> bool:
         """The peer half-closed: deliver a last unterminated frame, wake the reader.
@@ -248,8 +307,9 @@ class Connection(asyncio.Protocol):
             self.end_reason = str(self._error)
         elif not self.end_reason:
             self.end_reason = "closed"
-        if self._idle_handle is not None:
-            self._idle_handle.cancel()
+        for handle in (self._idle_handle, self._frame_handle):
+            if handle is not None:
+                handle.cancel()
         self._wake()
         self._wake_drain()
         if not self._closed.done():
@@ -598,12 +658,13 @@ def new_connection(
     *,
     idle_timeout: float | None = None,
     max_queued: int = DEFAULT_RECEIVE_QUEUE,
+    frame_timeout: float | None = None,
 ) -> Connection:
     """A Connection of the kind that is fastest on the running loop (see ``_BufferedConnection``)."""
     from wirecat.runtime import loop_name
 
     kind = Connection if loop_name() == "uvloop" else _BufferedConnection
-    return kind(framer, idle_timeout=idle_timeout, max_queued=max_queued)
+    return kind(framer, idle_timeout=idle_timeout, max_queued=max_queued, frame_timeout=frame_timeout)
 
 
 def _kernel_unsent(transport: asyncio.BaseTransport) -> int:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import selectors
 import signal
 import socket
 import struct
+import threading
 import time
 
 import pytest
@@ -313,3 +315,156 @@ def test_a_relay_idle_timeout_resets_both_sides(spawn) -> None:
     assert target_side == ["reset"]
     relay.popen.send_signal(signal.SIGTERM)
     assert relay.finish(timeout=TIMEOUT)[0] == 0
+
+
+# -- 3. a frame that has begun must end in time (slowloris) ----------------------------------
+
+
+class _Drippers:
+    """``count`` clients that each send b"a" every ``every`` seconds and never a newline.
+
+    One thread; a client that is cut off connects again, as an attacker
+    would. Bounded: it stops by itself after ``seconds``.
+    """
+
+    def __init__(self, port: int, count: int, *, every: float = 0.3, seconds: float = 15.0) -> None:
+        self.port = port
+        self.count = count
+        self.every = every
+        self.deadline = time.monotonic() + seconds
+        self.cut = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.connected = threading.Event()
+
+    def _connect(self) -> socket.socket:
+        sock = socket.socket()
+        sock.setblocking(False)
+        sock.connect_ex(("127.0.0.1", self.port))  # lands in the backlog when the server is full
+        return sock
+
+    def _run(self) -> None:
+        socks = [self._connect() for _ in range(self.count)]
+        with selectors.DefaultSelector() as selector:  # every handshake done: all in, or in the backlog
+            for sock in socks:
+                selector.register(sock, selectors.EVENT_WRITE)
+            waiting = len(socks)
+            while waiting and time.monotonic() < self.deadline:
+                for key, _ in selector.select(1.0):
+                    selector.unregister(key.fileobj)
+                    waiting -= 1
+        for sock in socks:
+            sock.send(b"a")  # every frame has begun
+        self.connected.set()
+        try:
+            while not self._stop.is_set() and time.monotonic() < self.deadline:
+                for i, sock in enumerate(socks):
+                    try:
+                        sock.send(b"a")
+                    except (BlockingIOError, InterruptedError):
+                        pass  # still connecting, or in the backlog
+                    except OSError:  # cut off by the server
+                        self.cut += 1
+                        sock.close()
+                        socks[i] = self._connect()
+                self._stop.wait(self.every)  # the drip's pace, not synchronisation
+        finally:
+            for sock in socks:
+                sock.close()
+
+    def __enter__(self) -> _Drippers:
+        self._thread.start()
+        assert self.connected.wait(TIMEOUT)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(TIMEOUT)
+
+
+def test_drip_clients_cannot_hold_every_slot_of_a_line_server(spawn) -> None:
+    # The issue's case: --max-conns 100 and more drip clients than that. Each
+    # byte restarts the idle clock (-i 1); only --frame-timeout frees a slot.
+    server = spawn(WIRECAT, "echo", "--lines", "-i", "1", "--max-conns", "100", "--frame-timeout", "1", "0")
+    port = server.listening_port()
+    with _Drippers(port, 120):
+        # The drippers are in (and 20 in the backlog) before the normal client comes.
+        assert server.popen.stderr is not None
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as normal:
+            normal.sendall(b"hello\n")
+            assert normal.recv(6) == b"hello\n"
+        served_after = time.monotonic() - started
+        line = read_line_matching(server.popen.stderr, r"took more than 1 s to send one frame")
+    # It waited behind the drippers (the server was full) until the frame
+    # timeout cut them, and not for ever.
+    assert 0.5 < served_after < 5, served_after
+    assert "cut off (reset)" in line.string
+    server.popen.send_signal(signal.SIGTERM)
+    assert server.finish(timeout=TIMEOUT)[0] in (0, 8)
+
+
+@pytest.mark.parametrize("framing", ["lines", "length-prefixed"])
+def test_the_library_cuts_off_a_frame_that_drips(framing: str) -> None:
+    import wirecat
+    from wirecat.framing import LengthPrefixed, Lines
+
+    async def echo(conn: wirecat.Connection) -> None:
+        async for frame in conn:
+            await conn.send(frame)
+
+    framer = Lines() if framing == "lines" else LengthPrefixed()
+
+    async def main() -> None:
+        server = await wirecat.serve(echo, "127.0.0.1:0", framing=framer, frame_timeout=0.5)
+        loop = asyncio.get_running_loop()
+        drip = socket.create_connection(("127.0.0.1", server.port))
+        drip.setblocking(False)
+        if framing == "length-prefixed":
+            drip.send(struct.pack(">I", 100))  # a frame of 100 bytes begins...
+        started = loop.time()
+        outcome = ""
+        while loop.time() - started < 5:
+            try:
+                await loop.sock_sendall(drip, b"a")  # ...a byte each 0.1 s: never idle, never done
+                await asyncio.sleep(0.1)  # the drip's pace
+            except OSError:
+                outcome = "cut"
+                break
+        cut_after = loop.time() - started
+        drip.close()
+        async with wirecat.connect(server.address, framing=framer) as normal:
+            await normal.send(b"still served")
+            assert await normal.recv() == b"still served"
+        await server.shutdown()
+        assert outcome == "cut"
+        assert 0.5 <= cut_after < 3
+
+    asyncio.run(main())
+
+
+def test_a_frame_may_take_its_time_while_the_server_is_not_reading() -> None:
+    """Backpressure is ours, not the peer's: a frame waiting on us is not timed out."""
+    import wirecat
+    from wirecat.framing import Lines
+
+    release = asyncio.Event()
+
+    async def slow(conn: wirecat.Connection) -> None:
+        await release.wait()  # reads nothing for a while: frames queue, reading pauses
+        async for line in conn:
+            await conn.send(line)
+
+    async def main() -> None:
+        server = await wirecat.serve(slow, "127.0.0.1:0", framing=Lines(), frame_timeout=0.3)
+        async with wirecat.connect(server.address, framing=Lines()) as client:
+            payload = b"x" * 60_000
+            for _ in range(40):  # 2.4 MB: past the receive queue, so reading pauses mid-line
+                client.write(payload)
+            await asyncio.sleep(1.0)  # several frame timeouts while the server is not reading
+            release.set()
+            for _ in range(40):
+                assert await asyncio.wait_for(client.recv(), TIMEOUT) == payload
+        await server.shutdown()
+
+    asyncio.run(main())

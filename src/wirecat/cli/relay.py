@@ -80,6 +80,7 @@ def handle(args: argparse.Namespace) -> int:
             target,
             max_connections=args.max_conns,
             idle_timeout=args.idle_timeout,
+            frame_timeout=args.frame_timeout,
             connect_timeout=args.connect_timeout or None,
             drain_timeout=args.drain_timeout,
             allow=args.allow,

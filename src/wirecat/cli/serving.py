@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 from wirecat.cli.common import seconds
 from wirecat.limits import (
     DEFAULT_DRAIN_TIMEOUT,
+    DEFAULT_FRAME_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_FRAME,
@@ -99,7 +100,16 @@ def add_limit_flags(parser: argparse.ArgumentParser) -> None:
         type=_idle,
         default=DEFAULT_IDLE_TIMEOUT,
         metavar="SECS",
-        help=f"close a client silent for SECS, 0 for never (default {DEFAULT_IDLE_TIMEOUT:g})",
+        help=f"cut off a client silent both ways for SECS, 0 for never (default {DEFAULT_IDLE_TIMEOUT:g})",
+    )
+    limits.add_argument(
+        "--frame-timeout",
+        type=_idle,
+        default=DEFAULT_FRAME_TIMEOUT,
+        metavar="SECS",
+        help="cut off a client whose message (a line, a length-prefixed frame, a PROXY header) is not"
+        " whole SECS after its first byte: each byte restarts the idle clock, so this is what stops"
+        f" a client that drips bytes (slowloris); 0 for never (default {DEFAULT_FRAME_TIMEOUT:g})",
     )
     limits.add_argument(
         "--drain-timeout",
@@ -203,6 +213,7 @@ def run_server(args: argparse.Namespace, handler: Handler, framing: Framer | Non
             framing=framing,
             max_connections=args.max_conns,
             idle_timeout=args.idle_timeout,
+            frame_timeout=args.frame_timeout,
             drain_timeout=args.drain_timeout,
             allow=args.allow,
             deny=args.deny,
