@@ -30,6 +30,7 @@ __all__ = [
     "check_ip_address",
     "check_unix_path",
     "format_hostport",
+    "is_ip_address",
     "parse_address",
     "parse_port",
     "parse_ports",
@@ -89,6 +90,15 @@ def check_host(host: str) -> str:
             f"host name {_shown(host)} is too long", f"a host name has at most {_MAX_HOST} bytes"
         )
     return host
+
+
+def is_ip_address(host: str) -> bool:
+    """Whether ``host`` is an IP address literal (an IPv6 one may carry a ``%zone``)."""
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
 
 
 def check_ip_address(host: str) -> str:

@@ -41,7 +41,8 @@ from typing import Literal
 
 from wirecat import trace
 from wirecat.access import AccessList
-from wirecat.address import Address, parse_address
+from wirecat.address import Address, is_ip_address, parse_address
+from wirecat.bind import bind, listen_address
 from wirecat.errors import ConnectTimeout, FrameTimeout, UsageError, WirecatError
 from wirecat.limits import (
     DEFAULT_BACKLOG,
@@ -55,9 +56,8 @@ from wirecat.limits import (
 )
 from wirecat.protocol.proxy import ProxyHeader, ProxyHeaderReader, encode_v1, encode_v2
 from wirecat.report import format_bytes
-from wirecat.server import DrainResult, Server, bind_stream_listeners, listen_address
+from wirecat.server import DrainResult, Server
 from wirecat.sockets import (
-    bind_listeners,
     close_with_reset,
     configure_stream,
     connect_unix_on,
@@ -663,14 +663,19 @@ async def relay(
         proxy_protocol: 1 or 2 to send a PROXY header to the target first.
         accept_proxy_protocol: read a PROXY header (v1 or v2) from each client
             first; a client without a valid one is closed, logged.
-        family: ``socket.AF_INET``/``AF_INET6``: one family, on both sides.
+        family: ``socket.AF_INET``/``AF_INET6``: one family for the listening
+            side (and its default host: ``::1`` for AF_INET6), and for the
+            target when it is a name; a target given as an IP address is
+            taken as it is.
         udp_idle: UDP: seconds before a silent client's session is forgotten.
 
     Raises:
         UsageError, BindError, ResolveError, ProgramError.
     """
-    source = listen_address(listen)
+    source = listen_address(listen, family=family)
     destination = parse_address(target) if isinstance(target, str) else target
+    # An IP address target says its own family; -4/-6 choose among a name's addresses.
+    target_family = socket.AF_UNSPEC if is_ip_address(destination.host) else family
     if source.datagram != destination.datagram:
         raise UsageError(
             f"cannot relay between {source} ({_kind(source)}) and {destination} ({_kind(destination)})",
@@ -689,26 +694,31 @@ async def relay(
         if proxy_protocol is not None or accept_proxy_protocol:
             raise UsageError("the PROXY protocol is for stream relays, not UDP")
         return await UdpRelay.start(
-            source, destination, max_sessions=max_connections, idle=udp_idle, access=access, family=family
+            source,
+            destination,
+            max_sessions=max_connections,
+            idle=udp_idle,
+            access=access,
+            family=family,
+            target_family=target_family,
         )
     runner = _StreamRelay(
         destination,
-        family=family,
+        family=target_family,
         connect_timeout=connect_timeout,
         idle_timeout=idle_timeout,
         frame_timeout=frame_timeout,
         proxy_protocol=proxy_protocol,
         accept_proxy_protocol=accept_proxy_protocol,
     )
-    listeners, unix_path = bind_stream_listeners(source, family=family, backlog=backlog)
+    bound = bind(source, family=family, backlog=backlog, blocking=False)
     server = Server(
         None,  # no handler, no Connection: the runner takes each socket as it is
-        listeners,
+        bound,
         max_connections=max_connections,
         drain_timeout=drain_timeout,
         access=access,
         when_full=when_full,
-        unix_path=unix_path,
         run_socket=runner.run,
     )
     server._start_accepting()
@@ -775,19 +785,19 @@ class UdpRelay:
         idle: float,
         access: AccessList,
         family: socket.AddressFamily = socket.AF_UNSPEC,
+        target_family: socket.AddressFamily = socket.AF_UNSPEC,
     ) -> UdpRelay:
-        """Bind ``listen`` and resolve ``target`` (in ``family``, if given); return the running relay."""
+        """Bind ``listen`` (in ``family``) and resolve ``target`` (in ``target_family``); return the relay."""
         if listen.is_unix or target.is_unix:
             raise UsageError("UDP relays take host:port addresses", "Unix datagram relays are not supported")
         loop = asyncio.get_running_loop()
         endpoints = await loop.run_in_executor(
-            None, lambda: resolve(target.host, target.port, family=family, datagram=True)
+            None, lambda: resolve(target.host, target.port, family=target_family, datagram=True)
         )
-        listeners = bind_listeners(listen.host, listen.port, family=family, datagram=True)
-        for extra in listeners[1:]:
+        bound = bind(listen, family=family, blocking=False)
+        for extra in bound.sockets[1:]:
             extra.close()  # one socket: replies must leave from the address clients used
-        listener = listeners[0]
-        listener.setblocking(False)
+        listener = bound.sockets[0]
         return cls(
             listener,
             target,

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
@@ -46,7 +45,8 @@ from types import TracebackType
 from typing import Any, Literal, NamedTuple, final
 
 from wirecat.access import AccessList
-from wirecat.address import Address, parse_address
+from wirecat.address import Address
+from wirecat.bind import Bound, bind, listen_address
 from wirecat.errors import FrameError, FrameTimeout, IdleTimeout, NetworkError, Timeout, UsageError
 from wirecat.framing import Framer, Raw
 from wirecat.limits import (
@@ -62,15 +62,13 @@ from wirecat.sockets import (
     ACCEPT_BACKOFF_ERRNOS,
     ACCEPT_BACKOFF_SECONDS,
     ACCEPT_SKIP_ERRNOS,
-    bind_listeners,
-    bind_unix,
     close_with_reset,
     configure_stream,
     peer_name,
 )
 from wirecat.stream import Connection, new_connection
 
-__all__ = ["DrainResult", "Handler", "Server", "bind_stream_listeners", "listen_address", "serve"]
+__all__ = ["DrainResult", "Handler", "Server", "serve"]
 
 #: What a server runs for each connection.
 Handler = Callable[[Connection], Awaitable[None]]
@@ -83,8 +81,6 @@ _ACCEPT_BATCH = 64
 _SPARE_DESCRIPTORS = 64
 #: Seconds a TLS handshake may take; asyncio's own default is 60.
 _TLS_HANDSHAKE_TIMEOUT = 10.0
-
-DEFAULT_HOST = "127.0.0.1"
 
 
 class DrainResult(NamedTuple):
@@ -112,13 +108,12 @@ class Server:
     def __init__(
         self,
         handler: Handler | None,
-        listeners: list[socket.socket],
+        bound: Bound,
         *,
         max_connections: int,
         drain_timeout: float,
         access: AccessList,
         when_full: Literal["wait", "refuse"],
-        unix_path: str | None,
         framing: Framer | None = None,
         tls: Any = None,
         idle_timeout: float | None = None,
@@ -129,7 +124,8 @@ class Server:
         # What to do with each accepted socket: by default, run the handler on a
         # Connection; the relay brings its own (it never makes a transport).
         self._run_socket = run_socket or self._run
-        self._listeners = listeners
+        self._bound = bound
+        self._listeners = bound.sockets
         self._framing = framing if framing is not None else Raw()
         self._tls = tls
         self._max_connections = max_connections
@@ -138,7 +134,6 @@ class Server:
         self._drain_timeout = drain_timeout
         self._access = access
         self._when_full = when_full
-        self._unix_path = unix_path
         self._loop = asyncio.get_running_loop()
         self._connection_kind = type(new_connection())
         self._tasks: set[asyncio.Task[None]] = set()
@@ -152,8 +147,8 @@ class Server:
         self._done: asyncio.Future[None] = self._loop.create_future()
         #: Connections accepted since the start.
         self.accepted = 0
-        self.addresses = [peer_name(sock.getsockname()) for sock in listeners]
-        first = listeners[0].getsockname() if listeners else None
+        self.addresses = list(bound.names)
+        first = self._listeners[0].getsockname() if self._listeners else None
         self._port = int(first[1]) if isinstance(first, tuple) else 0
 
     # -- public ---------------------------------------------------------------------------------
@@ -188,13 +183,7 @@ class Server:
         self._pause_accepting()
         if self._backoff is not None:
             self._backoff.cancel()
-        for sock in self._listeners:
-            sock.close()
-        if self._unix_path is not None:
-            try:
-                os.unlink(self._unix_path)
-            except OSError:
-                pass
+        self._bound.close()  # (and a Unix socket file is removed)
         if not self._tasks and not self._done.done():
             self._done.set_result(None)
 
@@ -439,35 +428,9 @@ class Server:
             conn.end_reason += f"; unsent data dropped after {self._drain_timeout:g} s, reset"
 
 
-def listen_address(address: str | int | Address) -> Address:
-    """An address to listen on, from any form the API takes (a bare port is on 127.0.0.1)."""
-    if isinstance(address, int):
-        return Address(host=DEFAULT_HOST, port=address)
-    if isinstance(address, str):
-        return parse_address(address, default_host=DEFAULT_HOST)
-    if not address.is_unix and not address.host:
-        return address._replace(host=DEFAULT_HOST)
-    return address
-
-
-def bind_stream_listeners(
-    target: Address, *, family: socket.AddressFamily = socket.AF_UNSPEC, backlog: int = DEFAULT_BACKLOG
-) -> tuple[list[socket.socket], str | None]:
-    """Bind and listen on ``target``, non-blocking; (the sockets, the Unix path to remove or None)."""
-    if target.is_unix:
-        listeners = [bind_unix(target, backlog=backlog)]
-        unix_path = None if target.sockaddr_path.startswith("\0") else target.sockaddr_path
-    else:
-        listeners = bind_listeners(target.host or DEFAULT_HOST, target.port, family=family, backlog=backlog)
-        unix_path = None
-    for sock in listeners:
-        sock.setblocking(False)
-    return listeners, unix_path
-
-
 async def serve(
     handler: Handler,
-    address: str | int | Address = f"{DEFAULT_HOST}:0",
+    address: str | int | Address = 0,
     *,
     framing: Framer | None = None,
     tls: Any = None,
@@ -491,8 +454,9 @@ async def serve(
         handler: ``async def handler(conn)``; the connection is closed
             (gracefully) when it returns, and on any exception it raises.
         address: ``host:port``, ``[::1]:port``, ``unix:/path``, a bare port
-            (on 127.0.0.1) or an :class:`~wirecat.address.Address`. Port 0
-            picks a free port.
+            or an :class:`~wirecat.address.Address`. Without a host: loopback,
+            in ``family`` (127.0.0.1, or ::1 for AF_INET6). Port 0 picks a
+            free port (the default).
         framing: a framer (``Lines()``, ``LengthPrefixed()``...); each
             connection gets a clone. Raw bytes when None.
         tls: a server-side ``ssl.SSLContext``, or None for plain TCP.
@@ -517,7 +481,7 @@ async def serve(
         BindError, ResolveError, ProgramError: cannot listen there.
         UsageError: a bad address, rule or limit.
     """
-    target = listen_address(address)
+    target = listen_address(address, family=family)
     if target.datagram:
         raise UsageError("serve() takes a stream address, not udp:")
     if max_connections < 1:
@@ -526,13 +490,13 @@ async def serve(
         raise UsageError(f"bad when_full {when_full!r}", "use 'wait' or 'refuse'")
     access = AccessList.from_rules(allow, deny)
     access.check_applies(unix=target.is_unix)
-    listeners, unix_path = bind_stream_listeners(target, family=family, backlog=backlog)
+    bound = bind(target, family=family, backlog=backlog, blocking=False)
     from wirecat.runtime import raise_open_file_limit
 
     raise_open_file_limit(max_connections + _SPARE_DESCRIPTORS)
     server = Server(
         handler,
-        listeners,
+        bound,
         framing=framing,
         tls=tls,
         max_connections=max_connections,
@@ -541,7 +505,6 @@ async def serve(
         drain_timeout=drain_timeout,
         access=access,
         when_full=when_full,
-        unix_path=unix_path,
     )
     server._start_accepting()
     return server

@@ -3,13 +3,13 @@
 Blocking and ``selectors``-based on purpose: the one-shot commands (connect,
 listen, scan) must start fast, and ``import asyncio`` alone costs ~55 ms.
 
-Three things live here and nowhere else:
+Two things live here and nowhere else:
 
 * :func:`translate_os_error`, the one place an ``OSError`` becomes a wirecat
   error with a message and a hint (the ``OSError`` stays as ``__cause__``);
-* :func:`configure_stream`, the one place stream socket options are set;
-* the Unix socket file policy of :func:`bind_unix` (replace a stale socket,
-  never a live one or a regular file).
+* :func:`configure_stream`, the one place stream socket options are set.
+
+Binding and listening are :mod:`wirecat.bind`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from wirecat.errors import (
     UsageError,
     WirecatError,
 )
-from wirecat.limits import DEFAULT_BACKLOG, DEFAULT_HAPPY_EYEBALLS_DELAY
+from wirecat.limits import DEFAULT_HAPPY_EYEBALLS_DELAY
 from wirecat.report import Reporter, quiet
 from wirecat.trace import new_socket
 
@@ -48,9 +48,7 @@ __all__ = [
     "ACCEPT_SKIP_ERRNOS",
     "Endpoint",
     "abort",
-    "bind_listeners",
     "bind_source",
-    "bind_unix",
     "close_with_reset",
     "configure_stream",
     "connect",
@@ -484,144 +482,6 @@ def connect_unix(
         raise translate_os_error(exc, "connect to", str(address)) from exc
     report(f"connected to {address}")
     return sock
-
-
-def bind_listeners(
-    host: str,
-    port: int,
-    *,
-    family: socket.AddressFamily = socket.AF_UNSPEC,
-    datagram: bool = False,
-    backlog: int = DEFAULT_BACKLOG,
-) -> list[socket.socket]:
-    """Bind (and for streams, listen on) every address ``host`` resolves to.
-
-    ``host`` must be given; the CLI supplies 127.0.0.1 by default, so nothing
-    listens on every interface unless asked. ``SO_REUSEADDR`` is set so a
-    restart does not fail while old connections sit in TIME_WAIT; IPv6
-    sockets are IPv6-only, so ``::`` and ``0.0.0.0`` can be bound side by side.
-    With port 0 and several addresses, all of them get the port the kernel
-    picked for the first.
-
-    Raises:
-        ResolveError, BindError.
-    """
-    endpoints = resolve(host, port, family=family, datagram=datagram, passive=True)
-    kind = socket.SOCK_DGRAM if datagram else socket.SOCK_STREAM
-    listeners: list[socket.socket] = []
-    try:
-        for endpoint in endpoints:
-            sock = new_socket(endpoint.family, kind)
-            listeners.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if endpoint.family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sockaddr = endpoint.sockaddr
-            if port == 0 and len(listeners) > 1:
-                sockaddr = (sockaddr[0], listeners[0].getsockname()[1], *sockaddr[2:])
-            try:
-                sock.bind(sockaddr)
-                if not datagram:
-                    sock.listen(backlog)
-            except OSError as exc:
-                raise translate_os_error(exc, "listen on", format_hostport(sockaddr[0], sockaddr[1])) from exc
-    except BaseException:
-        for sock in listeners:
-            sock.close()
-        raise
-    return listeners
-
-
-def _listed_as_bound(path: str) -> bool | None:
-    """Whether Linux's /proc/net/unix lists a socket bound to ``path``.
-
-    None when it cannot tell: no /proc, or an entry with the same file name
-    under another spelling (a relative path bound from another directory).
-    """
-    try:
-        with open("/proc/net/unix") as table:
-            rows = table.read().splitlines()[1:]
-    except OSError:
-        return None
-    absolute, name, unsure = os.path.abspath(path), os.path.basename(path), False
-    for row in rows:
-        fields = row.split(None, 7)
-        if len(fields) == 8:
-            if fields[7] in (path, absolute):
-                return True
-            unsure = unsure or os.path.basename(fields[7]) == name
-    return None if unsure else False
-
-
-def _is_live_socket(path: str, kind: int) -> bool:
-    """Whether a listener is alive on ``path``.
-
-    /proc/net/unix first: a connect() probe would be accepted, as its one
-    client, by a live one-shot listener (``wirecat listen unix:PATH``), which
-    would then end. The probe is the fallback where /proc cannot tell.
-    """
-    listed = _listed_as_bound(path)
-    if listed is not None:
-        return listed
-    probe = socket.socket(socket.AF_UNIX, kind)
-    try:
-        probe.connect(path)
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True
-
-
-def bind_unix(address: Address, *, backlog: int = DEFAULT_BACKLOG) -> socket.socket:
-    """Bind (and for streams, listen on) a Unix socket.
-
-    A socket file left by a listener that died is replaced: we remove it only
-    if no socket is bound to it (see :func:`_is_live_socket`). A live socket or any
-    other kind of file is never removed. The caller removes the file on exit.
-
-    Raises:
-        BindError: the path is in use by a live listener, or cannot be created.
-        ProgramError: the path is a regular file or a directory.
-    """
-    check_unix_path(address.path or "")
-    kind = socket.SOCK_DGRAM if address.datagram else socket.SOCK_STREAM
-    path = address.sockaddr_path
-    if not path.startswith("\0"):
-        try:
-            mode = os.lstat(path).st_mode
-        except FileNotFoundError:
-            pass
-        else:
-            if not stat.S_ISSOCK(mode):
-                raise ProgramError(
-                    f"{path} exists and is not a socket", "remove it yourself or choose another path"
-                )
-            if _is_live_socket(path, kind):
-                raise BindError(
-                    f"another listener is using {address}", "stop it first, or choose another path"
-                )
-            os.unlink(path)  # stale: its listener is gone
-    sock = new_socket(socket.AF_UNIX, kind)
-    try:
-        sock.bind(path)
-        if not address.datagram:
-            sock.listen(backlog)
-    except OSError as exc:
-        sock.close()
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        raise BindError(f"cannot listen on {address}: {reason.lower()}", _path_hint(exc)) from exc
-    return sock
-
-
-def _path_hint(exc: OSError) -> str | None:
-    """What to do about an error on a Unix socket path (the port hints do not fit)."""
-    return {
-        errno.ENOENT: "its directory does not exist: create it, or choose another path",
-        errno.EACCES: "no permission there: choose a directory you may write to",
-        errno.EROFS: "the file system is read-only: choose another path",
-        errno.ENAMETOOLONG: "Unix socket paths are limited to 107 bytes: choose a shorter one",
-    }.get(exc.errno or 0)
 
 
 def peer_name(sockaddr: object) -> str:

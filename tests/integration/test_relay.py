@@ -514,7 +514,6 @@ def test_udp_and_tcp_cannot_be_mixed() -> None:
     [
         (["-4", "[::1]:0", "127.0.0.1:9"], b"'::1' has no IPv4 address"),
         (["-6", "udp:127.0.0.1:0", "udp:[::1]:9"], b"'127.0.0.1' has no IPv6 address"),
-        (["-6", "udp:[::1]:0", "udp:127.0.0.1:9"], b"'127.0.0.1' has no IPv6 address"),
     ],
 )
 def test_one_family_applies_to_both_sides(args: list[str], message: bytes) -> None:
@@ -524,6 +523,21 @@ def test_one_family_applies_to_both_sides(args: list[str], message: bytes) -> No
     result = run_wirecat("relay", *args)
     assert result.returncode == 3, result.stderr
     assert message in result.stderr
+
+
+def test_a_target_given_as_an_address_keeps_its_own_family(spawn) -> None:
+    """``relay -6 udp:0 udp:127.0.0.1:PORT``: -6 picks the listening side (``[::1]``); an
+    address target says its own family (it used to be refused: "'127.0.0.1' has no IPv6 address")."""
+    target = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    target.bind(("127.0.0.1", 0))
+    target.settimeout(TIMEOUT)
+    proc = spawn(WIRECAT, "relay", "-6", "udp:0", f"udp:127.0.0.1:{target.getsockname()[1]}")
+    assert proc.popen.stderr is not None
+    port = int(read_line_matching(proc.popen.stderr, r"listening on \[::1\]:(\d+)$").group(1))
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+        sock.sendto(b"through", ("::1", port))
+        assert target.recvfrom(100)[0] == b"through"
+    target.close()
 
 
 # -- the library ------------------------------------------------------------------------------

@@ -16,16 +16,15 @@ socket → bind → listen → accept → communicate → close, for real:
 
 from __future__ import annotations
 
-import os
 import selectors
 import socket
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 from wirecat.access import AccessList
 from wirecat.address import Address
+from wirecat.bind import bind
 from wirecat.errors import ConnectTimeout
 from wirecat.limits import DEFAULT_CLIENT_QUEUE, DEFAULT_MAX_CONNS
 from wirecat.report import Reporter, format_bytes, quiet, stderr_reporter, summary_line
@@ -34,8 +33,6 @@ from wirecat.sockets import (
     ACCEPT_BACKOFF_ERRNOS,
     ACCEPT_BACKOFF_SECONDS,
     ACCEPT_SKIP_ERRNOS,
-    bind_listeners,
-    bind_unix,
     close_with_reset,
     configure_stream,
     peer_name,
@@ -45,7 +42,7 @@ from wirecat.stdio import StdoutClosed, fd_is_open, read_stdin, write_stdout
 if TYPE_CHECKING:  # imported when used: subprocess costs start-up time
     from wirecat.apps.program import Program, ProgramResult
 
-__all__ = ["ListenOptions", "bound_listeners", "listen_programs", "listen_stdio"]
+__all__ = ["ListenOptions", "listen_programs", "listen_stdio"]
 
 
 class ListenOptions(NamedTuple):
@@ -68,27 +65,6 @@ class ListenOptions(NamedTuple):
     accept_timeout: float | None = None
     keepalive: bool = False
     client_queue: int = DEFAULT_CLIENT_QUEUE
-
-
-@contextmanager
-def bound_listeners(
-    address: Address, family: socket.AddressFamily = socket.AF_UNSPEC
-) -> Iterator[list[socket.socket]]:
-    """Bind and listen on ``address``; close (and unlink a Unix socket file) on exit."""
-    if address.is_unix:
-        listeners = [bind_unix(address)]
-    else:
-        listeners = bind_listeners(address.host, address.port, family=family, datagram=address.datagram)
-    try:
-        yield listeners
-    finally:
-        for sock in listeners:
-            sock.close()
-        if address.is_unix and not address.sockaddr_path.startswith("\0"):
-            try:
-                os.unlink(address.sockaddr_path)
-            except OSError:
-                pass
 
 
 def _peer_host(sockaddr: object) -> str:
@@ -117,10 +93,10 @@ def listen_stdio(
         BindError, ResolveError, ProgramError: the listener could not start.
         ConnectTimeout: ``accept_timeout`` passed with no client.
     """
-    with bound_listeners(address, options.family) as listeners:
-        names = [peer_name(sock.getsockname()) for sock in listeners]
+    with bind(address, family=options.family) as bound:
+        listeners = bound.sockets
         if on_listening is not None:
-            on_listening(names)
+            on_listening(bound.names)
         if options.keep_open:
             _Hub(listeners, options, session, report).run()
             return None
@@ -150,10 +126,10 @@ def listen_programs(
     """
     from wirecat.apps.program import ProgramServer, run_program
 
-    with bound_listeners(address, options.family) as listeners:
-        names = [peer_name(sock.getsockname()) for sock in listeners]
+    with bind(address, family=options.family) as bound:
+        listeners = bound.sockets
         if on_listening is not None:
-            on_listening(names)
+            on_listening(bound.names)
         if options.keep_open:
             server = ProgramServer(program, session, report, options.max_conns)
             try:

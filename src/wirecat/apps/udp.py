@@ -103,7 +103,8 @@ from typing import Any
 
 from wirecat.address import Address
 from wirecat.apps.connect import ConnectOptions
-from wirecat.apps.listen import ListenOptions, bound_listeners
+from wirecat.apps.listen import ListenOptions
+from wirecat.bind import bind
 from wirecat.errors import BindError, ConnectError, ConnectTimeout, IdleTimeout, WirecatError
 from wirecat.limits import DEFAULT_UDP_IDLE, MAX_DATAGRAM
 from wirecat.report import Reporter, format_bytes, quiet, stderr_reporter, summary_line
@@ -581,11 +582,12 @@ def udp_listen_stdio(
         BindError, ResolveError, ProgramError: the listener could not start.
         ConnectTimeout: ``accept_timeout`` passed with no datagram.
     """
-    with bound_listeners(address, options.family) as listeners:
+    with bind(address, family=options.family) as bound:
+        listeners = bound.sockets
         for sock in listeners:
             _tune(sock)
         if on_listening is not None:
-            on_listening([peer_name(sock.getsockname()) for sock in listeners])
+            on_listening(bound.names)
         hub = _Listener(listeners, options, session, idle_expiry, report)
         result = hub.run()
     if result is not None:

@@ -21,9 +21,6 @@ from wirecat.report import stderr_reporter
 
 __all__ = ["register"]
 
-#: The default bind address: loopback only, so nothing is exposed unless asked.
-DEFAULT_LISTEN_HOST = "127.0.0.1"
-
 
 def register(parser: argparse.ArgumentParser) -> None:
     """Add listen's arguments to its subparser."""
@@ -31,7 +28,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         "address",
         nargs="+",
         metavar="[HOST] PORT",
-        help=f"PORT (on {DEFAULT_LISTEN_HOST}), HOST PORT, HOST:PORT, [::]:PORT or unix:PATH;"
+        help="PORT (on 127.0.0.1, or ::1 with -6), HOST PORT, HOST:PORT, [::]:PORT or unix:PATH;"
         " port 0 picks a free one",
     )
     add_address_flags(parser)
@@ -71,19 +68,18 @@ def handle(args: argparse.Namespace) -> int:
     """Run listen; return the exit code."""
     from wirecat.access import AccessList
     from wirecat.apps.listen import ListenOptions, listen_stdio
+    from wirecat.bind import listen_address
     from wirecat.sockets import family_of
 
-    # Loopback by default, in the family asked for: -6 alone listens on ::1.
-    default_host = "::1" if args.ipv6 else DEFAULT_LISTEN_HOST
-    address = address_from(args.address, args, default_host=default_host)
-    if not address.is_unix and not address.host:
-        address = type(address)(host=default_host, port=address.port, datagram=address.datagram)
+    family = family_of(ipv4=args.ipv4, ipv6=args.ipv6)
+    # Loopback by default, in the family asked for (-6: ::1): the binder's rule.
+    address = listen_address(address_from(args.address, args), family=family)
     if args.max_conns < 1:
         raise UsageError(f"bad --max-conns {args.max_conns}", "give a number ≥ 1")
     access = AccessList.from_rules(args.allow, args.deny)
     access.check_applies(unix=address.is_unix)
     options = ListenOptions(
-        family=family_of(ipv4=args.ipv4, ipv6=args.ipv6),
+        family=family,
         keep_open=args.keep_open,
         max_conns=args.max_conns,
         access=access,

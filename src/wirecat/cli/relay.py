@@ -28,7 +28,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "listen",
         metavar="LISTEN",
-        help="where clients connect: PORT (on 127.0.0.1), HOST:PORT, unix:PATH, udp:PORT",
+        help="where clients connect: PORT (on 127.0.0.1, or ::1 with -6), HOST:PORT, unix:PATH, udp:PORT",
     )
     parser.add_argument(
         "target", metavar="TARGET", help="where to relay them: HOST:PORT, unix:PATH, udp:HOST:PORT"
@@ -70,7 +70,7 @@ def handle(args: argparse.Namespace) -> int:
     from wirecat.forwarding import relay
     from wirecat.sockets import family_of
 
-    listen = parse_address(args.listen, default_host="127.0.0.1")
+    listen = parse_address(args.listen)  # no host: relay() listens on loopback, in the family
     target = parse_address(args.target)
     family = family_of(ipv4=args.ipv4, ipv6=args.ipv6)
 

@@ -34,8 +34,6 @@ __all__ = [
     "run_until_signal",
 ]
 
-DEFAULT_HOST = "127.0.0.1"
-
 
 def positive_int(text: str) -> int:
     """argparse type for a count or size: a whole number ≥ 1."""
@@ -67,7 +65,7 @@ def add_server_flags(parser: argparse.ArgumentParser) -> None:
         "address",
         nargs="+",
         metavar="[HOST] PORT",
-        help=f"PORT (on {DEFAULT_HOST}), HOST PORT, HOST:PORT, [::]:PORT or unix:PATH;"
+        help="PORT (on 127.0.0.1, or ::1 with -6), HOST PORT, HOST:PORT, [::]:PORT or unix:PATH;"
         " port 0 picks a free one",
     )
     parser.add_argument("-U", "--unix", action="store_true", help="the address is a Unix socket path")
@@ -199,9 +197,7 @@ def run_server(args: argparse.Namespace, handler: Handler, framing: Framer | Non
     from wirecat.sockets import family_of
 
     args.udp = False
-    address = address_from(args.address, args, default_host=DEFAULT_HOST)
-    if not address.is_unix and not address.host:
-        address = address._replace(host=DEFAULT_HOST)
+    address = address_from(args.address, args)  # no host: serve() listens on loopback, in the family
     family = family_of(ipv4=args.ipv4, ipv6=args.ipv6)
     if address.datagram:
         raise UsageError("this server speaks TCP or Unix streams, not UDP")
