@@ -30,6 +30,7 @@ __all__ = [
     "check_ip_address",
     "check_unix_path",
     "format_hostport",
+    "format_sockaddr",
     "is_ip_address",
     "parse_address",
     "parse_port",
@@ -172,6 +173,20 @@ class Address(NamedTuple):
 def format_hostport(host: str, port: int) -> str:
     """Format ``host`` and ``port`` as ``host:port``, bracketing IPv6 literals."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def format_sockaddr(sockaddr: object) -> str:
+    """Format a socket address as the kernel gives it: an IP tuple as
+    ``host:port``, a Unix path as ``unix:PATH`` (``unix:@name`` for an
+    abstract one, ``unix:(unnamed)`` for an unbound socket)."""
+    if isinstance(sockaddr, tuple):
+        return format_hostport(str(sockaddr[0]), int(sockaddr[1]))
+    if isinstance(sockaddr, bytes):
+        sockaddr = sockaddr.decode(errors="replace")
+    text = str(sockaddr)
+    if text.startswith("\0"):
+        text = "@" + text[1:]
+    return f"unix:{text}" if text else "unix:(unnamed)"
 
 
 def parse_port(text: str, *, what: str = "port") -> int:

@@ -27,10 +27,10 @@ import socket
 import stat
 from types import TracebackType
 
-from wirecat.address import Address, check_unix_path, format_hostport, parse_address
+from wirecat.address import Address, check_unix_path, format_hostport, format_sockaddr, parse_address
 from wirecat.errors import BindError, ProgramError
 from wirecat.limits import DEFAULT_BACKLOG
-from wirecat.sockets import peer_name, resolve, translate_os_error
+from wirecat.sockets import resolve, translate_os_error
 from wirecat.trace import new_socket
 
 __all__ = ["DEFAULT_HOST", "Bound", "bind", "bind_listeners", "bind_unix", "default_host", "listen_address"]
@@ -76,7 +76,7 @@ class Bound:
         #: The Unix socket file to remove on close, or None.
         self.unix_path = unix_path
         #: Each socket's address with the real port (``127.0.0.1:40123``, ``unix:/path``).
-        self.names = [peer_name(sock.getsockname()) for sock in sockets]
+        self.names = [format_sockaddr(sock.getsockname()) for sock in sockets]
 
     def close(self) -> None:
         """Close every socket and remove the Unix socket file. Idempotent."""

@@ -24,10 +24,10 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, final
 
-from wirecat.address import Address, parse_address
+from wirecat.address import Address, format_sockaddr, parse_address
 from wirecat.errors import ConnectionClosed, FrameError, IdleTimeout
 from wirecat.framing import BytesLike, Framer, Raw
-from wirecat.sockets import configure_stream, connect_unix, peer_name, translate_os_error
+from wirecat.sockets import configure_stream, connect_unix, translate_os_error
 from wirecat.sockets import connect as _connect_socket
 
 __all__ = ["BlockingConnection", "connect"]
@@ -64,7 +64,7 @@ class BlockingConnection:
         sock.settimeout(timeout)
         try:
             self.peer = (
-                peer_name(sock.getpeername())
+                format_sockaddr(sock.getpeername())
                 if sock.family != socket.AF_UNIX
                 else str(sock.getpeername() or "unix:(unnamed)")
             )
@@ -72,7 +72,7 @@ class BlockingConnection:
             self.peer = "(disconnected peer)"
         if sock.family == socket.AF_UNIX and not self.peer.startswith("unix:"):
             self.peer = f"unix:{self.peer}"
-        self.local = peer_name(sock.getsockname())
+        self.local = format_sockaddr(sock.getsockname())
         self.bytes_sent = 0
         self.bytes_received = 0
 

@@ -40,8 +40,8 @@ from collections.abc import Iterable
 from typing import Literal
 
 from wirecat import trace
-from wirecat.access import AccessList
-from wirecat.address import Address, is_ip_address, parse_address
+from wirecat.address import Address, format_sockaddr, is_ip_address, parse_address
+from wirecat.admission import Admission, peer_host
 from wirecat.bind import bind, listen_address
 from wirecat.errors import ConnectTimeout, FrameTimeout, UsageError, WirecatError
 from wirecat.limits import (
@@ -54,14 +54,13 @@ from wirecat.limits import (
     DEFAULT_PIPE_SIZE,
     DEFAULT_UDP_IDLE,
 )
+from wirecat.listener import DrainResult, Listener
 from wirecat.protocol.proxy import ProxyHeader, ProxyHeaderReader, encode_v1, encode_v2
 from wirecat.report import format_bytes
-from wirecat.server import DrainResult, Server
 from wirecat.sockets import (
     close_with_reset,
     configure_stream,
     connect_unix_on,
-    peer_name,
     resolve,
     translate_os_error,
 )
@@ -642,7 +641,7 @@ async def relay(
     family: socket.AddressFamily = socket.AF_UNSPEC,
     udp_idle: float = DEFAULT_UDP_IDLE,
     backlog: int = DEFAULT_BACKLOG,
-) -> Server | UdpRelay:
+) -> Listener | UdpRelay:
     """Listen on ``listen`` and relay every client to ``target``.
 
     Returns a running server object, like :func:`wirecat.serve`: ``.address``,
@@ -681,12 +680,11 @@ async def relay(
             f"cannot relay between {source} ({_kind(source)}) and {destination} ({_kind(destination)})",
             "use udp: on both sides, or on neither",
         )
-    if max_connections < 1:
-        raise UsageError(f"bad max_connections {max_connections}", "give a number ≥ 1")
     if proxy_protocol not in (None, 1, 2):
         raise UsageError(f"bad PROXY protocol version {proxy_protocol!r}", "use 1 or 2")
-    access = AccessList.from_rules(allow, deny)
-    access.check_applies(unix=source.is_unix)
+    admission = Admission.make(
+        allow=allow, deny=deny, max_connections=max_connections, when_full=when_full, unix=source.is_unix
+    )
     from wirecat.runtime import raise_open_file_limit
 
     raise_open_file_limit(max_connections * _FDS_PER_CONNECTION + 64)
@@ -694,13 +692,7 @@ async def relay(
         if proxy_protocol is not None or accept_proxy_protocol:
             raise UsageError("the PROXY protocol is for stream relays, not UDP")
         return await UdpRelay.start(
-            source,
-            destination,
-            max_sessions=max_connections,
-            idle=udp_idle,
-            access=access,
-            family=family,
-            target_family=target_family,
+            source, destination, admission, idle=udp_idle, family=family, target_family=target_family
         )
     runner = _StreamRelay(
         destination,
@@ -712,17 +704,10 @@ async def relay(
         accept_proxy_protocol=accept_proxy_protocol,
     )
     bound = bind(source, family=family, backlog=backlog, blocking=False)
-    server = Server(
-        None,  # no handler, no Connection: the runner takes each socket as it is
-        bound,
-        max_connections=max_connections,
-        drain_timeout=drain_timeout,
-        access=access,
-        when_full=when_full,
-        run_socket=runner.run,
-    )
-    server._start_accepting()
-    return server
+    # The accept loop of serve(), with no Connection: the runner takes each socket as it is.
+    listener = Listener(bound, admission, runner.run, drain_timeout=drain_timeout, log=logger)
+    listener._start_accepting()
+    return listener
 
 
 def _kind(address: Address) -> str:
@@ -753,25 +738,23 @@ class UdpRelay:
         target: Address,
         endpoint_family: socket.AddressFamily,
         target_sockaddr: tuple[str, int] | tuple[str, int, int, int],
+        admission: Admission,
         *,
-        max_sessions: int,
         idle: float,
-        access: AccessList,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._listener = listener
         self._target = target
         self._family = endpoint_family
         self._target_sockaddr = target_sockaddr
-        self._max = max_sessions
+        self._admission = admission
         self._idle = idle
-        self._access = access
         self._sessions: dict[tuple[str, int], _UdpSession] = {}
         self._buffer = bytearray(_UDP_BUFFER)
         self._view = memoryview(self._buffer)
         self._done: asyncio.Future[None] = self._loop.create_future()
         self._closed = False
-        self.addresses = [peer_name(listener.getsockname())]
+        self.addresses = [format_sockaddr(listener.getsockname())]
         self._loop.add_reader(listener.fileno(), self._from_client)
         self._sweeper = self._loop.call_later(max(idle / 4, 0.05), self._sweep)
 
@@ -780,10 +763,9 @@ class UdpRelay:
         cls,
         listen: Address,
         target: Address,
+        admission: Admission,
         *,
-        max_sessions: int,
         idle: float,
-        access: AccessList,
         family: socket.AddressFamily = socket.AF_UNSPEC,
         target_family: socket.AddressFamily = socket.AF_UNSPEC,
     ) -> UdpRelay:
@@ -803,9 +785,8 @@ class UdpRelay:
             target,
             endpoints[0].family,
             endpoints[0].sockaddr,
-            max_sessions=max_sessions,
+            admission,
             idle=idle,
-            access=access,
         )
 
     @property
@@ -839,13 +820,10 @@ class UdpRelay:
                 self._forget(client, f"the target refused: {exc.strerror}")
 
     def _new_session(self, client: tuple[str, int]) -> _UdpSession | None:
-        host = str(client[0]) if isinstance(client, tuple) else ""
-        name = peer_name(client)
-        if not self._access.admits(host):
-            logger.info("refused %s: not allowed by the allow/deny rules", name)
-            return None
-        if len(self._sessions) >= self._max:
-            logger.warning("refused %s: %d UDP sessions already (max_connections)", name, len(self._sessions))
+        name = format_sockaddr(client)
+        refusal = self._admission.decide(peer_host(client), name, len(self._sessions), unit="UDP session")
+        if refusal is not None:
+            logger.log(logging.WARNING if refusal.reason == "full" else logging.INFO, "%s", refusal.text())
             return None
         try:
             sock = trace.new_socket(self._family, socket.SOCK_DGRAM)
@@ -878,14 +856,14 @@ class UdpRelay:
             try:
                 self._listener.sendto(self._view[:n], session.client)
             except OSError as exc:
-                logger.info("cannot send to %s: %s", peer_name(session.client), exc.strerror)
+                logger.info("cannot send to %s: %s", format_sockaddr(session.client), exc.strerror)
 
     def _forget(self, client: tuple[str, int], why: str) -> None:
         session = self._sessions.pop(client, None)
         if session is not None:
             self._loop.remove_reader(session.sock.fileno())
             session.sock.close()
-            logger.info("UDP session for %s ended: %s", peer_name(client), why)
+            logger.info("UDP session for %s ended: %s", format_sockaddr(client), why)
 
     def _sweep(self) -> None:
         now = self._loop.time()

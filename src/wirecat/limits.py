@@ -12,9 +12,9 @@ __all__ = [
     "DEFAULT_HAPPY_EYEBALLS_DELAY",
     "DEFAULT_IDLE_TIMEOUT",
     "DEFAULT_MAX_CONNECTIONS",
-    "DEFAULT_MAX_CONNS",
     "DEFAULT_MAX_FRAME",
     "DEFAULT_MAX_LINE",
+    "DEFAULT_MAX_PROGRAMS",
     "DEFAULT_PIPE_SIZE",
     "DEFAULT_RECEIVE_QUEUE",
     "DEFAULT_SCAN_CONCURRENCY",
@@ -24,8 +24,10 @@ __all__ = [
     "MAX_DATAGRAM",
 ]
 
-#: Concurrent clients of ``listen -k``; ncat's ``--max-conns`` default is also 100.
-DEFAULT_MAX_CONNS = 100
+#: Programs run at once by ``listen -k --exec``: each connection is a process
+#: (memory, a process slot), not a few KiB, so this limit is its own; ncat's
+#: ``--max-conns`` default is also 100.
+DEFAULT_MAX_PROGRAMS = 100
 #: listen() backlog: the kernel clamps it to net.core.somaxconn (4096 on Linux ≥5.4).
 #: It is the queue of connections waiting for accept(), not a client limit.
 DEFAULT_BACKLOG = 128
@@ -38,8 +40,9 @@ DEFAULT_BULK_CHUNK = 1024 * 1024
 DEFAULT_PIPE_SIZE = 1024 * 1024
 #: Bytes of stdin queued for one client of ``listen -k``; over it, stdin pauses
 #: until the slowest client catches up. Memory is bounded by about
-#: max-conns × (this + one 256 KiB read): 125 MiB at the defaults.
-DEFAULT_CLIENT_QUEUE = 1024 * 1024
+#: max-conns × (this + one 256 KiB read): at most 512 MiB at the defaults, and
+#: only if a thousand clients all stop reading at once.
+DEFAULT_CLIENT_QUEUE = 256 * 1024
 #: Largest UDP payload sent from one stdin read: the IPv4 maximum (65535 - 20 - 8).
 MAX_DATAGRAM = 65507
 #: Seconds a UDP listener keeps a silent peer's session.
@@ -57,9 +60,10 @@ DEFAULT_MAX_FRAME = 4 * 1024 * 1024
 #: Received frames held for a handler that has not asked for them; reading
 #: from that socket pauses above it (asyncio streams pause at 2 × 64 KiB).
 DEFAULT_RECEIVE_QUEUE = 1024 * 1024
-#: Concurrent connections of a library server (``serve``) and of echo, chat and
-#: broker. nginx's worker_connections is 512 by default, 1024 in its sample
-#: configuration; more clients wait in the listen backlog until one leaves.
+#: Concurrent connections of every server: ``listen -k``, the library's
+#: ``serve``, echo, chat, broker, the relay (and UDP peers or sessions). nginx's
+#: worker_connections is 512 by default, 1024 in its sample configuration.
+#: (``--exec`` runs a process per connection: DEFAULT_MAX_PROGRAMS.)
 DEFAULT_MAX_CONNECTIONS = 1024
 #: Seconds a server connection may stay silent both ways before it is closed:
 #: a slowloris client holds a slot for at most this long. nginx closes idle

@@ -40,12 +40,11 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from types import TracebackType
-from typing import Any, Literal, NamedTuple, final
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Literal, final
 
-from wirecat.access import AccessList
 from wirecat.address import Address
+from wirecat.admission import Admission
 from wirecat.bind import Bound, bind, listen_address
 from wirecat.errors import FrameError, FrameTimeout, IdleTimeout, NetworkError, Timeout, UsageError
 from wirecat.framing import Framer, Raw
@@ -57,14 +56,10 @@ from wirecat.limits import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_RECEIVE_QUEUE,
 )
+from wirecat.listener import DrainResult, Listener
 from wirecat.report import format_bytes
 from wirecat.sockets import (
-    ACCEPT_BACKOFF_ERRNOS,
-    ACCEPT_BACKOFF_SECONDS,
-    ACCEPT_SKIP_ERRNOS,
     close_with_reset,
-    configure_stream,
-    peer_name,
 )
 from wirecat.stream import Connection, new_connection
 
@@ -83,259 +78,46 @@ _SPARE_DESCRIPTORS = 64
 _TLS_HANDSHAKE_TIMEOUT = 10.0
 
 
-class DrainResult(NamedTuple):
-    """How a graceful shutdown went: what :meth:`Server.shutdown` returns.
-
-    Attributes:
-        finished: connections open at the shutdown that ended by themselves
-            within the drain timeout.
-        cut: connections still busy at the drain timeout, cut off with a
-            reset so that their peers can tell (see :meth:`Connection.abort`).
-    """
-
-    finished: int
-    cut: int
-
-
 @final
-class Server:
+class Server(Listener):
     """A running server; made by :func:`serve`.
 
-    ``async with server:`` shuts it down gracefully at the end of the block;
-    :meth:`serve_forever` waits until it is shut down.
+    A :class:`~wirecat.listener.Listener` whose connections each run the
+    handler on a :class:`Connection`. ``async with server:`` shuts it down
+    gracefully at the end of the block; :meth:`serve_forever` waits until it
+    is shut down.
     """
 
     def __init__(
         self,
-        handler: Handler | None,
+        handler: Handler,
         bound: Bound,
+        admission: Admission,
         *,
-        max_connections: int,
         drain_timeout: float,
-        access: AccessList,
-        when_full: Literal["wait", "refuse"],
         framing: Framer | None = None,
         tls: Any = None,
         idle_timeout: float | None = None,
         frame_timeout: float | None = None,
-        run_socket: Callable[[socket.socket, str], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
+        super().__init__(bound, admission, self._run, drain_timeout=drain_timeout)
         self._handler = handler
-        # What to do with each accepted socket: by default, run the handler on a
-        # Connection; the relay brings its own (it never makes a transport).
-        self._run_socket = run_socket or self._run
-        self._bound = bound
-        self._listeners = bound.sockets
         self._framing = framing if framing is not None else Raw()
         self._tls = tls
-        self._max_connections = max_connections
         self._idle_timeout = idle_timeout
         self._frame_timeout = frame_timeout
-        self._drain_timeout = drain_timeout
-        self._access = access
-        self._when_full = when_full
-        self._loop = asyncio.get_running_loop()
         self._connection_kind = type(new_connection())
-        self._tasks: set[asyncio.Task[None]] = set()
-        # Accepted sockets whose task has not run its first step: a task
-        # cancelled before then never runs, and its socket is ours to reset.
-        self._unstarted: dict[asyncio.Task[None], socket.socket] = {}
         self._connections: set[Connection] = set()
-        self._accepting = False
-        self._closed = False
-        self._backoff: asyncio.TimerHandle | None = None
-        self._done: asyncio.Future[None] = self._loop.create_future()
-        #: Connections accepted since the start.
-        self.accepted = 0
-        self.addresses = list(bound.names)
-        first = self._listeners[0].getsockname() if self._listeners else None
-        self._port = int(first[1]) if isinstance(first, tuple) else 0
-
-    # -- public ---------------------------------------------------------------------------------
-
-    @property
-    def address(self) -> str:
-        """The first address listened on, with the real port (``127.0.0.1:40123``)."""
-        return self.addresses[0]
-
-    @property
-    def port(self) -> int:
-        """The port listened on (0 for a Unix socket); still known after close()."""
-        return self._port
 
     @property
     def connections(self) -> frozenset[Connection]:
         """The connections open now."""
         return frozenset(self._connections)
 
-    def is_serving(self) -> bool:
-        """True while new connections are accepted (or wait in the backlog)."""
-        return not self._closed
-
-    def close(self) -> None:
-        """Stop accepting and close the listening sockets; open connections go on.
-
-        Idempotent. A Unix socket file is removed.
-        """
-        if self._closed:
-            return
-        self._closed = True
-        self._pause_accepting()
-        if self._backoff is not None:
-            self._backoff.cancel()
-        self._bound.close()  # (and a Unix socket file is removed)
-        if not self._tasks and not self._done.done():
-            self._done.set_result(None)
-
-    async def shutdown(self, drain_timeout: float | None = None) -> DrainResult:
-        """Graceful shutdown: stop accepting, let handlers finish, close.
-
-        Handlers waiting for a frame with none in progress get end of stream
-        at once; the others have ``drain_timeout`` seconds (the server's by
-        default) to finish. Those still busy then are cut off: their tasks
-        are cancelled and their connections reset, never closed as if they
-        had ended. Idempotent (a second call finds nothing left).
-
-        Returns:
-            How many connections finished and how many were cut.
-        """
-        self.close()
+    def _before_drain(self) -> None:
+        # Handlers waiting between frames get end of stream at once.
         for conn in list(self._connections):
             conn._stop()
-        timeout = self._drain_timeout if drain_timeout is None else drain_timeout
-        tasks = set(self._tasks)
-        pending: set[asyncio.Task[None]] = set()
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=timeout)
-            if pending:
-                logger.info("cutting off %d connection(s) still busy after %g s", len(pending), timeout)
-                await self._cancel(pending)
-        self._finish()
-        return DrainResult(finished=len(tasks) - len(pending), cut=len(pending))
-
-    async def abort(self) -> int:
-        """Stop now: close the listeners and cut off every connection (reset).
-
-        For an impatient second Ctrl-C during :meth:`shutdown`. Returns how
-        many connections were cut.
-        """
-        self.close()
-        pending = {task for task in self._tasks if not task.done()}
-        await self._cancel(pending)
-        self._finish()
-        return len(pending)
-
-    async def _cancel(self, tasks: set[asyncio.Task[None]]) -> None:
-        """Cancel ``tasks`` (each resets its connection) and wait until they are done."""
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
-
-    def _finish(self) -> None:
-        if not self._done.done():
-            self._done.set_result(None)
-
-    async def serve_forever(self) -> None:
-        """Wait until the server has been shut down (by :meth:`shutdown` or :meth:`close`)."""
-        await asyncio.shield(self._done)
-
-    async def wait_closed(self) -> None:
-        """Same as :meth:`serve_forever`: wait for the end of the server."""
-        await asyncio.shield(self._done)
-
-    async def __aenter__(self) -> Server:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.shutdown()
-
-    def __repr__(self) -> str:
-        return f"<Server {', '.join(self.addresses)} connections={len(self._connections)}>"
-
-    # -- accepting ------------------------------------------------------------------------------
-
-    def _start_accepting(self) -> None:
-        if self._accepting or self._closed:
-            return
-        self._accepting = True
-        for sock in self._listeners:
-            self._loop.add_reader(sock.fileno(), self._accept_ready, sock)
-
-    def _pause_accepting(self) -> None:
-        if not self._accepting:
-            return
-        self._accepting = False
-        for sock in self._listeners:
-            if sock.fileno() >= 0:
-                self._loop.remove_reader(sock.fileno())
-
-    def _resume_after_backoff(self) -> None:
-        self._backoff = None
-        self._start_accepting()
-
-    def _accept_ready(self, listener: socket.socket) -> None:
-        """The listener is readable: take up to a batch of connections."""
-        for _ in range(_ACCEPT_BATCH):
-            full = len(self._tasks) >= self._max_connections
-            if full and self._when_full == "wait":
-                # Leave the rest in the kernel's backlog; resumed when one ends.
-                self._pause_accepting()
-                return
-            try:
-                sock, sockaddr = listener.accept()
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                if exc.errno in ACCEPT_SKIP_ERRNOS:
-                    continue
-                if exc.errno in ACCEPT_BACKOFF_ERRNOS:
-                    logger.warning(
-                        "cannot accept: %s; retrying in %g s", exc.strerror, ACCEPT_BACKOFF_SECONDS
-                    )
-                    self._pause_accepting()
-                    self._backoff = self._loop.call_later(ACCEPT_BACKOFF_SECONDS, self._resume_after_backoff)
-                    return
-                logger.error(
-                    "accept() failed on %s: %s; the server stops", peer_name(listener.getsockname()), exc
-                )
-                self.close()
-                return
-            host = str(sockaddr[0]) if isinstance(sockaddr, tuple) else ""
-            peer = peer_name(sockaddr) if host else "a Unix socket client"
-            if not self._access.admits(host):
-                logger.info("refused %s: not allowed by the allow/deny rules", peer)
-                sock.close()
-                continue
-            if full:
-                logger.warning("refused %s: %d connections already (max_connections)", peer, len(self._tasks))
-                sock.close()
-                continue
-            self.accepted += 1
-            sock.setblocking(False)
-            configure_stream(sock, interactive=True)
-            task = self._loop.create_task(self._start_socket(sock, peer))
-            self._tasks.add(task)
-            self._unstarted[task] = sock
-            task.add_done_callback(self._task_done)
-
-    async def _start_socket(self, sock: socket.socket, peer: str) -> None:
-        # The task's first step: from here on the runner owns the socket.
-        self._unstarted.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
-        await self._run_socket(sock, peer)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        never_ran = self._unstarted.pop(task, None)
-        if never_ran is not None:  # cancelled before its first step: cut off here
-            close_with_reset(never_ran)
-        if self._closed:
-            if not self._tasks and not self._done.done():
-                self._done.set_result(None)
-        elif not self._accepting and self._backoff is None:
-            self._start_accepting()
 
     # -- one connection -------------------------------------------------------------------------
 
@@ -484,12 +266,9 @@ async def serve(
     target = listen_address(address, family=family)
     if target.datagram:
         raise UsageError("serve() takes a stream address, not udp:")
-    if max_connections < 1:
-        raise UsageError(f"bad max_connections {max_connections}", "give a number ≥ 1")
-    if when_full not in ("wait", "refuse"):
-        raise UsageError(f"bad when_full {when_full!r}", "use 'wait' or 'refuse'")
-    access = AccessList.from_rules(allow, deny)
-    access.check_applies(unix=target.is_unix)
+    admission = Admission.make(
+        allow=allow, deny=deny, max_connections=max_connections, when_full=when_full, unix=target.is_unix
+    )
     bound = bind(target, family=family, backlog=backlog, blocking=False)
     from wirecat.runtime import raise_open_file_limit
 
@@ -497,14 +276,12 @@ async def serve(
     server = Server(
         handler,
         bound,
+        admission,
         framing=framing,
         tls=tls,
-        max_connections=max_connections,
         idle_timeout=idle_timeout,
         frame_timeout=frame_timeout,
         drain_timeout=drain_timeout,
-        access=access,
-        when_full=when_full,
     )
     server._start_accepting()
     return server

@@ -23,7 +23,22 @@ import struct
 import time
 from typing import TYPE_CHECKING, NamedTuple
 
-from wirecat.address import Address, check_host, check_ip_address, check_unix_path, format_hostport
+from wirecat.address import (
+    Address,
+    check_host,
+    check_ip_address,
+    check_unix_path,
+    format_hostport,
+    format_sockaddr,
+)
+from wirecat.admission import (
+    ACCEPT_BACKOFF_SECONDS,
+    AcceptErrorAction,
+    Admission,
+    accept_error_action,
+    peer_host,
+    peer_label,
+)
 from wirecat.errors import (
     BindError,
     ConnectError,
@@ -36,18 +51,16 @@ from wirecat.errors import (
     WirecatError,
 )
 from wirecat.limits import DEFAULT_HAPPY_EYEBALLS_DELAY
-from wirecat.report import Reporter, quiet
+from wirecat.report import Reporter, quiet, stderr_reporter
 from wirecat.trace import new_socket
 
 if TYPE_CHECKING:
     import asyncio  # only for annotations: the blocking commands never import it
 
 __all__ = [
-    "ACCEPT_BACKOFF_ERRNOS",
-    "ACCEPT_BACKOFF_SECONDS",
-    "ACCEPT_SKIP_ERRNOS",
     "Endpoint",
     "abort",
+    "accept_admitted",
     "bind_source",
     "close_with_reset",
     "configure_stream",
@@ -55,7 +68,6 @@ __all__ = [
     "connect_unix",
     "connect_unix_on",
     "family_of",
-    "peer_name",
     "reset_on_close",
     "resolve",
     "translate_os_error",
@@ -66,18 +78,6 @@ __all__ = [
 _EAI_NO_ADDRESS = tuple(getattr(socket, n) for n in ("EAI_NODATA", "EAI_ADDRFAMILY") if hasattr(socket, n))
 _RESET_ERRNOS = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ENOTCONN}
 _UNREACHABLE_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
-
-# The accept() errno policy, shared by every accept loop (listen -k, the server
-# library). From trio's survey in _highlevel_socket.py: these errors concern
-# one connection that died before we took it, so skip it and go on...
-ACCEPT_SKIP_ERRNOS = frozenset(
-    {errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ECONNRESET, errno.EAGAIN}
-)
-#: ...these mean we ran out of descriptors or memory: log, back off, retry...
-ACCEPT_BACKOFF_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-#: ...after this pause, so that closing connections can free what we lack.
-#: Anything else is raised: it is a bug or a listener that is gone.
-ACCEPT_BACKOFF_SECONDS = 0.1
 
 
 def translate_os_error(exc: OSError, action: str, where: str) -> WirecatError:
@@ -376,7 +376,7 @@ def connect(
                 err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                 if err == 0:
                     sock.setblocking(True)
-                    report(f"connected to {endpoint} from {peer_name(sock.getsockname())}")
+                    report(f"connected to {endpoint} from {format_sockaddr(sock.getsockname())}")
                     return sock
                 sock.close()
                 failure = translate_os_error(OSError(err, os.strerror(err)), "connect to", str(endpoint))
@@ -484,13 +484,40 @@ def connect_unix(
     return sock
 
 
-def peer_name(sockaddr: object) -> str:
-    """Format a sockaddr (IP tuple or Unix path) for messages."""
-    if isinstance(sockaddr, tuple):
-        return format_hostport(str(sockaddr[0]), int(sockaddr[1]))
-    if isinstance(sockaddr, bytes):
-        sockaddr = sockaddr.decode(errors="replace")
-    text = str(sockaddr)
-    if text.startswith("\0"):
-        text = "@" + text[1:]
-    return f"unix:{text}" if text else "unix:(unnamed)"
+def accept_admitted(
+    listener: socket.socket,
+    admission: Admission,
+    active: int,
+    *,
+    report: Reporter = quiet,
+    keepalive: bool = False,
+) -> tuple[socket.socket, str] | None:
+    """One ``accept()`` for the blocking servers (listen, ``-k``, ``--exec``), with
+    the admission policy: the accept errno policy, allow/deny, and the limit
+    against ``active`` connections. The asyncio servers have :mod:`wirecat.listener`.
+
+    Returns:
+        (the socket, with the stream options set, and the peer's name), or
+        None when there was nothing to take, or the peer was refused (and
+        closed): a refusal for being full is said on stderr always, one by
+        the allow/deny rules to ``report`` (-v).
+    """
+    try:
+        sock, sockaddr = listener.accept()
+    except OSError as exc:
+        action = accept_error_action(exc.errno)
+        if action is AcceptErrorAction.SKIP:
+            return None
+        if action is AcceptErrorAction.BACK_OFF:
+            report(f"cannot accept: {exc.strerror}; retrying in {ACCEPT_BACKOFF_SECONDS:g} s")
+            time.sleep(ACCEPT_BACKOFF_SECONDS)  # not synchronisation: a pause to let descriptors free up
+            return None
+        raise
+    peer = peer_label(sockaddr, format_sockaddr(listener.getsockname()))
+    refusal = admission.decide(peer_host(sockaddr), peer, active)
+    if refusal is not None:
+        (stderr_reporter if refusal.reason == "full" else report)(refusal.text())
+        sock.close()
+        return None
+    configure_stream(sock, interactive=True, keepalive=keepalive)
+    return sock, peer

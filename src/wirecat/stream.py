@@ -41,7 +41,7 @@ from types import TracebackType
 from typing import Any, final
 
 from wirecat import sockets
-from wirecat.address import Address, parse_address
+from wirecat.address import Address, format_sockaddr, parse_address
 from wirecat.errors import (
     ConnectionClosed,
     ConnectTimeout,
@@ -52,7 +52,7 @@ from wirecat.errors import (
 )
 from wirecat.framing import BytesLike, Framer, Raw
 from wirecat.limits import DEFAULT_RECEIVE_QUEUE
-from wirecat.sockets import peer_name, translate_os_error
+from wirecat.sockets import translate_os_error
 
 __all__ = ["Connection", "connect", "new_connection"]
 
@@ -686,7 +686,7 @@ def _address_text(sockaddr: object, transport: asyncio.BaseTransport) -> str:
         if sock is not None and sock.family == socket.AF_UNIX:
             return "unix:(unnamed)"
         return "?"
-    return peer_name(sockaddr)
+    return format_sockaddr(sockaddr)
 
 
 class _Connecting:

@@ -246,7 +246,7 @@ def test_max_conns_refuses_the_next_client_and_logs_it(spawn) -> None:
         wait_stderr(server, r"\(1 connected\)")
         with connect(port) as second:
             assert is_closed_at_once(second)
-            wait_stderr(server, r"^wirecat: refused 127\.0\.0\.1:\d+: --max-conns 1 reached$")
+            wait_stderr(server, r"^wirecat: refused 127\.0\.0\.1:\d+: at the limit of 1 connection$")
         first.sendall(b"still served\n")
         assert server.popen.stdout is not None
         read_until(server.popen.stdout, lambda seen: b"still served\n" in seen)
@@ -262,7 +262,7 @@ def test_max_conns_refusal_is_logged_without_verbose(spawn) -> None:
         read_until(server.popen.stdout, lambda seen: b"in\n" in seen)  # first is accepted
         with connect(port) as second:
             assert is_closed_at_once(second)
-            wait_stderr(server, r"--max-conns 1 reached")
+            wait_stderr(server, r"at the limit of 1 connection$")
 
 
 @pytest.mark.parametrize("value", ["0", "-3", "many"])
@@ -338,7 +338,7 @@ def test_denied_client_is_closed_at_once_and_logged(spawn, rules: list[str], kee
     port = server.listening_port()
     with connect(port) as client:
         assert is_closed_at_once(client)
-        wait_stderr(server, r"^wirecat: refused 127\.0\.0\.1:\d+: not allowed by --allow/--deny$")
+        wait_stderr(server, r"^wirecat: refused 127\.0\.0\.1:\d+: not allowed by the allow/deny rules$")
     # Still listening: a denied peer does not end the listener.
     assert server.popen.poll() is None
     with connect(port) as again:

@@ -340,7 +340,9 @@ def test_max_conns_and_deny(spawn) -> None:
             assert first.recv(1) == b"x"
             with client(port) as second:
                 assert recv_to_eof(second) == b""
-        assert read_line_matching(proc.popen.stderr, r"refused 127\.0\.0\.1:\d+: 1 connections already")
+        assert read_line_matching(
+            proc.popen.stderr, r"refused 127\.0\.0\.1:\d+: at the limit of 1 connection$"
+        )
     with running_relay(spawn, "0", target.address, "--deny", "127.0.0.1") as (_, port), client(port) as sock:
         assert recv_to_eof(sock) == b""
     target.close()

@@ -397,7 +397,7 @@ def test_max_connections_refuse_mode_closes_at_once_and_logs(run, caplog) -> Non
 
     with caplog.at_level(logging.WARNING, logger="wirecat.server"):
         run(main())
-    assert "max_connections" in caplog.text
+    assert "at the limit of 1 connection" in caplog.text
 
 
 def test_denied_peer_is_closed_before_any_byte(run, caplog) -> None:

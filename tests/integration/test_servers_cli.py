@@ -143,7 +143,7 @@ def test_echo_max_conns_refuse_when_full(spawn) -> None:
         assert first.recv(1) == b"a"
         with client(port) as second:
             assert recv_to_eof(second) == b""
-    assert read_line_matching(server.popen.stderr, r"refused 127\.0\.0\.1:\d+: 1 connections already")
+    assert read_line_matching(server.popen.stderr, r"refused 127\.0\.0\.1:\d+: at the limit of 1 connection$")
     assert stop(server)[0] == 0
 
 

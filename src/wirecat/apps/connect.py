@@ -5,10 +5,10 @@ from __future__ import annotations
 import socket
 from typing import NamedTuple
 
-from wirecat.address import Address
+from wirecat.address import Address, format_sockaddr
 from wirecat.report import Reporter, quiet, summary_line
 from wirecat.session import SessionOptions, SessionResult, run_session
-from wirecat.sockets import configure_stream, connect, connect_unix, peer_name
+from wirecat.sockets import configure_stream, connect, connect_unix
 
 __all__ = ["ConnectOptions", "connect_stdio", "open_stream"]
 
@@ -73,7 +73,7 @@ def connect_stdio(
     """
     with open_stream(target, options, report=report) as sock:
         try:
-            peer = peer_name(sock.getpeername()) if not target.is_unix else str(target)
+            peer = format_sockaddr(sock.getpeername()) if not target.is_unix else str(target)
         except OSError:  # reset right after connecting (ENOTCONN): the session will say so
             peer = str(target)
         result = run_session(sock, peer=peer, options=session)

@@ -24,18 +24,15 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from wirecat.access import AccessList
 from wirecat.address import Address
+from wirecat.admission import Admission
 from wirecat.bind import bind
 from wirecat.errors import ConnectTimeout
-from wirecat.limits import DEFAULT_CLIENT_QUEUE, DEFAULT_MAX_CONNS
+from wirecat.limits import DEFAULT_CLIENT_QUEUE, DEFAULT_MAX_CONNECTIONS
 from wirecat.report import Reporter, format_bytes, quiet, stderr_reporter, summary_line
 from wirecat.session import SessionOptions, SessionResult, run_session
 from wirecat.sockets import (
-    ACCEPT_BACKOFF_ERRNOS,
-    ACCEPT_BACKOFF_SECONDS,
-    ACCEPT_SKIP_ERRNOS,
+    accept_admitted,
     close_with_reset,
-    configure_stream,
-    peer_name,
 )
 from wirecat.stdio import StdoutClosed, fd_is_open, read_stdin, write_stdout
 
@@ -60,15 +57,16 @@ class ListenOptions(NamedTuple):
 
     family: socket.AddressFamily = socket.AF_UNSPEC
     keep_open: bool = False
-    max_conns: int = DEFAULT_MAX_CONNS
+    max_conns: int = DEFAULT_MAX_CONNECTIONS
     access: AccessList = AccessList()
     accept_timeout: float | None = None
     keepalive: bool = False
     client_queue: int = DEFAULT_CLIENT_QUEUE
 
-
-def _peer_host(sockaddr: object) -> str:
-    return str(sockaddr[0]) if isinstance(sockaddr, tuple) else ""
+    @property
+    def admission(self) -> Admission:
+        """The admission policy: the allow/deny rules, and ``max_conns`` refused beyond."""
+        return Admission(self.access, self.max_conns, "refuse")
 
 
 def listen_stdio(
@@ -131,10 +129,11 @@ def listen_programs(
         if on_listening is not None:
             on_listening(bound.names)
         if options.keep_open:
-            server = ProgramServer(program, session, report, options.max_conns)
+            server = ProgramServer(program, session, report)
             try:
+                forever = options._replace(accept_timeout=None)
                 while True:
-                    sock, peer = _accept_one(listeners, options._replace(accept_timeout=None), report)
+                    sock, peer = _accept_one(listeners, forever, report, lambda: server.active)
                     report(f"connection from {peer}")
                     server.start(sock, peer)
             except (KeyboardInterrupt, SystemExit):
@@ -148,23 +147,13 @@ def listen_programs(
         return run_program(sock, program, peer=peer, options=session, report=report)
 
 
-def _accept(listener: socket.socket, report: Reporter) -> tuple[socket.socket, object] | None:
-    """accept() with the errno policy above; None when there is nothing to take."""
-    try:
-        return listener.accept()
-    except OSError as exc:
-        if exc.errno in ACCEPT_SKIP_ERRNOS:
-            return None
-        if exc.errno in ACCEPT_BACKOFF_ERRNOS:
-            report(f"cannot accept: {exc.strerror}; retrying in {ACCEPT_BACKOFF_SECONDS:g} s")
-            time.sleep(ACCEPT_BACKOFF_SECONDS)  # not synchronisation: a pause to let descriptors free up
-            return None
-        raise
-
-
 def _accept_one(
-    listeners: list[socket.socket], options: ListenOptions, report: Reporter
+    listeners: list[socket.socket],
+    options: ListenOptions,
+    report: Reporter,
+    active: Callable[[], int] = lambda: 0,
 ) -> tuple[socket.socket, str]:
+    """Wait for one admitted client (``active()`` connections counted against the limit)."""
     deadline = None if options.accept_timeout is None else time.monotonic() + options.accept_timeout
     with selectors.DefaultSelector() as selector:
         for listener in listeners:
@@ -174,19 +163,16 @@ def _accept_one(
             if wait is not None and wait <= 0:
                 raise ConnectTimeout(f"no client connected within {options.accept_timeout:g} s (-w)", "")
             for key, _ in selector.select(wait):
-                accepted = _accept(key.fileobj, report)  # type: ignore[arg-type]
-                if accepted is None:
-                    continue
-                sock, sockaddr = accepted
-                host = _peer_host(sockaddr)
-                peer = peer_name(sockaddr) if host else f"client of {peer_name(sock.getsockname())}"
-                if not options.access.admits(host):
-                    report(f"refused {peer}: not allowed by --allow/--deny")
-                    sock.close()
-                    continue
-                sock.setblocking(True)
-                configure_stream(sock, interactive=True, keepalive=options.keepalive)
-                return sock, peer
+                accepted = accept_admitted(
+                    key.fileobj,  # type: ignore[arg-type]
+                    options.admission,
+                    active(),
+                    report=report,
+                    keepalive=options.keepalive,
+                )
+                if accepted is not None:
+                    accepted[0].setblocking(True)
+                    return accepted
 
 
 class _Client:
@@ -300,23 +286,17 @@ class _Hub:
 
     # -- clients -------------------------------------------------------------
     def _on_accept(self, listener: object, _events: int) -> None:
-        accepted = _accept(listener, self.report)  # type: ignore[arg-type]
+        accepted = accept_admitted(
+            listener,  # type: ignore[arg-type]
+            self.options.admission,
+            len(self.clients),
+            report=self.report,
+            keepalive=self.options.keepalive,
+        )
         if accepted is None:
             return
-        sock, sockaddr = accepted
-        host = _peer_host(sockaddr)
-        peer = peer_name(sockaddr) if host else f"client of {peer_name(sock.getsockname())}"
-        if not self.options.access.admits(host):
-            self.report(f"refused {peer}: not allowed by --allow/--deny")
-            sock.close()
-            return
-        if len(self.clients) >= self.options.max_conns:
-            # Always logged, -v or not: a refusal is something the operator must see.
-            stderr_reporter(f"refused {peer}: --max-conns {self.options.max_conns} reached")
-            sock.close()
-            return
+        sock, peer = accepted
         sock.setblocking(False)
-        configure_stream(sock, interactive=True, keepalive=self.options.keepalive)
         client = _Client(sock, peer)
         self.clients[sock.fileno()] = client
         self.ever_connected = True

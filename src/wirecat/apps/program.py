@@ -33,10 +33,11 @@ import time
 from typing import NamedTuple
 
 from wirecat.access import AccessList
+from wirecat.address import format_sockaddr
 from wirecat.errors import UsageError
 from wirecat.report import Reporter, quiet, stderr_reporter, summary_line
 from wirecat.session import SessionOptions, SessionResult, run_session
-from wirecat.sockets import abort, peer_name
+from wirecat.sockets import abort
 
 __all__ = ["Program", "ProgramResult", "check_exposure", "run_program"]
 
@@ -134,7 +135,7 @@ def _environment(sock: socket.socket) -> dict[str, str]:
             env[f"WIRECAT_{prefix}_ADDR"] = str(address[0])
             env[f"WIRECAT_{prefix}_PORT"] = str(address[1])
         else:
-            env[f"WIRECAT_{prefix}_ADDR"] = peer_name(address)
+            env[f"WIRECAT_{prefix}_ADDR"] = format_sockaddr(address)
             env[f"WIRECAT_{prefix}_PORT"] = ""
     return env
 
@@ -261,16 +262,15 @@ def _wait(process: subprocess.Popen[bytes], report: Reporter) -> int:
 
 
 class ProgramServer:
-    """``listen -k --exec``: one program per connection, in a thread each, up to a limit.
+    """``listen -k --exec``: one program per connection, in a thread each.
 
     Used by :func:`wirecat.apps.listen.listen_programs`.
     """
 
-    def __init__(self, program: Program, options: SessionOptions, report: Reporter, max_conns: int) -> None:
+    def __init__(self, program: Program, options: SessionOptions, report: Reporter) -> None:
         self.program = program
         self.options = options
         self.report = report
-        self.max_conns = max_conns
         self._lock = threading.Lock()
         self._active: set[threading.Thread] = set()
         self._processes: set[subprocess.Popen[bytes]] = set()
@@ -279,27 +279,16 @@ class ProgramServer:
 
     @property
     def active(self) -> int:
-        """Connections being served now."""
+        """Connections being served now (the accept loop holds them against the limit)."""
         with self._lock:
             return len(self._active)
 
-    def start(self, sock: socket.socket, peer: str) -> bool:
-        """Serve ``sock`` in a new thread; False (and the socket closed) when full."""
+    def start(self, sock: socket.socket, peer: str) -> None:
+        """Serve ``sock`` in a new thread (the caller's accept loop applied the limit)."""
+        thread = threading.Thread(target=self._serve, args=(sock, peer), name=f"exec {peer}", daemon=True)
         with self._lock:
-            if len(self._active) >= self.max_conns:
-                full = True
-            else:
-                full = False
-                thread = threading.Thread(
-                    target=self._serve, args=(sock, peer), name=f"exec {peer}", daemon=True
-                )
-                self._active.add(thread)
-        if full:
-            self.report(f"refused {peer}: {self.max_conns} connections already (--max-conns)")
-            sock.close()
-            return False
+            self._active.add(thread)
         thread.start()
-        return True
 
     def _serve(self, sock: socket.socket, peer: str) -> None:
         with self._lock:

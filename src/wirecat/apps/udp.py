@@ -101,7 +101,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from wirecat.address import Address
+from wirecat.address import Address, format_sockaddr
+from wirecat.admission import peer_host
 from wirecat.apps.connect import ConnectOptions
 from wirecat.apps.listen import ListenOptions
 from wirecat.bind import bind
@@ -109,7 +110,7 @@ from wirecat.errors import BindError, ConnectError, ConnectTimeout, IdleTimeout,
 from wirecat.limits import DEFAULT_UDP_IDLE, MAX_DATAGRAM
 from wirecat.report import Reporter, format_bytes, quiet, stderr_reporter, summary_line
 from wirecat.session import SessionOptions, SessionResult
-from wirecat.sockets import Endpoint, bind_source, peer_name, resolve, translate_os_error
+from wirecat.sockets import Endpoint, bind_source, resolve, translate_os_error
 from wirecat.stdio import StdoutClosed, fd_is_open, read_stdin, write_stdout
 from wirecat.trace import new_socket
 
@@ -317,7 +318,7 @@ class _Client:
             sock.close()
             raise
         self.where = f"UDP {endpoint}"
-        self.report(f"UDP to {endpoint} from {peer_name(sock.getsockname())}")
+        self.report(f"UDP to {endpoint} from {format_sockaddr(sock.getsockname())}")
         return sock
 
     def _open_unix(self) -> socket.socket:
@@ -341,7 +342,7 @@ class _Client:
             sock.close()
             self._remove_tempdir()
             raise
-        self.report(f"datagrams to {self.target} from {peer_name(sock.getsockname())}")
+        self.report(f"datagrams to {self.target} from {format_sockaddr(sock.getsockname())}")
         return sock
 
     def _remove_tempdir(self) -> None:
@@ -759,10 +760,10 @@ class _Listener:
         if peer is not None:
             self.peers[key] = peer  # move to the end: the most recent peer
             return peer
-        name = peer_name(sockaddr)
-        host = sockaddr[0] if isinstance(sockaddr, tuple) else ""
-        if not self.options.access.admits(str(host)):
-            self._note("denied", sockaddr, f"dropped datagram from {name}: not allowed by --allow/--deny")
+        name = format_sockaddr(sockaddr)
+        refusal = self.options.admission.decide(peer_host(sockaddr), name, len(self.peers), unit="peer")
+        if refusal is not None and refusal.reason == "access":
+            self._note("denied", sockaddr, f"dropped datagram from {name}: {refusal.why}")
             return None
         if not self.keep_open and self.first is not None:
             self._note(
@@ -771,13 +772,8 @@ class _Listener:
                 f"ignored datagram from {name}: serving {self.first.name} only (-k serves many peers)",
             )
             return None
-        if len(self.peers) >= self.options.max_conns:
-            self._note(
-                "full",
-                sockaddr,
-                f"dropped datagram from {name}: --max-conns {self.options.max_conns} peers already",
-                always=True,
-            )
+        if refusal is not None:
+            self._note("full", sockaddr, f"dropped datagram from {name}: {refusal.why}", always=True)
             return None
         peer = _Peer(sock, sockaddr, name, time.monotonic())
         self.peers[key] = peer

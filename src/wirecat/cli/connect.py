@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from wirecat.address import format_sockaddr
 from wirecat.cli.common import (
     add_address_flags,
     add_exec_flags,
@@ -94,12 +95,11 @@ def _connect_program(
     """connect --exec: the program talks to the server; wirecat exits with its status."""
     from wirecat.apps.connect import open_stream
     from wirecat.apps.program import run_program
-    from wirecat.sockets import peer_name
 
     if target.datagram:
         raise UsageError("--exec needs a stream connection, not UDP")
     with open_stream(target, options, report=report) as sock:
-        peer = str(target) if target.is_unix else peer_name(sock.getpeername())
+        peer = str(target) if target.is_unix else format_sockaddr(sock.getpeername())
         result = run_program(sock, program, peer=peer, options=session, report=report)
     if result.session.error is not None:
         raise result.session.error

@@ -16,7 +16,7 @@ from wirecat.cli.common import (
     session_options,
 )
 from wirecat.errors import UsageError
-from wirecat.limits import DEFAULT_MAX_CONNS, DEFAULT_UDP_IDLE
+from wirecat.limits import DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PROGRAMS, DEFAULT_UDP_IDLE
 from wirecat.report import stderr_reporter
 
 __all__ = ["register"]
@@ -40,9 +40,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--max-conns",
         type=int,
-        default=DEFAULT_MAX_CONNS,
         metavar="N",
-        help=f"with -k: clients at once; more are refused and logged (default {DEFAULT_MAX_CONNS})",
+        help=f"with -k: clients at once; more are refused and logged (default {DEFAULT_MAX_CONNECTIONS},"
+        f" with --exec {DEFAULT_MAX_PROGRAMS} programs)",
     )
     group.add_argument(
         "--allow", action="append", default=[], metavar="ADDR[/BITS]", help="only these may connect"
@@ -74,6 +74,9 @@ def handle(args: argparse.Namespace) -> int:
     family = family_of(ipv4=args.ipv4, ipv6=args.ipv6)
     # Loopback by default, in the family asked for (-6: ::1): the binder's rule.
     address = listen_address(address_from(args.address, args), family=family)
+    program = program_from(args)
+    if args.max_conns is None:
+        args.max_conns = DEFAULT_MAX_PROGRAMS if program is not None else DEFAULT_MAX_CONNECTIONS
     if args.max_conns < 1:
         raise UsageError(f"bad --max-conns {args.max_conns}", "give a number ≥ 1")
     access = AccessList.from_rules(args.allow, args.deny)
@@ -94,7 +97,6 @@ def handle(args: argparse.Namespace) -> int:
         for name in names:
             stderr_reporter(f"listening on {name}")
 
-    program = program_from(args)
     if program is not None:
         from wirecat.apps.listen import listen_programs
         from wirecat.apps.program import check_exposure

@@ -12,7 +12,7 @@ from wirecat.limits import DEFAULT_CONNECT_TIMEOUT, DEFAULT_UDP_IDLE
 
 if TYPE_CHECKING:
     from wirecat.forwarding import UdpRelay
-    from wirecat.server import Server
+    from wirecat.listener import Listener
 
 __all__ = ["register"]
 
@@ -74,7 +74,7 @@ def handle(args: argparse.Namespace) -> int:
     target = parse_address(args.target)
     family = family_of(ipv4=args.ipv4, ipv6=args.ipv6)
 
-    def start() -> Awaitable[Server | UdpRelay]:
+    def start() -> Awaitable[Listener | UdpRelay]:
         return relay(
             listen,
             target,
