@@ -30,7 +30,8 @@ from types import TracebackType
 from wirecat.address import Address, check_unix_path, format_hostport, format_sockaddr, parse_address
 from wirecat.errors import BindError, ProgramError
 from wirecat.limits import DEFAULT_BACKLOG
-from wirecat.sockets import resolve, translate_os_error
+from wirecat.resolve import resolve
+from wirecat.sockets import translate_os_error
 from wirecat.trace import new_socket
 
 __all__ = ["DEFAULT_HOST", "Bound", "bind", "bind_listeners", "bind_unix", "default_host", "listen_address"]

@@ -25,10 +25,10 @@ from types import TracebackType
 from typing import Any, final
 
 from wirecat.address import Address, format_sockaddr, parse_address
+from wirecat.dial import dial
 from wirecat.errors import ConnectionClosed, FrameError, IdleTimeout
 from wirecat.framing import BytesLike, Framer, Raw
-from wirecat.sockets import configure_stream, connect_unix, translate_os_error
-from wirecat.sockets import connect as _connect_socket
+from wirecat.sockets import configure_stream, translate_os_error
 
 __all__ = ["BlockingConnection", "connect"]
 
@@ -184,11 +184,8 @@ def connect(
         ResolveError, ConnectError, ConnectTimeout, UsageError.
     """
     target = parse_address(address) if isinstance(address, str) else address
-    if target.is_unix:
-        sock = connect_unix(target, timeout=timeout)
-    else:
-        sock = _connect_socket(target.host, target.port, timeout=timeout)
-        configure_stream(sock, interactive=True)
+    sock = dial(target, timeout=timeout)
+    configure_stream(sock, interactive=True)
     if tls is not None:
         try:
             sock = tls.wrap_socket(sock, server_hostname=server_hostname or target.host or None)

@@ -43,6 +43,7 @@ from wirecat import trace
 from wirecat.address import Address, format_sockaddr, is_ip_address, parse_address
 from wirecat.admission import Admission, peer_host
 from wirecat.bind import bind, listen_address
+from wirecat.dial import adial
 from wirecat.errors import ConnectTimeout, FrameTimeout, UsageError, WirecatError
 from wirecat.limits import (
     DEFAULT_BACKLOG,
@@ -57,11 +58,10 @@ from wirecat.limits import (
 from wirecat.listener import DrainResult, Listener
 from wirecat.protocol.proxy import ProxyHeader, ProxyHeaderReader, encode_v1, encode_v2
 from wirecat.report import format_bytes
+from wirecat.resolve import resolve
 from wirecat.sockets import (
     close_with_reset,
     configure_stream,
-    connect_unix_on,
-    resolve,
     translate_os_error,
 )
 
@@ -472,8 +472,10 @@ class _StreamRelay:
         frame_timeout: float | None,
         proxy_protocol: int | None,
         accept_proxy_protocol: bool,
+        source: tuple[str, int] | None = None,
     ) -> None:
         self.target = target
+        self.source = source
         self.family = family
         self.connect_timeout = connect_timeout
         self.idle_timeout = idle_timeout
@@ -494,7 +496,7 @@ class _StreamRelay:
             header: ProxyHeader | None = None
             if self.accept_proxy_protocol:
                 header, first = await self._read_proxy_header(loop, client, peer)
-            upstream = await self._connect(loop)
+            upstream = await self._connect()
             if self.proxy_protocol is not None:
                 await loop.sock_sendall(upstream, self._proxy_header(client, header))
             conn = _Connection(loop, client, upstream)
@@ -556,39 +558,17 @@ class _StreamRelay:
                     return
                 wait = timeout - idle_for
 
-    async def _connect(self, loop: asyncio.AbstractEventLoop) -> socket.socket:
-        """Connect to the target: each address in turn, within connect_timeout in all."""
-        target = self.target
+    async def _connect(self) -> socket.socket:
+        """Connect to the target with the one dialer: Happy Eyeballs, the source
+        address, within connect_timeout in all."""
         try:
-            async with asyncio.timeout(self.connect_timeout):
-                if target.is_unix:
-                    return await connect_unix_on(loop, target)
-                endpoints = await loop.run_in_executor(
-                    None, lambda: resolve(target.host, target.port, family=self.family)
-                )
-                error: OSError | None = None
-                for endpoint in endpoints:
-                    sock = trace.new_socket(endpoint.family, socket.SOCK_STREAM)
-                    sock.setblocking(False)
-                    try:
-                        await loop.sock_connect(sock, endpoint.sockaddr)
-                    except OSError as exc:
-                        sock.close()
-                        error = exc
-                        continue
-                    except BaseException:
-                        sock.close()
-                        raise
-                    configure_stream(sock, interactive=True)
-                    return sock
-                assert error is not None
-                raise translate_os_error(error, "connect to", str(target)) from error
-        except TimeoutError:
-            raise ConnectTimeout(
-                f"cannot connect to the target {target}: timed out after {self.connect_timeout:g} s"
-            ) from None
-        except OSError as exc:
-            raise translate_os_error(exc, "connect to", str(target)) from exc
+            sock = await adial(
+                self.target, family=self.family, timeout=self.connect_timeout, source=self.source
+            )
+        except ConnectTimeout as exc:
+            raise ConnectTimeout(f"cannot connect to the target {self.target}: {exc.message}") from None
+        configure_stream(sock, interactive=True)
+        return sock
 
     async def _read_proxy_header(
         self, loop: asyncio.AbstractEventLoop, client: socket.socket, peer: str
@@ -639,6 +619,7 @@ async def relay(
     proxy_protocol: int | None = None,
     accept_proxy_protocol: bool = False,
     family: socket.AddressFamily = socket.AF_UNSPEC,
+    source: tuple[str, int] | None = None,
     udp_idle: float = DEFAULT_UDP_IDLE,
     backlog: int = DEFAULT_BACKLOG,
 ) -> Listener | UdpRelay:
@@ -666,33 +647,35 @@ async def relay(
             side (and its default host: ``::1`` for AF_INET6), and for the
             target when it is a name; a target given as an IP address is
             taken as it is.
+        source: the local (host, port) the connections to the target come
+            from (``""``/0 for any); TCP targets only.
         udp_idle: UDP: seconds before a silent client's session is forgotten.
 
     Raises:
         UsageError, BindError, ResolveError, ProgramError.
     """
-    source = listen_address(listen, family=family)
+    listen_at = listen_address(listen, family=family)
     destination = parse_address(target) if isinstance(target, str) else target
     # An IP address target says its own family; -4/-6 choose among a name's addresses.
     target_family = socket.AF_UNSPEC if is_ip_address(destination.host) else family
-    if source.datagram != destination.datagram:
+    if listen_at.datagram != destination.datagram:
         raise UsageError(
-            f"cannot relay between {source} ({_kind(source)}) and {destination} ({_kind(destination)})",
+            f"cannot relay between {listen_at} ({_kind(listen_at)}) and {destination} ({_kind(destination)})",
             "use udp: on both sides, or on neither",
         )
     if proxy_protocol not in (None, 1, 2):
         raise UsageError(f"bad PROXY protocol version {proxy_protocol!r}", "use 1 or 2")
     admission = Admission.make(
-        allow=allow, deny=deny, max_connections=max_connections, when_full=when_full, unix=source.is_unix
+        allow=allow, deny=deny, max_connections=max_connections, when_full=when_full, unix=listen_at.is_unix
     )
     from wirecat.runtime import raise_open_file_limit
 
     raise_open_file_limit(max_connections * _FDS_PER_CONNECTION + 64)
-    if source.datagram:
+    if listen_at.datagram:
         if proxy_protocol is not None or accept_proxy_protocol:
             raise UsageError("the PROXY protocol is for stream relays, not UDP")
         return await UdpRelay.start(
-            source, destination, admission, idle=udp_idle, family=family, target_family=target_family
+            listen_at, destination, admission, idle=udp_idle, family=family, target_family=target_family
         )
     runner = _StreamRelay(
         destination,
@@ -702,8 +685,9 @@ async def relay(
         frame_timeout=frame_timeout,
         proxy_protocol=proxy_protocol,
         accept_proxy_protocol=accept_proxy_protocol,
+        source=source,
     )
-    bound = bind(source, family=family, backlog=backlog, blocking=False)
+    bound = bind(listen_at, family=family, backlog=backlog, blocking=False)
     # The accept loop of serve(), with no Connection: the runner takes each socket as it is.
     listener = Listener(bound, admission, runner.run, drain_timeout=drain_timeout, log=logger)
     listener._start_accepting()

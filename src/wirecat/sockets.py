@@ -16,19 +16,12 @@ from __future__ import annotations
 
 import errno
 import os
-import selectors
 import socket
-import stat
 import struct
 import time
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from wirecat.address import (
-    Address,
-    check_host,
-    check_ip_address,
-    check_unix_path,
-    format_hostport,
     format_sockaddr,
 )
 from wirecat.admission import (
@@ -45,37 +38,27 @@ from wirecat.errors import (
     ConnectTimeout,
     NetworkError,
     PeerReset,
-    ProgramError,
     ResolveError,
     UsageError,
     WirecatError,
 )
-from wirecat.limits import DEFAULT_HAPPY_EYEBALLS_DELAY
 from wirecat.report import Reporter, quiet, stderr_reporter
-from wirecat.trace import new_socket
 
 if TYPE_CHECKING:
-    import asyncio  # only for annotations: the blocking commands never import it
+    pass  # only for annotations: the blocking commands never import it
 
 __all__ = [
-    "Endpoint",
     "abort",
     "accept_admitted",
-    "bind_source",
     "close_with_reset",
     "configure_stream",
-    "connect",
-    "connect_unix",
-    "connect_unix_on",
     "family_of",
     "reset_on_close",
-    "resolve",
     "translate_os_error",
 ]
 
 
 #: getaddrinfo() errors meaning "no address (of that family)"; not named everywhere.
-_EAI_NO_ADDRESS = tuple(getattr(socket, n) for n in ("EAI_NODATA", "EAI_ADDRFAMILY") if hasattr(socket, n))
 _RESET_ERRNOS = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ENOTCONN}
 _UNREACHABLE_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
 
@@ -129,77 +112,6 @@ def family_of(*, ipv4: bool, ipv6: bool) -> socket.AddressFamily:
     if ipv4 and ipv6:
         raise UsageError("-4 and -6 cannot go together", "give one of them, or neither")
     return socket.AF_INET if ipv4 else socket.AF_INET6 if ipv6 else socket.AF_UNSPEC
-
-
-class Endpoint(NamedTuple):
-    """One resolved address: what ``getaddrinfo`` gives, in readable form."""
-
-    family: socket.AddressFamily
-    sockaddr: tuple[str, int] | tuple[str, int, int, int]
-
-    def __str__(self) -> str:
-        return format_hostport(self.sockaddr[0], self.sockaddr[1])
-
-
-def resolve(
-    host: str,
-    port: int,
-    *,
-    family: socket.AddressFamily = socket.AF_UNSPEC,
-    datagram: bool = False,
-    numeric: bool = False,
-    passive: bool = False,
-) -> list[Endpoint]:
-    """Resolve ``host`` to endpoints, in the order RFC 8305 §4 asks for.
-
-    The addresses alternate between families, starting with the first one
-    the system prefers (RFC 6724 order, as getaddrinfo returns it).
-
-    Raises:
-        ResolveError: the name is unknown, or has no address of ``family``.
-        UsageError: ``numeric`` (``-n``) was given and ``host`` is a name.
-    """
-    if host:
-        # What can be known without a lookup is a usage error before one.
-        check_host(host)
-        if numeric:
-            try:
-                check_ip_address(host)
-            except UsageError:
-                raise UsageError(f"-n was given but {host!r} is not an IP address") from None
-    flags = socket.AI_NUMERICHOST if numeric else 0
-    if passive:
-        flags |= socket.AI_PASSIVE
-    kind = socket.SOCK_DGRAM if datagram else socket.SOCK_STREAM
-    try:
-        infos = socket.getaddrinfo(host or None, port, family, kind, 0, flags)
-    except (UnicodeError, ValueError) as exc:
-        # The name cannot be encoded for the resolver (check_host should have said so).
-        raise UsageError(f"{host!r} is not a valid host name: {exc}") from exc
-    except socket.gaierror as exc:
-        if numeric and exc.errno == socket.EAI_NONAME:
-            raise UsageError(f"-n was given but {host!r} is not an IP address") from exc
-        wanted = {socket.AF_INET: " IPv4", socket.AF_INET6: " IPv6"}.get(family, "")
-        no_address = (socket.EAI_NONAME, socket.EAI_FAMILY, *_EAI_NO_ADDRESS)
-        if exc.errno in no_address:
-            hint = "check the spelling, or give an IP address"
-            if wanted:
-                raise ResolveError(f"{host!r} has no{wanted} address", hint) from exc
-            raise ResolveError(f"unknown host {host!r}", hint) from exc
-        raise ResolveError(f"cannot resolve {host!r}: {exc.strerror}") from exc
-    seen: set[tuple[object, ...]] = set()
-    by_family: dict[int, list[Endpoint]] = {}
-    for fam, _, _, _, sockaddr in infos:
-        if sockaddr in seen:
-            continue
-        seen.add(sockaddr)
-        by_family.setdefault(fam, []).append(Endpoint(fam, sockaddr))  # type: ignore[arg-type]
-    # Interleave families (RFC 8305 §4): v6, v4, v6, v4...
-    queues = list(by_family.values())
-    ordered: list[Endpoint] = []
-    while any(queues):
-        ordered.extend(queue.pop(0) for queue in queues if queue)
-    return ordered
 
 
 def configure_stream(sock: socket.socket, *, interactive: bool, keepalive: bool = False) -> None:
@@ -277,211 +189,6 @@ def _disconnect(fd: int) -> bool:
     libc = ctypes.CDLL(None, use_errno=True)
     unspec = struct.pack("H14x", socket.AF_UNSPEC)  # struct sockaddr with sa_family 0
     return int(libc.connect(fd, unspec, len(unspec))) == 0
-
-
-def bind_source(sock: socket.socket, source: tuple[str, int] | None) -> None:
-    """Bind a client socket to ``-s``/``-p`` before it connects (no-op for None).
-
-    An empty host means any address of the socket's family, so ``-p`` alone
-    picks only the port. SO_REUSEADDR lets the same source port be used again
-    while an earlier connection from it sits in TIME_WAIT.
-
-    Raises:
-        BindError: the address is not on this machine, or the port is taken.
-    """
-    if source is None:
-        return
-    host = source[0] or ("::" if sock.family == socket.AF_INET6 else "0.0.0.0")
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, source[1]))
-    except OSError as exc:
-        raise translate_os_error(exc, "bind source address", format_hostport(host, source[1])) from exc
-
-
-def _new_socket(endpoint: Endpoint, source: tuple[str, int] | None, kind: int) -> socket.socket:
-    sock = new_socket(endpoint.family, kind)
-    try:
-        bind_source(sock, source)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def connect(
-    host: str,
-    port: int,
-    *,
-    family: socket.AddressFamily = socket.AF_UNSPEC,
-    timeout: float | None = None,
-    source: tuple[str, int] | None = None,
-    numeric: bool = False,
-    delay: float = DEFAULT_HAPPY_EYEBALLS_DELAY,
-    report: Reporter = quiet,
-) -> socket.socket:
-    """Connect to ``host:port`` and return a blocking socket.
-
-    A host with several addresses is tried with Happy Eyeballs (RFC 8305):
-    a new attempt starts every ``delay`` seconds, or at once when the
-    previous one fails, and the first to connect wins; the others are closed.
-    Every failure is passed to ``report``. (UDP has its own connect, in
-    ``apps/udp.py``: a datagram ``connect()`` sends nothing to race.)
-
-    Raises:
-        ResolveError, ConnectError, ConnectTimeout, BindError, UsageError.
-    """
-    if source is not None and source[0]:
-        family = _source_family(source[0], family)
-    endpoints = resolve(host, port, family=family, numeric=numeric)
-    kind = socket.SOCK_STREAM
-    where = format_hostport(host, port)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    pending = list(endpoints)
-    failures: list[WirecatError] = []
-    selector = selectors.DefaultSelector()
-    attempts: dict[socket.socket, Endpoint] = {}
-    next_start = time.monotonic()
-    try:
-        while pending or attempts:
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                break
-            if pending and (now >= next_start or not attempts):
-                endpoint = pending.pop(0)
-                report(f"connecting to {endpoint}")
-                sock = _new_socket(endpoint, source, kind)
-                err = sock.connect_ex(endpoint.sockaddr)
-                if err in (0, errno.EINPROGRESS):
-                    attempts[sock] = endpoint
-                    selector.register(sock, selectors.EVENT_WRITE)
-                else:
-                    sock.close()
-                    failure = translate_os_error(OSError(err, os.strerror(err)), "connect to", str(endpoint))
-                    report(f"{endpoint}: {os.strerror(err).lower()}")
-                    failures.append(failure)
-                next_start = time.monotonic() + delay
-                continue
-            wait = next_start - now if pending else None
-            if deadline is not None:
-                left = deadline - now
-                if left <= 0:
-                    break
-                wait = left if wait is None else min(wait, left)
-            for key, _ in selector.select(wait):
-                sock = key.fileobj  # type: ignore[assignment]
-                endpoint = attempts.pop(sock)
-                selector.unregister(sock)
-                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                if err == 0:
-                    sock.setblocking(True)
-                    report(f"connected to {endpoint} from {format_sockaddr(sock.getsockname())}")
-                    return sock
-                sock.close()
-                failure = translate_os_error(OSError(err, os.strerror(err)), "connect to", str(endpoint))
-                report(f"{endpoint}: {os.strerror(err).lower()}")
-                failures.append(failure)
-                next_start = time.monotonic()  # RFC 8305 §5: start the next one at once
-    finally:
-        for sock in attempts:
-            sock.close()
-        selector.close()
-    if deadline is not None and time.monotonic() >= deadline:
-        raise ConnectTimeout(f"connecting to {where} timed out after {timeout:g} s")
-    if len(failures) == 1:
-        raise failures[0]
-    kinds = {type(f) for f in failures}
-    error_type = kinds.pop() if len(kinds) == 1 else ConnectError
-    raise error_type(f"could not connect to {where}: every address failed", "run with -v to see each")
-
-
-def _source_family(host: str, family: socket.AddressFamily) -> socket.AddressFamily:
-    """The family a ``-s`` source address forces on the target (a socket has one family)."""
-    try:
-        check_ip_address(host)
-        source_family = socket.getaddrinfo(host, 0, family, 0, 0, socket.AI_NUMERICHOST)[0][0]
-    except (socket.gaierror, UsageError):
-        if family != socket.AF_UNSPEC:
-            wanted = "IPv4" if family == socket.AF_INET else "IPv6"
-            raise UsageError(f"source address {host!r} is not an {wanted} address") from None
-        raise UsageError(f"source address {host!r} is not an IP address", "give -s an IP address") from None
-    return socket.AddressFamily(source_family)
-
-
-async def connect_unix_on(loop: asyncio.AbstractEventLoop, address: Address) -> socket.socket:
-    """Connect a non-blocking Unix stream socket to ``address`` on ``loop``.
-
-    Our own socket, for the event loop's ``sock_connect``: uvloop's
-    ``create_unix_connection(path=...)`` refuses abstract names (``unix:@name``).
-    """
-    check_unix_path(address.path or "")
-    sock = new_socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.setblocking(False)
-    try:
-        await loop.sock_connect(sock, address.sockaddr_path)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def _timeval(seconds: float) -> bytes:
-    """A ``struct timeval`` for SO_SNDTIMEO/SO_RCVTIMEO (0 = no limit)."""
-    whole = int(seconds)
-    return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
-
-
-def connect_unix(
-    address: Address, *, timeout: float | None = None, report: Reporter = quiet
-) -> socket.socket:
-    """Connect to a Unix socket (stream or datagram) and return it, blocking.
-
-    A stream connect waits while the listener's backlog is full; ``timeout``
-    (``-w``) bounds that wait, as it bounds a TCP connect.
-
-    Raises:
-        ConnectError, ConnectTimeout.
-    """
-    check_unix_path(address.path or "")
-    kind = socket.SOCK_DGRAM if address.datagram else socket.SOCK_STREAM
-    sock = new_socket(socket.AF_UNIX, kind)
-    try:
-        if timeout is not None and kind == socket.SOCK_STREAM:
-            # A non-blocking Unix connect fails at once on a full backlog
-            # (EAGAIN) instead of waiting; a blocking one waits up to SO_SNDTIMEO.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(timeout))
-        try:
-            sock.connect(address.sockaddr_path)
-        except BlockingIOError:
-            raise ConnectTimeout(
-                f"connecting to {address} timed out after {timeout:g} s",
-                "its listener is not accepting (its backlog is full); raise -w to wait longer",
-            ) from None
-        if timeout is not None and kind == socket.SOCK_STREAM:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(0))
-    except ConnectTimeout:
-        sock.close()
-        raise
-    except OSError as exc:
-        sock.close()
-        path = address.sockaddr_path
-        if exc.errno == errno.ECONNREFUSED and not path.startswith("\0"):
-            try:
-                is_socket = stat.S_ISSOCK(os.stat(path).st_mode)
-            except OSError:
-                is_socket = True  # gone meanwhile: say what connect() said
-            if not is_socket:
-                raise ProgramError(
-                    f"{path} is not a socket", "give the path of a listening Unix socket"
-                ) from exc
-            raise ConnectError(
-                f"connection refused by {address}: nothing is listening there",
-                "a socket file left by a listener that stopped? start the listener",
-            ) from exc
-        raise translate_os_error(exc, "connect to", str(address)) from exc
-    report(f"connected to {address}")
-    return sock
 
 
 def accept_admitted(

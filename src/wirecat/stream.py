@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import fcntl
-import functools
 import socket
 import sys
 import termios
@@ -42,6 +41,7 @@ from typing import Any, final
 
 from wirecat import sockets
 from wirecat.address import Address, format_sockaddr, parse_address
+from wirecat.dial import adial
 from wirecat.errors import (
     ConnectionClosed,
     ConnectTimeout,
@@ -750,24 +750,24 @@ def connect(
 
         try:
             async with asyncio.timeout(timeout):
-                if target.is_unix:
-                    sock = await sockets.connect_unix_on(loop, target)
-                    _, conn = await loop.create_unix_connection(
-                        factory, sock=sock, ssl=tls, server_hostname=server_hostname
-                    )
-                else:
-                    # Our Happy Eyeballs (RFC 8305, as the CLI's connect), in a
-                    # worker thread: uvloop's create_connection has none.
-                    sock = await loop.run_in_executor(
-                        None, functools.partial(sockets.connect, target.host, target.port, timeout=timeout)
-                    )
-                    sock.setblocking(False)
-                    _, conn = await loop.create_connection(
-                        factory,
-                        sock=sock,
-                        ssl=tls,
-                        server_hostname=(server_hostname or target.host) if tls is not None else None,
-                    )
+                # The one dialer: Happy Eyeballs on the loop (uvloop's
+                # create_connection has none), every attempt closed on a timeout.
+                sock = await adial(target, timeout=timeout)
+                try:
+                    if target.is_unix:
+                        _, conn = await loop.create_unix_connection(
+                            factory, sock=sock, ssl=tls, server_hostname=server_hostname
+                        )
+                    else:
+                        _, conn = await loop.create_connection(
+                            factory,
+                            sock=sock,
+                            ssl=tls,
+                            server_hostname=(server_hostname or target.host) if tls is not None else None,
+                        )
+                except BaseException:
+                    sock.close()
+                    raise
         except TimeoutError:
             raise ConnectTimeout(f"connecting to {target} timed out after {timeout:g} s") from None
         except OSError as exc:

@@ -254,10 +254,10 @@ def test_a_refusing_first_address_falls_back_to_the_next() -> None:
             f"""
             import socket, sys
             import wirecat.apps.udp as udp
-            from wirecat.sockets import Endpoint
+            from wirecat.resolve import SocketAddress
             udp.resolve = lambda *a, **k: [
-                Endpoint(socket.AF_INET6, ("::1", {dead}, 0, 0)),
-                Endpoint(socket.AF_INET, ("127.0.0.1", {responder.port})),
+                SocketAddress(socket.AF_INET6, ("::1", {dead}, 0, 0)),
+                SocketAddress(socket.AF_INET, ("127.0.0.1", {responder.port})),
             ]
             from wirecat.cli.run import run
             sys.exit(run(["connect", "-u", "-v", "--wait-reply", "30", "somehost", "{responder.port}"]))

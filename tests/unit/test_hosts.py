@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from wirecat.address import MAX_UNIX_PATH, check_host, check_unix_path, parse_address
 from wirecat.errors import UsageError, WirecatError
-from wirecat.sockets import resolve
+from wirecat.resolve import resolve
 
 #: Text shaped like what users type where a host goes: labels, dots, colons,
 #: brackets, percent signs, any Unicode (with surrogates, as argv decodes bad bytes).

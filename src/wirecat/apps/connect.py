@@ -6,9 +6,10 @@ import socket
 from typing import NamedTuple
 
 from wirecat.address import Address, format_sockaddr
+from wirecat.dial import dial
 from wirecat.report import Reporter, quiet, summary_line
 from wirecat.session import SessionOptions, SessionResult, run_session
-from wirecat.sockets import configure_stream, connect, connect_unix
+from wirecat.sockets import configure_stream
 
 __all__ = ["ConnectOptions", "connect_stdio", "open_stream"]
 
@@ -42,18 +43,14 @@ def open_stream(
     Raises:
         ResolveError, ConnectError, ConnectTimeout, BindError, UsageError.
     """
-    if target.is_unix:
-        sock = connect_unix(target, timeout=options.timeout, report=report)
-    else:
-        sock = connect(
-            target.host,
-            target.port,
-            family=options.family,
-            timeout=options.timeout,
-            source=options.source,
-            numeric=options.numeric,
-            report=report,
-        )
+    sock = dial(
+        target,
+        family=options.family,
+        timeout=options.timeout,
+        source=options.source,
+        numeric=options.numeric,
+        report=report,
+    )
     configure_stream(sock, interactive=True, keepalive=options.keepalive)
     return sock
 

@@ -40,7 +40,7 @@ from wirecat.address import format_hostport
 from wirecat.errors import NetworkError, UsageError
 from wirecat.limits import DEFAULT_SCAN_CONCURRENCY, DEFAULT_SCAN_TIMEOUT
 from wirecat.report import Reporter, quiet
-from wirecat.sockets import Endpoint, resolve
+from wirecat.resolve import SocketAddress, resolve
 from wirecat.trace import new_socket
 
 __all__ = ["PortResult", "PortState", "ScanResult", "scan_ports"]
@@ -90,8 +90,8 @@ class ScanResult(NamedTuple):
         duration: seconds the scan took, resolution excluded.
     """
 
-    endpoint: Endpoint
-    addresses: tuple[Endpoint, ...]
+    endpoint: SocketAddress
+    addresses: tuple[SocketAddress, ...]
     results: tuple[PortResult, ...]
     duration: float
 
@@ -119,7 +119,7 @@ def _reason(code: int) -> str:
     return "connection refused" if code == errno.ECONNREFUSED else os.strerror(code).lower()
 
 
-def _sockaddr(endpoint: Endpoint, port: int) -> tuple[str, int] | tuple[str, int, int, int]:
+def _sockaddr(endpoint: SocketAddress, port: int) -> tuple[str, int] | tuple[str, int, int, int]:
     # An IPv6 sockaddr keeps its flow info and scope id (needed for fe80::%eth0).
     address = endpoint.sockaddr
     if len(address) == 4:
@@ -283,7 +283,7 @@ def scan_ports(
     return result
 
 
-def _start_probe(endpoint: Endpoint, port: int) -> socket.socket | PortResult | int:
+def _start_probe(endpoint: SocketAddress, port: int) -> socket.socket | PortResult | int:
     """Start a non-blocking connect to ``port``.
 
     Returns the socket while the answer is pending, a PortResult when the
@@ -308,11 +308,11 @@ def _start_probe(endpoint: Endpoint, port: int) -> socket.socket | PortResult | 
     return result
 
 
-def _result(endpoint: Endpoint, port: int, state: PortState, reason: str) -> PortResult:
+def _result(endpoint: SocketAddress, port: int, state: PortState, reason: str) -> PortResult:
     return PortResult(str(endpoint.sockaddr[0]), port, state, reason)
 
 
-def _outcome(sock: socket.socket, endpoint: Endpoint, port: int, code: int) -> PortResult:
+def _outcome(sock: socket.socket, endpoint: SocketAddress, port: int, code: int) -> PortResult:
     """The result of a finished connect() with error ``code`` (0 = connected)."""
     if code == 0:
         if _is_self_connect(sock):

@@ -106,11 +106,13 @@ from wirecat.admission import peer_host
 from wirecat.apps.connect import ConnectOptions
 from wirecat.apps.listen import ListenOptions
 from wirecat.bind import bind
+from wirecat.dial import bind_source
 from wirecat.errors import BindError, ConnectError, ConnectTimeout, IdleTimeout, WirecatError
 from wirecat.limits import DEFAULT_UDP_IDLE, MAX_DATAGRAM
 from wirecat.report import Reporter, format_bytes, quiet, stderr_reporter, summary_line
+from wirecat.resolve import SocketAddress, resolve
 from wirecat.session import SessionOptions, SessionResult
-from wirecat.sockets import Endpoint, bind_source, resolve, translate_os_error
+from wirecat.sockets import translate_os_error
 from wirecat.stdio import StdoutClosed, fd_is_open, read_stdin, write_stdout
 from wirecat.trace import new_socket
 
@@ -268,7 +270,7 @@ class _Client:
         self.wait_reply = wait_reply
         self.report = report
         self.tempdir: str | None = None
-        self.endpoints: list[Endpoint] = []
+        self.endpoints: list[SocketAddress] = []
         self.where = f"UDP {target}" if not target.is_unix else str(target)
         if target.is_unix:
             self.sock = self._open_unix()
@@ -305,7 +307,7 @@ class _Client:
                     raise
                 self.report(f"{endpoint}: {exc.message}")
 
-    def _open_ip(self, endpoint: Endpoint) -> socket.socket:
+    def _open_ip(self, endpoint: SocketAddress) -> socket.socket:
         sock = new_socket(endpoint.family, socket.SOCK_DGRAM)
         try:
             bind_source(sock, self.options.source)

@@ -44,6 +44,9 @@ def register(parser: argparse.ArgumentParser) -> None:
         f" (about 2 minutes) (default {DEFAULT_CONNECT_TIMEOUT:g})",
     )
     group.add_argument(
+        "-s", "--source", metavar="ADDR", help="the local address connections to the target come from"
+    )
+    group.add_argument(
         "--proxy-protocol",
         type=_version,
         metavar="v1|v2",
@@ -89,6 +92,7 @@ def handle(args: argparse.Namespace) -> int:
             proxy_protocol=args.proxy_protocol,
             accept_proxy_protocol=args.accept_proxy_protocol,
             family=family,
+            source=(args.source.strip("[]"), 0) if args.source else None,
             udp_idle=args.udp_idle,
         )
 
