@@ -95,6 +95,9 @@ class AccessList(NamedTuple):
         def parse(rules: Iterable[str] | str, kind: str) -> tuple[_Network, ...]:
             if isinstance(rules, str):
                 rules = [rules]
+            for rule in rules:
+                if not isinstance(rule, str):
+                    raise UsageError(f"bad {kind} rule {rule!r}", "give addresses or ranges as strings")
             return tuple(parse_network(r, kind=kind) for rule in rules for r in rule.split(","))
 
         return cls(allow=parse(allow, "allow"), deny=parse(deny, "deny"))

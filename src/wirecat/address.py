@@ -26,6 +26,7 @@ from wirecat.errors import UsageError
 __all__ = [
     "MAX_UNIX_PATH",
     "Address",
+    "as_address",
     "check_host",
     "check_ip_address",
     "check_unix_path",
@@ -168,6 +169,26 @@ class Address(NamedTuple):
         if self.path is not None:
             return f"unix:{self.path}"
         return format_hostport(self.host, self.port)
+
+
+def as_address(value: object, *, port_alone: bool = False) -> Address:
+    """An :class:`Address` from what a library caller gave: an Address, or a
+    string in any of the forms above (and, where ``port_alone``, a bare port
+    number for a listening address).
+
+    Raises:
+        UsageError: anything else (None, bytes, a tuple...), or a malformed string.
+    """
+    if isinstance(value, Address):
+        return value
+    if isinstance(value, str):
+        return parse_address(value)
+    if port_alone and isinstance(value, int) and not isinstance(value, bool):
+        return Address(port=parse_port(str(value)))
+    raise UsageError(
+        f"bad address {value!r}",
+        "give a string such as '127.0.0.1:8000', '[::1]:8000' or 'unix:/path', or an Address",
+    )
 
 
 def format_hostport(host: str, port: int) -> str:

@@ -27,14 +27,23 @@ import socket
 import stat
 from types import TracebackType
 
-from wirecat.address import Address, check_unix_path, format_hostport, format_sockaddr, parse_address
-from wirecat.errors import BindError, ProgramError
+from wirecat.address import Address, as_address, check_unix_path, format_hostport, format_sockaddr
+from wirecat.errors import BindError, ProgramError, UsageError
 from wirecat.limits import DEFAULT_BACKLOG
 from wirecat.resolve import resolve
 from wirecat.sockets import translate_os_error
 from wirecat.trace import new_socket
 
-__all__ = ["DEFAULT_HOST", "Bound", "bind", "bind_listeners", "bind_unix", "default_host", "listen_address"]
+__all__ = [
+    "DEFAULT_HOST",
+    "Bound",
+    "bind",
+    "bind_listeners",
+    "bind_unix",
+    "check_backlog",
+    "default_host",
+    "listen_address",
+]
 
 #: Where a server listens when no host is given: loopback, so nothing is exposed unless asked.
 DEFAULT_HOST = "127.0.0.1"
@@ -56,10 +65,7 @@ def listen_address(
     Raises:
         UsageError: a malformed address.
     """
-    if isinstance(address, int):
-        address = Address(port=address)
-    elif isinstance(address, str):
-        address = parse_address(address)
+    address = as_address(address, port_alone=True)
     if not address.is_unix and not address.host:
         address = address._replace(host=default_host(family))
     return address
@@ -99,6 +105,18 @@ class Bound:
         self.close()
 
 
+def check_backlog(value: object) -> int:
+    """A ``backlog`` argument checked: a whole number from 0 to 65535 (the kernel
+    clamps it to ``net.core.somaxconn`` anyway).
+
+    Raises:
+        UsageError: anything else.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        raise UsageError(f"bad backlog {value!r}", "give a whole number from 0 to 65535")
+    return value
+
+
 def bind(
     address: str | int | Address,
     *,
@@ -123,6 +141,7 @@ def bind(
         UsageError, ResolveError, BindError, ProgramError.
     """
     target = listen_address(address, family=family)
+    check_backlog(backlog)
     if target.is_unix:
         sockets = [bind_unix(target, backlog=backlog)]
         path = target.sockaddr_path

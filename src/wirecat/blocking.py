@@ -24,11 +24,12 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, final
 
-from wirecat.address import Address, format_sockaddr, parse_address
+from wirecat.address import Address, as_address, format_sockaddr
 from wirecat.dial import dial
 from wirecat.errors import ConnectionClosed, FrameError, IdleTimeout
-from wirecat.framing import BytesLike, Framer, Raw
-from wirecat.sockets import configure_stream, translate_os_error
+from wirecat.framing import BytesLike, Framer, check_framer
+from wirecat.limits import check_seconds
+from wirecat.sockets import check_tls, configure_stream, translate_os_error
 
 __all__ = ["BlockingConnection", "connect"]
 
@@ -183,7 +184,10 @@ def connect(
     Raises:
         ResolveError, ConnectError, ConnectTimeout, UsageError.
     """
-    target = parse_address(address) if isinstance(address, str) else address
+    target = as_address(address)
+    framer = check_framer(framing)
+    check_tls(tls, server=False)
+    timeout = check_seconds(timeout, "timeout")
     sock = dial(target, timeout=timeout)
     configure_stream(sock, interactive=True)
     if tls is not None:
@@ -192,4 +196,4 @@ def connect(
         except BaseException:
             sock.close()
             raise
-    return BlockingConnection(sock, framing.clone() if framing is not None else Raw(), timeout=timeout)
+    return BlockingConnection(sock, framer.clone(), timeout=timeout)

@@ -40,7 +40,7 @@ from collections.abc import Iterable
 from typing import Literal
 
 from wirecat import trace
-from wirecat.address import Address, format_sockaddr, is_ip_address, parse_address
+from wirecat.address import Address, as_address, format_sockaddr, is_ip_address
 from wirecat.admission import Admission, peer_host
 from wirecat.bind import bind, listen_address
 from wirecat.dial import adial
@@ -54,6 +54,7 @@ from wirecat.limits import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_PIPE_SIZE,
     DEFAULT_UDP_IDLE,
+    check_seconds,
 )
 from wirecat.listener import DrainResult, Listener
 from wirecat.protocol.proxy import ProxyHeader, ProxyHeaderReader, encode_v1, encode_v2
@@ -655,7 +656,13 @@ async def relay(
         UsageError, BindError, ResolveError, ProgramError.
     """
     listen_at = listen_address(listen, family=family)
-    destination = parse_address(target) if isinstance(target, str) else target
+    destination = as_address(target)
+    idle_timeout = check_seconds(idle_timeout, "idle_timeout")
+    connect_timeout = check_seconds(connect_timeout, "connect_timeout")
+    frame_timeout = check_seconds(frame_timeout, "frame_timeout")
+    drain_timeout = check_seconds(drain_timeout, "drain_timeout", none_ok=False) or 0.0
+    if not (check_seconds(udp_idle, "udp_idle", none_ok=False) or 0.0) > 0:
+        raise UsageError(f"bad udp_idle {udp_idle!r}", "give a number of seconds > 0")
     # An IP address target says its own family; -4/-6 choose among a name's addresses.
     target_family = socket.AF_UNSPEC if is_ip_address(destination.host) else family
     if listen_at.datagram != destination.datagram:

@@ -1,6 +1,10 @@
-"""Named limits and defaults, each with the reason for its value."""
+"""Named limits and defaults, each with the reason for its value, and the check of a duration."""
 
 from __future__ import annotations
+
+import math
+
+from wirecat.errors import UsageError
 
 __all__ = [
     "DEFAULT_BACKLOG",
@@ -22,6 +26,8 @@ __all__ = [
     "DEFAULT_SEND_QUEUE",
     "DEFAULT_UDP_IDLE",
     "MAX_DATAGRAM",
+    "MAX_SECONDS",
+    "check_seconds",
 ]
 
 #: Programs run at once by ``listen -k --exec``: each connection is a process
@@ -87,3 +93,27 @@ DEFAULT_SEND_QUEUE = 1024 * 1024
 #: ncat wait for the kernel's own (about two minutes); a relay should give up
 #: sooner and tell its client at once.
 DEFAULT_CONNECT_TIMEOUT = 10.0
+
+#: The longest duration any timeout takes: 11.6 days. Past about 24.8 days
+#: (2^31 ms) the operating system's waits overflow (threading, poll); nothing
+#: useful needs more, and a value this big is a slip (a port or a byte count).
+MAX_SECONDS = 1_000_000.0
+
+
+def check_seconds(value: object, what: str, *, none_ok: bool = True) -> float | None:
+    """A duration argument checked: a number from 0 to :data:`MAX_SECONDS`, or None where allowed.
+
+    Raises:
+        UsageError: (also a ``ValueError``) not a number, negative, NaN, infinite,
+            too large, or None where a number is needed.
+    """
+    if value is None and none_ok:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UsageError(f"bad {what} {value!r}: give a number of seconds")
+    seconds = float(value)
+    if math.isnan(seconds) or seconds < 0 or seconds > MAX_SECONDS:
+        raise UsageError(
+            f"bad {what} {value!r}", f"give a number of seconds from 0 to {MAX_SECONDS:g} (11 days)"
+        )
+    return seconds

@@ -45,9 +45,9 @@ from typing import Any, Literal, final
 
 from wirecat.address import Address
 from wirecat.admission import Admission
-from wirecat.bind import Bound, bind, listen_address
+from wirecat.bind import Bound, bind, check_backlog, listen_address
 from wirecat.errors import FrameError, FrameTimeout, IdleTimeout, NetworkError, Timeout, UsageError
-from wirecat.framing import Framer, Raw
+from wirecat.framing import Framer, Raw, check_framer
 from wirecat.limits import (
     DEFAULT_BACKLOG,
     DEFAULT_DRAIN_TIMEOUT,
@@ -55,10 +55,12 @@ from wirecat.limits import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_RECEIVE_QUEUE,
+    check_seconds,
 )
 from wirecat.listener import DrainResult, Listener
 from wirecat.report import format_bytes
 from wirecat.sockets import (
+    check_tls,
     close_with_reset,
 )
 from wirecat.stream import Connection, new_connection
@@ -266,6 +268,14 @@ async def serve(
     target = listen_address(address, family=family)
     if target.datagram:
         raise UsageError("serve() takes a stream address, not udp:")
+    if not callable(handler):
+        raise UsageError(f"bad handler {handler!r}", "give an async function: async def handler(conn)")
+    framing = check_framer(framing)
+    check_tls(tls, server=True)
+    idle_timeout = check_seconds(idle_timeout, "idle_timeout")
+    frame_timeout = check_seconds(frame_timeout, "frame_timeout")
+    drain_timeout = check_seconds(drain_timeout, "drain_timeout", none_ok=False) or 0.0
+    check_backlog(backlog)
     admission = Admission.make(
         allow=allow, deny=deny, max_connections=max_connections, when_full=when_full, unix=target.is_unix
     )

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 __all__ = [
     "abort",
     "accept_admitted",
+    "check_tls",
     "close_with_reset",
     "configure_stream",
     "family_of",
@@ -228,3 +229,20 @@ def accept_admitted(
         return None
     configure_stream(sock, interactive=True, keepalive=keepalive)
     return sock, peer
+
+
+def check_tls(value: object, *, server: bool) -> None:
+    """A ``tls`` argument checked: None, or an ``ssl.SSLContext`` (of the right side).
+
+    ``ssl`` is imported only when a context is given: plain connections never pay for it.
+
+    Raises:
+        UsageError: anything else.
+    """
+    if value is None:
+        return
+    import ssl
+
+    side = "server" if server else "client"
+    if not isinstance(value, ssl.SSLContext):
+        raise UsageError(f"bad tls {value!r}", f"give an ssl.SSLContext for the {side} side, or None")

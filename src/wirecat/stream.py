@@ -40,7 +40,7 @@ from types import TracebackType
 from typing import Any, final
 
 from wirecat import sockets
-from wirecat.address import Address, format_sockaddr, parse_address
+from wirecat.address import Address, as_address, format_sockaddr
 from wirecat.dial import adial
 from wirecat.errors import (
     ConnectionClosed,
@@ -50,9 +50,9 @@ from wirecat.errors import (
     IdleTimeout,
     PeerReset,
 )
-from wirecat.framing import BytesLike, Framer, Raw
-from wirecat.limits import DEFAULT_RECEIVE_QUEUE
-from wirecat.sockets import translate_os_error
+from wirecat.framing import BytesLike, Framer, Raw, check_framer
+from wirecat.limits import DEFAULT_RECEIVE_QUEUE, check_seconds
+from wirecat.sockets import check_tls, translate_os_error
 
 __all__ = ["Connection", "connect", "new_connection"]
 
@@ -739,8 +739,11 @@ def connect(
     Raises:
         ResolveError, ConnectError, ConnectTimeout, UsageError.
     """
-    target = parse_address(address) if isinstance(address, str) else address
-    framer = framing.clone() if framing is not None else Raw()
+    target = as_address(address)
+    framer = check_framer(framing).clone()
+    check_tls(tls, server=False)
+    timeout = check_seconds(timeout, "timeout")
+    idle_timeout = check_seconds(idle_timeout, "idle_timeout")
 
     async def open_() -> Connection:
         loop = asyncio.get_running_loop()

@@ -468,3 +468,95 @@ def test_a_frame_may_take_its_time_while_the_server_is_not_reading() -> None:
         await server.shutdown()
 
     asyncio.run(main())
+
+
+# -- the same kinds of fault, found elsewhere -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["connect", "-w", "2147484", "127.0.0.1", "1"],
+        ["listen", "-w", "99999999999", "0"],
+        ["listen", "-k", "-i", "99999999999", "0"],
+        ["listen", "-u", "--udp-idle", "2147484", "0"],
+        ["scan", "-w", "2147484", "127.0.0.1", "1"],
+        ["echo", "-i", "1e300", "0"],
+        ["connect", "-u", "--wait-reply", "99999999999", "127.0.0.1", "9"],
+    ],
+)
+def test_huge_timeouts_are_usage_errors_not_overflow_tracebacks(argv: list[str]) -> None:
+    result = run_wirecat(*argv, timeout=10)
+    assert result.returncode == 2, result.stderr
+    assert "11 days" in assert_one_error_line(result.stderr)
+
+
+def _library_calls() -> list[object]:
+    import wirecat
+    from wirecat import blocking
+    from wirecat.framing import Lines
+
+    async def handler(conn: wirecat.Connection) -> None:
+        pass
+
+    return [
+        lambda: wirecat.serve(handler, None),
+        lambda: wirecat.serve(handler, ("127.0.0.1", 0)),
+        lambda: wirecat.serve(handler, 0, framing="lines"),
+        lambda: wirecat.serve(handler, 0, framing=Lines),
+        lambda: wirecat.serve(handler, 0, tls="yes"),
+        lambda: wirecat.serve(None, 0),
+        lambda: wirecat.serve(handler, 0, idle_timeout=float("nan")),
+        lambda: wirecat.serve(handler, 0, idle_timeout=-1),
+        lambda: wirecat.serve(handler, 0, idle_timeout="1"),
+        lambda: wirecat.serve(handler, 0, frame_timeout=float("nan")),
+        lambda: wirecat.serve(handler, 0, drain_timeout=float("inf")),
+        lambda: wirecat.serve(handler, 0, backlog=10**30),
+        lambda: wirecat.serve(handler, 0, allow=[None]),
+        lambda: wirecat.relay(0, None),
+        lambda: wirecat.relay(0, b"127.0.0.1:9"),
+        lambda: wirecat.relay(0, "127.0.0.1:9", connect_timeout=1e300),
+        lambda: wirecat.connect(None),
+        lambda: wirecat.connect(("127.0.0.1", 9)),
+        lambda: wirecat.connect("127.0.0.1:9", timeout=float("inf")),
+        lambda: blocking.connect(5),
+        lambda: blocking.connect("127.0.0.1:9", timeout=1e300),
+    ]
+
+
+@pytest.mark.parametrize("index", range(21))
+def test_library_arguments_are_checked_at_the_call(index: int) -> None:
+    """A bad argument is a ValueError (UsageError) or TypeError at once, never an
+    OverflowError, an AttributeError, or a failure of every connection later."""
+
+    async def call() -> None:
+        result = _library_calls()[index]()  # type: ignore[operator]
+        if hasattr(result, "__await__"):
+            await result
+
+    with pytest.raises((ValueError, TypeError)):
+        asyncio.run(call())
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: __import__("wirecat.framing").framing.Lines(max_length=float("nan")),
+        lambda: __import__("wirecat.framing").framing.Lines(max_length=1.5),
+        lambda: __import__("wirecat.framing").framing.Lines(max_length=True),
+        lambda: __import__("wirecat.framing").framing.Lines(max_length=float("inf")),
+        lambda: __import__("wirecat.framing").framing.LengthPrefixed(max_size=2.5),
+    ],
+)
+def test_a_framer_limit_must_be_a_whole_number(make: object) -> None:
+    with pytest.raises(ValueError, match="whole number"):
+        make()  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("bad", [None, 5, "text"])
+def test_framers_refuse_what_is_not_bytes(bad: object) -> None:
+    from wirecat.framing import LengthPrefixed, Lines, Raw
+
+    for framer in (Lines(), LengthPrefixed(), Raw()):
+        with pytest.raises(TypeError):
+            framer.feed(bad)  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from wirecat.address import Address, check_unix_path, parse_address, parse_port
 from wirecat.errors import UsageError
+from wirecat.limits import MAX_SECONDS
 from wirecat.report import Reporter, quiet, stderr_reporter
 
 if TYPE_CHECKING:
@@ -27,13 +28,15 @@ __all__ = [
 
 
 def seconds(text: str) -> float:
-    """argparse type for a duration in seconds: a number ≥ 0."""
+    """argparse type for a duration in seconds: a number from 0 to MAX_SECONDS (11 days)."""
     try:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"bad number of seconds {text!r}: give a number ≥ 0")
+    if not 0 <= value <= MAX_SECONDS:  # (NaN fails both)
+        raise argparse.ArgumentTypeError(
+            f"bad number of seconds {text!r}: give a number from 0 to {MAX_SECONDS:g} (11 days)"
+        )
     return value
 
 

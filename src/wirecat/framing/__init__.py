@@ -27,7 +27,7 @@ framer                 on the wire                                 limit
 
 from __future__ import annotations
 
-from wirecat.errors import FrameError, FrameTooLarge, IncompleteFrame
+from wirecat.errors import FrameError, FrameTooLarge, IncompleteFrame, UsageError
 from wirecat.framing._base import BytesLike, Framer
 from wirecat.framing.length_prefix import LengthPrefixed
 from wirecat.framing.lines import Lines
@@ -42,4 +42,22 @@ __all__ = [
     "LengthPrefixed",
     "Lines",
     "Raw",
+    "check_framer",
 ]
+
+
+def check_framer(value: object) -> Framer:
+    """A framer argument checked: None (Raw) or an object that frames (an instance, not a class).
+
+    Raises:
+        UsageError: anything else, such as ``"lines"`` or the class ``Lines`` itself.
+    """
+    if value is None:
+        return Raw()
+    if isinstance(value, type) or not all(
+        callable(getattr(value, name, None)) for name in ("feed", "encode", "clone")
+    ):
+        raise UsageError(
+            f"bad framing {value!r}", "give a framer instance: Raw(), Lines() or LengthPrefixed()"
+        )
+    return value  # type: ignore[return-value]

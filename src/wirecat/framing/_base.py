@@ -4,10 +4,28 @@ from __future__ import annotations
 
 from typing import Protocol
 
-__all__ = ["BytesLike", "Framer"]
+__all__ = ["BytesLike", "Framer", "check_data", "check_size"]
 
 #: What a framer accepts: bytes, or a view of a receive buffer (no copy needed).
 BytesLike = bytes | bytearray | memoryview
+_BYTES_TYPES = (bytes, bytearray, memoryview)
+
+
+def check_size(value: object, what: str, low: int, high: int) -> int:
+    """A framer's size limit, checked: a whole number (not a bool, not a float) in [low, high].
+
+    Raises:
+        ValueError: anything else (a limit of NaN or 1.5 would be no limit at all).
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{what} must be a whole number from {low} to {high}, not {value!r}")
+    return value
+
+
+def check_data(data: object) -> None:
+    """Refuse what is not bytes-like before it is mistaken for bytes (``bytes(5)`` is 5 NULs)."""
+    if not isinstance(data, _BYTES_TYPES):
+        raise TypeError(f"a framer is fed bytes, bytearray or memoryview, not {type(data).__name__}")
 
 
 class Framer(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import final
 
 from wirecat.errors import FrameTooLarge, IncompleteFrame
-from wirecat.framing._base import BytesLike
+from wirecat.framing._base import _BYTES_TYPES, BytesLike, check_data, check_size
 from wirecat.limits import DEFAULT_MAX_FRAME
 
 __all__ = ["LengthPrefixed"]
@@ -30,9 +30,7 @@ class LengthPrefixed:
     __slots__ = ("_buffer", "_max_size")
 
     def __init__(self, max_size: int = DEFAULT_MAX_FRAME) -> None:
-        if not 0 <= max_size <= _MAX_ENCODABLE:
-            raise ValueError(f"max_size must be from 0 to {_MAX_ENCODABLE}")
-        self._max_size = max_size
+        self._max_size = check_size(max_size, "max_size", 0, _MAX_ENCODABLE)
         self._buffer = bytearray()
 
     @property
@@ -52,6 +50,8 @@ class LengthPrefixed:
             FrameTooLarge: a header announces more than ``max_size``.
             IncompleteFrame: the stream ended inside a header or a frame.
         """
+        if data.__class__ not in _BYTES_TYPES:
+            check_data(data)
         buffer = self._buffer
         if not data:
             if buffer:

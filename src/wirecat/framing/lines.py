@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import final
 
 from wirecat.errors import FrameError, FrameTooLarge
-from wirecat.framing._base import BytesLike
+from wirecat.framing._base import _BYTES_TYPES, BytesLike, check_data, check_size
 from wirecat.limits import DEFAULT_MAX_LINE
 
 __all__ = ["Lines"]
@@ -33,11 +33,9 @@ class Lines:
     __slots__ = ("_max_length", "_newline", "_partial", "_strip_cr")
 
     def __init__(self, max_length: int = DEFAULT_MAX_LINE, newline: bytes = b"\n") -> None:
-        if max_length < 1:
-            raise ValueError("max_length must be at least 1")
-        if not newline:
-            raise ValueError("newline must not be empty")
-        self._max_length = max_length
+        if not isinstance(newline, bytes | bytearray) or not newline:
+            raise ValueError(f"newline must be non-empty bytes, not {newline!r}")
+        self._max_length = check_size(max_length, "max_length", 1, 2**62)
         self._newline = bytes(newline)
         self._strip_cr = self._newline == b"\n"
         self._partial = bytearray()  # a line whose newline has not come yet
@@ -63,6 +61,8 @@ class Lines:
         Raises:
             FrameTooLarge: a line is longer than ``max_length``.
         """
+        if data.__class__ not in _BYTES_TYPES:
+            check_data(data)
         waiting = self._partial
         limit = self._max_length
         if not data:

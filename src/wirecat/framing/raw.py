@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import final
 
-from wirecat.framing._base import BytesLike
+from wirecat.framing._base import _BYTES_TYPES, BytesLike, check_data
 
 __all__ = ["Raw"]
 
@@ -29,6 +29,8 @@ class Raw:
 
     def feed(self, data: BytesLike) -> list[bytes]:
         """``[bytes(data)]``, or ``[]`` for end of stream (``b""``)."""
+        if data.__class__ not in _BYTES_TYPES:
+            check_data(data)
         return [bytes(data)] if data else []
 
     def encode(self, frame: BytesLike) -> bytes:
