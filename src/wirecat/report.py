@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import sys
+import os
 from collections.abc import Callable
 
-__all__ = ["Reporter", "format_bytes", "quiet", "stderr_reporter", "summary_line"]
+__all__ = ["Reporter", "format_bytes", "quiet", "say", "stderr_reporter", "summary_line"]
 
 #: Receives one line of progress ("connected to 127.0.0.1:80 from ...").
 Reporter = Callable[[str], None]
@@ -16,11 +16,21 @@ def quiet(_: str) -> None:
 
 
 def stderr_reporter(line: str) -> None:
-    """Write ``wirecat: LINE`` to stderr at once (stderr may be a pipe)."""
+    """Write ``wirecat: LINE`` to stderr at once (stderr may be a pipe, or closed)."""
+    say(f"wirecat: {line}")
+
+
+def say(line: str) -> None:
+    """Write ``line`` and a newline to fd 2, all of it, now; nothing if stderr is gone.
+
+    Through the descriptor, not ``sys.stderr`` (None when Python started with
+    fd 2 closed, and buffered otherwise).
+    """
+    data = (line + "\n").encode(errors="replace")
     try:
-        sys.stderr.write(f"wirecat: {line}\n")
-        sys.stderr.flush()
-    except (OSError, ValueError):
+        while data:
+            data = data[os.write(2, data) :]
+    except OSError:
         pass  # stderr is gone; there is nobody left to tell
 
 

@@ -3,13 +3,17 @@
 * :func:`ensure_standard_fds` runs first thing in the CLI: a descriptor 0, 1
   or 2 that the caller closed (``wirecat ... <&-``) is opened on /dev/null,
   so the first socket we create cannot land on fd 0 and be read as stdin.
-  A closed stdin then simply reads as empty: end of input, FIN sent.
+  A closed stdin then simply reads as empty: end of input, FIN sent. A
+  closed stdout or stderr is opened *read-only*, so that it still holds its
+  number but every write fails (EBADF) as it would have: what a peer sends is
+  never dropped into /dev/null in silence (``>&-`` is exit 9, one line).
 * :func:`write_stdout` writes all of a chunk, and turns a closed stdout
   (``| head``) into :class:`StdoutClosed`, which the jobs end on quietly.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 
 from wirecat.errors import ProgramError
@@ -18,6 +22,7 @@ __all__ = [
     "StdoutClosed",
     "ensure_standard_fds",
     "fd_is_open",
+    "print_out",
     "read_stdin",
     "stdin_error",
     "stdout_error",
@@ -39,10 +44,11 @@ def fd_is_open(fd: int) -> bool:
 
 
 def ensure_standard_fds() -> None:
-    """Open /dev/null on whichever of fds 0, 1 and 2 is closed."""
+    """Open /dev/null on whichever of fds 0, 1 and 2 is closed: readable for 0,
+    read-only for 1 and 2 too, so that writing there fails as on a closed one."""
     for fd in (0, 1, 2):
         if not fd_is_open(fd):
-            null = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
+            null = os.open(os.devnull, os.O_RDONLY)
             if null != fd:  # lower fds were open, so os.open picked a higher one
                 os.dup2(null, fd)
                 os.close(null)
@@ -86,7 +92,21 @@ def stdin_error(exc: OSError) -> ProgramError:
 
 def stdout_error(exc: OSError) -> ProgramError:
     """The error for a failed write to stdout (other than EPIPE), in the words every job uses."""
-    return ProgramError(f"cannot write standard output: {_reason(exc)}").caused_by(exc)
+    reason = "it is closed" if exc.errno == errno.EBADF else _reason(exc)
+    return ProgramError(f"cannot write standard output: {reason}").caused_by(exc)
+
+
+def print_out(text: str) -> None:
+    """Write ``text`` to stdout now (the CLI's own output: help, explain, demo, scan).
+
+    Through fd 1, not ``sys.stdout``, which is None when Python started with
+    fd 1 closed.
+
+    Raises:
+        StdoutClosed: the reader went away (``| head``): end quietly.
+        ProgramError: stdout cannot be written (closed, a full disk): exit 9.
+    """
+    write_stdout(text.encode(errors="replace"))
 
 
 def _reason(exc: OSError) -> str:

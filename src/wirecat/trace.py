@@ -34,11 +34,12 @@ Tracing costs nothing when it is off: wirecat makes plain sockets unless
 from __future__ import annotations
 
 import socket as _socket
-import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+from wirecat.report import say
 
 __all__ = [
     "MODES",
@@ -193,8 +194,7 @@ class Tracer:
 
 def _write_stderr(line: str) -> None:
     try:
-        sys.stderr.write(f"trace {line}\n")
-        sys.stderr.flush()
+        say(f"trace {line}")
     except (OSError, ValueError):
         pass
 

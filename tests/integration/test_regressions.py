@@ -46,8 +46,10 @@ def test_closed_stdout_is_not_a_traceback() -> None:
             check=False,
         )
         assert peer.result() == b"x\n"
-    assert result.returncode == 0
+    # The reply had nowhere to go: said in one line (exit 9), never dropped in silence.
+    assert result.returncode == 9, result.stderr
     assert b"Traceback" not in result.stderr
+    assert "cannot write standard output: it is closed" in assert_one_error_line(result.stderr)
 
 
 def test_keep_open_listener_with_closed_stdin_serves_clients(spawn) -> None:

@@ -19,8 +19,18 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args in (["--version"], ["-V"]):
         from wirecat import __version__
+        from wirecat.errors import ProgramError
+        from wirecat.stdio import StdoutClosed, print_out
 
-        print(f"wirecat {__version__}")
+        try:
+            print_out(f"wirecat {__version__}\n")
+        except StdoutClosed:
+            pass
+        except ProgramError as exc:
+            from wirecat.report import say
+
+            say(f"wirecat: {exc}")
+            return exc.exit_code
         return 0
     from wirecat.cli.run import run
 

@@ -10,6 +10,9 @@ import argparse
 import os
 import sys
 
+from wirecat.report import stderr_reporter
+from wirecat.stdio import print_out
+
 __all__ = ["register"]
 
 
@@ -47,16 +50,14 @@ def handle(args: argparse.Namespace) -> int:
         columns = width if width >= 2 * MIN_COLUMN else 0
     interactive = args.step and os.isatty(0) and os.isatty(1)
     if args.step and not interactive:
-        sys.stderr.write("wirecat: --step needs a terminal; running without pauses\n")
+        stderr_reporter("--step needs a terminal; running without pauses")
 
     def show(step: Step) -> None:
-        sys.stdout.write(format_step(step, columns=columns) + "\n")
-        sys.stdout.flush()  # steps appear as they happen, even through a pipe
+        print_out(format_step(step, columns=columns) + "\n")  # at once, even through a pipe
 
     def pause(name: str) -> None:
         side, _, what = name.partition(" ")
-        sys.stdout.write(f"   [next: {side} {what}; Enter to go on] ")
-        sys.stdout.flush()
+        print_out(f"   [next: {side} {what}; Enter to go on] ")
         if not sys.stdin.readline():  # end of input: stop pausing, run to the end
             nonlocal interactive
             interactive = False
@@ -65,10 +66,10 @@ def handle(args: argparse.Namespace) -> int:
         if interactive:
             pause(name)
 
-    sys.stdout.write(INTRO + "\n")
+    print_out(INTRO + "\n")
     if columns:
         half = columns // 2
-        sys.stdout.write(f"{'SERVER':<{half}}CLIENT\n{'-' * (half - 2):<{half}}{'-' * (half - 2)}\n")
+        print_out(f"{'SERVER':<{half}}CLIENT\n{'-' * (half - 2):<{half}}{'-' * (half - 2)}\n")
     run_demo(
         show, ipv6=args.ipv6, before_step=before_step, trace_mode=getattr(args, "trace", None) or "calls"
     )

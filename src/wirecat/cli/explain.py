@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from wirecat.errors import UsageError
+from wirecat.stdio import print_out
 
 __all__ = ["register"]
 
@@ -47,5 +47,5 @@ def handle(args: argparse.Namespace) -> int:
         text = explain.render_entry(entry, args.format)
     else:
         text = explain.render_list(args.format)
-    sys.stdout.write(text)
+    print_out(text)
     return 0

@@ -6,8 +6,10 @@ import argparse
 import importlib
 import os
 import signal
-import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 from wirecat.errors import EXIT_INTERRUPTED, UsageError, WirecatError
 
@@ -63,8 +65,8 @@ netcat spellings work too:
   wirecat -z HOST PORTS        = wirecat scan HOST PORTS
 
 exit codes: 0 ok, 1 other failure, 2 usage, 3 unknown host, 4 refused or
-unreachable, 5 cannot listen, 6 timeout, 7 reset by peer, 8 cut off by -q,
-9 bad local file or program, 130 interrupted (Ctrl-C).
+unreachable, 5 cannot listen, 6 timeout, 7 reset by peer, 8 cut off (-q, a
+server's drain timeout), 9 bad local file or program, 130 interrupted (Ctrl-C).
 """
 
 
@@ -73,6 +75,15 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(message, f"see '{self.prog} --help'")
+
+    def print_help(self, file: SupportsWrite[str] | None = None) -> None:
+        """Print the help to stdout; a closed or full stdout is exit 9, not silence."""
+        if file is not None:
+            super().print_help(file)
+            return
+        from wirecat.stdio import print_out
+
+        print_out(self.format_help())
 
     def _get_formatter(self) -> argparse.HelpFormatter:
         # argparse asks shutil for the terminal width (shutil imports bz2, lzma,
@@ -169,13 +180,16 @@ def _take_trace(argv: list[str]) -> tuple[list[str], str | None]:
 def run(argv: list[str]) -> int:
     """Parse ``argv``, run the subcommand, and return the exit code."""
     debug = "--debug" in argv
-    from wirecat.stdio import ensure_standard_fds
+    from wirecat.stdio import StdoutClosed, ensure_standard_fds, print_out
 
     ensure_standard_fds()  # before any socket can take fd 0, 1 or 2
     try:
-        if not argv or argv[0] in ("-h", "--help", "help"):
-            sys.stdout.write(_top_help())
-            return 0 if argv else 2
+        if not argv:
+            _say(_top_help().rstrip("\n"))  # a usage error: the help goes where errors go
+            return 2
+        if argv[0] in ("-h", "--help", "help"):
+            print_out(_top_help())
+            return 0
         from wirecat.cli.netcat import split_program, translate
 
         known = [name for name, *_ in SUBCOMMANDS]
@@ -207,16 +221,14 @@ def run(argv: list[str]) -> int:
         if debug:
             raise
         return EXIT_INTERRUPTED
-    except BrokenPipeError:
+    except (BrokenPipeError, StdoutClosed):
         # stdout closed under us (`| head`): end quietly, and keep Python's
         # own flush at exit from complaining about it.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
         return 0
 
 
 def _say(line: str) -> None:
-    try:
-        sys.stderr.write(line + "\n")
-        sys.stderr.flush()
-    except OSError:
-        pass
+    from wirecat.report import say
+
+    say(line)

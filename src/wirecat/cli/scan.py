@@ -18,11 +18,11 @@ not a failure, and such loops should stay quiet.
 from __future__ import annotations
 
 import argparse
-import sys
 
 from wirecat.cli.common import reporter, seconds
 from wirecat.errors import UsageError
 from wirecat.limits import DEFAULT_SCAN_CONCURRENCY, DEFAULT_SCAN_TIMEOUT
+from wirecat.stdio import print_out
 
 __all__ = ["register"]
 
@@ -80,8 +80,7 @@ def handle(args: argparse.Namespace) -> int:
 
     def show(result: PortResult) -> None:
         if result.state is PortState.OPEN:
-            sys.stdout.write(f"{result}\n")
-            sys.stdout.flush()  # a long scan shows each find as it comes
+            print_out(f"{result}\n")  # at once: a long scan shows each find as it comes
         else:
             report(f"{result} ({result.reason})")
 
