@@ -29,6 +29,7 @@ __all__ = [
     "as_address",
     "check_host",
     "check_ip_address",
+    "check_remote_port",
     "check_unix_path",
     "format_hostport",
     "format_sockaddr",
@@ -169,6 +170,20 @@ class Address(NamedTuple):
         if self.path is not None:
             return f"unix:{self.path}"
         return format_hostport(self.host, self.port)
+
+
+def check_remote_port(port: int) -> int:
+    """A port to connect or send to: 1 to 65535.
+
+    Raises:
+        UsageError: port 0, which asks a listener for any free port and can
+            never be connected to.
+    """
+    if port == 0:
+        raise UsageError(
+            "port 0 cannot be connected to", "0 asks a listener for any free port; give the port it printed"
+        )
+    return port
 
 
 def as_address(value: object, *, port_alone: bool = False) -> Address:

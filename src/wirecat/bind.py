@@ -124,6 +124,7 @@ def bind(
     backlog: int = DEFAULT_BACKLOG,
     blocking: bool = True,
     reuse_port: bool = False,
+    numeric: bool = False,
 ) -> Bound:
     """Bind (and for streams, listen on) ``address``: the one way every server starts.
 
@@ -136,6 +137,7 @@ def bind(
         blocking: False for sockets an event loop will watch.
         reuse_port: set ``SO_REUSEPORT``, so that several processes may
             listen on the same port (the kernel spreads connections).
+        numeric: the host must be an IP address (``-n``): no lookup.
 
     Raises:
         UsageError, ResolveError, BindError, ProgramError.
@@ -154,6 +156,7 @@ def bind(
             datagram=target.datagram,
             backlog=backlog,
             reuse_port=reuse_port,
+            numeric=numeric,
         )
         unix_path = None
     for sock in sockets:
@@ -169,6 +172,7 @@ def bind_listeners(
     datagram: bool = False,
     backlog: int = DEFAULT_BACKLOG,
     reuse_port: bool = False,
+    numeric: bool = False,
 ) -> list[socket.socket]:
     """Bind (and for streams, listen on) every address ``host`` resolves to.
 
@@ -181,7 +185,7 @@ def bind_listeners(
     Raises:
         ResolveError, BindError.
     """
-    endpoints = resolve(host, port, family=family, datagram=datagram, passive=True)
+    endpoints = resolve(host, port, family=family, datagram=datagram, passive=True, numeric=numeric)
     kind = socket.SOCK_DGRAM if datagram else socket.SOCK_STREAM
     listeners: list[socket.socket] = []
     try:

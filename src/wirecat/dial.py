@@ -35,7 +35,14 @@ import struct
 import time
 from typing import TYPE_CHECKING
 
-from wirecat.address import Address, check_ip_address, check_unix_path, format_hostport, format_sockaddr
+from wirecat.address import (
+    Address,
+    check_ip_address,
+    check_remote_port,
+    check_unix_path,
+    format_hostport,
+    format_sockaddr,
+)
 from wirecat.errors import ConnectError, ConnectTimeout, ProgramError, UsageError, WirecatError
 from wirecat.happy_eyeballs import Lost, Race, Start, TimedOut, Wait, Won
 from wirecat.limits import DEFAULT_HAPPY_EYEBALLS_DELAY
@@ -111,14 +118,15 @@ def _attempt_failed(target: SocketAddress, code: int, report: Reporter) -> Wirec
     return translate_os_error(OSError(code, os.strerror(code)), "connect to", str(target))
 
 
-def _lost(where: str, failures: list[tuple[SocketAddress, object]]) -> WirecatError:
-    """The one error for a race where every address failed."""
+def _lost(where: str, failures: list[tuple[SocketAddress, object]], report: Reporter) -> WirecatError:
+    """The one error for a race where every address failed (each was told to ``report``)."""
     errors = [error for _, error in failures if isinstance(error, WirecatError)]
     if len(errors) == 1:
         return errors[0]
     kinds = {type(error) for error in errors}
     error_type = kinds.pop() if len(kinds) == 1 else ConnectError
-    return error_type(f"could not connect to {where}: every address failed", "run with -v to see each")
+    hint = "run with -v to see each" if report is quiet else ""
+    return error_type(f"could not connect to {where}: every address failed", hint)
 
 
 def _timed_out(where: str, timeout: float | None) -> ConnectTimeout:
@@ -146,6 +154,7 @@ def dial(
     """
     if address.is_unix:
         return _dial_unix(address, timeout=timeout, report=report)
+    check_remote_port(address.port)
     targets = _targets(address, family, source, numeric)
     where = format_hostport(address.host, address.port)
     return race_blocking(targets, where, timeout=timeout, source=source, delay=delay, report=report)
@@ -195,7 +204,7 @@ def race_blocking(
                     report(f"connected to {step.endpoint} from {format_sockaddr(sock.getsockname())}")
                     return sock
                 elif isinstance(step, Lost):
-                    raise _lost(where, step.failures)
+                    raise _lost(where, step.failures, report)
                 else:
                     assert isinstance(step, TimedOut)
                     raise _timed_out(where, timeout)
@@ -230,6 +239,7 @@ async def adial(
     loop = asyncio.get_running_loop()
     if address.is_unix:
         return await _adial_unix(loop, address, timeout)
+    check_remote_port(address.port)
     where = format_hostport(address.host, address.port)
     targets = await loop.run_in_executor(None, _targets, address, family, source, False)
     return await race_async(targets, where, timeout=timeout, source=source, delay=delay, report=report)
@@ -280,7 +290,7 @@ async def race_async(
                 report(f"connected to {step.endpoint} from {format_sockaddr(sock.getsockname())}")
                 return sock
             elif isinstance(step, Lost):
-                raise _lost(where, step.failures)
+                raise _lost(where, step.failures, report)
             else:
                 assert isinstance(step, TimedOut)
                 raise _timed_out(where, timeout)

@@ -44,7 +44,7 @@ from wirecat.address import Address, as_address, format_sockaddr, is_ip_address
 from wirecat.admission import Admission, peer_host
 from wirecat.bind import bind, listen_address
 from wirecat.dial import adial
-from wirecat.errors import ConnectTimeout, FrameTimeout, UsageError, WirecatError
+from wirecat.errors import ConnectTimeout, FrameTimeout, IdleTimeout, UsageError, WirecatError
 from wirecat.limits import (
     DEFAULT_BACKLOG,
     DEFAULT_CONNECT_TIMEOUT,
@@ -577,10 +577,17 @@ class _StreamRelay:
         reader = ProxyHeaderReader()
         try:
             # A header is a frame: it must be whole within frame_timeout, from
-            # the accept (the client speaks first), however slowly it drips.
+            # the accept (the client speaks first), however slowly it drips;
+            # and the idle clock runs from the accept too, as it does once
+            # the relaying starts, so a client that sends nothing is idle.
             async with asyncio.timeout(self.frame_timeout):
                 while True:
-                    data = await loop.sock_recv(client, 4096)
+                    try:
+                        data = await asyncio.wait_for(loop.sock_recv(client, 4096), self.idle_timeout)
+                    except TimeoutError:
+                        raise IdleTimeout(
+                            f"{peer} sent no byte of its PROXY header for {self.idle_timeout:g} s"
+                        ) from None
                     header = reader.feed(data)
                     if header is not None:
                         return header, reader.rest

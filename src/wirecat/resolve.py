@@ -55,6 +55,9 @@ def resolve(
         ResolveError: the name is unknown, or has no address of ``family``.
         UsageError: ``numeric`` (``-n``) was given and ``host`` is a name.
     """
+    if not host and not passive:
+        # getaddrinfo(None) would answer with loopback: a host left out is a slip.
+        raise UsageError("empty host name", "give a host name or an address such as 127.0.0.1")
     if host:
         # What can be known without a lookup is a usage error before one.
         check_host(host)

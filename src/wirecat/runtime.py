@@ -66,7 +66,12 @@ def loop_name(loop: asyncio.AbstractEventLoop | None = None) -> str:
 
 def run(main: Coroutine[Any, Any, T]) -> T:
     """Run ``main`` to completion on a new loop of :func:`loop_factory`'s choice."""
-    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+    try:
+        factory = loop_factory()
+    except BaseException:
+        main.close()  # never run: no "coroutine was never awaited" warning under the one error line
+        raise
+    with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(main)
 
 

@@ -154,8 +154,11 @@ class Server(Listener):
             conn._stop()
         # Cut off (reset, see Connection.abort) rather than closed: a shutdown
         # that gave up waiting, and a timeout (the server ended the stream,
-        # its peer did not).
+        # its peer did not). Broken framing and a failed handler end it too:
+        # what was sent is flushed first (a goodbye), then a reset, so the
+        # peer cannot take the end for an orderly one.
         cut = False
+        reset_after_flush = False
         cancelled_in_close: asyncio.CancelledError | None = None
         try:
             assert self._handler is not None
@@ -165,7 +168,8 @@ class Server(Listener):
         except (FrameError, IdleTimeout, NetworkError) as exc:
             conn.end_reason = str(exc)
             cut = isinstance(exc, Timeout)
-            if cut:
+            reset_after_flush = isinstance(exc, FrameError)
+            if cut or reset_after_flush:
                 conn.end_reason += "; cut off (reset)"
             # Broken framing and a frame too slow (slowloris) are worth an
             # operator's look; a peer that reset or went idle is everyday.
@@ -175,7 +179,8 @@ class Server(Listener):
             cut = True
             conn.end_reason = "cut off (reset) by the server's shutdown while busy"
         except Exception as exc:
-            conn.end_reason = f"the handler failed: {exc!r}"
+            conn.end_reason = f"the handler failed: {exc!r}; cut off (reset)"
+            reset_after_flush = True
             logger.error("handler failed for %s", conn.peer, exc_info=exc)
         finally:
             self._connections.discard(conn)
@@ -183,7 +188,7 @@ class Server(Listener):
                 conn.abort()
             else:
                 try:
-                    await self._close(conn)
+                    await self._close(conn, reset=reset_after_flush)
                 except asyncio.CancelledError as exc:
                     # shutdown()'s deadline cancelled us while the reply was
                     # still flushing: the socket must not outlive the server.
@@ -201,9 +206,9 @@ class Server(Listener):
             if cancelled_in_close is not None:
                 raise cancelled_in_close
 
-    async def _close(self, conn: Connection) -> None:
+    async def _close(self, conn: Connection, *, reset: bool = False) -> None:
         """Close, flushing what the handler sent; abort a peer that will not take it."""
-        conn.close()
+        conn.close(reset=reset)
         try:
             async with asyncio.timeout(self._drain_timeout):
                 await conn.wait_closed()

@@ -580,16 +580,27 @@ class Connection(asyncio.Protocol):
             self._eof_sent = True
             transport.write_eof()
 
-    def close(self) -> None:
+    def close(self, *, reset: bool = False) -> None:
         """Close gracefully: what was written is still sent, then the socket closes.
 
         Idempotent. Use :meth:`wait_closed` to wait until it is done, or
         :meth:`abort` to drop unsent data.
+
+        Args:
+            reset: end with a reset instead of a FIN once what was written has
+                left our buffer (what the kernel still holds may be lost): for
+                a peer that broke the protocol, so that it cannot take the end
+                for an orderly one.
         """
         if not self._closing:
             self._closing = True
-            if self._transport is not None:
-                self._transport.close()
+            transport = self._transport
+            if transport is not None:
+                if reset:
+                    sock = transport.get_extra_info("socket")
+                    if sock is not None:
+                        sockets.reset_on_close(sock)
+                transport.close()
 
     def abort(self) -> None:
         """Cut the connection off now: drop anything not yet sent and reset it (RST).

@@ -261,7 +261,7 @@ def test_running_out_of_descriptors_leaks_none(tmp_path) -> None:
     script.write_text(
         "import os, resource, socket\n"
         "from wirecat.apps.program import Program, run_program\n"
-        "from wirecat.errors import UsageError\n"
+        "from wirecat.errors import ProgramError\n"
         "a, b = socket.socketpair(); b.close()\n"
         "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
         "used = {int(f) for f in os.listdir('/proc/self/fd')}\n"
@@ -272,7 +272,7 @@ def test_running_out_of_descriptors_leaks_none(tmp_path) -> None:
         "    try:\n"
         "        run_program(a, Program(('/bin/cat',)), peer='test')\n"
         "        print('ran')\n"
-        "    except UsageError as exc:\n"
+        "    except ProgramError as exc:\n"
         "        print(exc.message)\n"
         "    finally:\n"
         "        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))\n"
@@ -283,7 +283,7 @@ def test_running_out_of_descriptors_leaks_none(tmp_path) -> None:
     )
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
-    assert "cannot run /bin/cat: Too many open files" in lines
+    assert "cannot run /bin/cat: too many open files" in lines
     assert [line for line in lines if line.startswith("leaked")] == ["leaked 0"] * 3
 
 

@@ -15,6 +15,7 @@ import selectors
 import signal
 import socket
 import struct
+import subprocess
 import threading
 import time
 
@@ -560,3 +561,152 @@ def test_framers_refuse_what_is_not_bytes(bad: object) -> None:
     for framer in (Lines(), LengthPrefixed(), Raw()):
         with pytest.raises(TypeError):
             framer.feed(bad)  # type: ignore[arg-type]
+
+
+def test_a_silent_client_before_its_proxy_header_is_idle(spawn) -> None:
+    """-i runs from the accept, as it does once relaying starts: a client that sends
+    no byte of its PROXY header no longer holds its slot for ever."""
+    target = Target(lambda conn: None)
+    relay = spawn(
+        WIRECAT, "relay", "0", target.address, "--accept-proxy-protocol", "--max-conns", "1", "-i", "0.5"
+    )
+    port = relay.listening_port()
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as silent:
+        started = time.monotonic()
+        assert _read_until_cut(silent) == (0, "reset")
+        assert time.monotonic() - started < 5
+    assert relay.popen.stderr is not None
+    assert read_line_matching(relay.popen.stderr, r"sent no byte of its PROXY header for 0\.5 s")
+    relay.popen.send_signal(signal.SIGTERM)
+    assert relay.finish(timeout=TIMEOUT)[0] == 0
+    target.close()
+
+
+@pytest.fixture
+def broken_program(tmp_path) -> str:
+    """An executable file the kernel refuses to run (a bad ELF header)."""
+    path = tmp_path / "badelf"
+    path.write_bytes(b"\x7fELFx")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_a_program_that_cannot_start_is_exit_9_and_a_reset(broken_program: str) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        proc = subprocess.Popen(
+            [WIRECAT, "connect", "127.0.0.1", str(listener.getsockname()[1]), "--exec", broken_program],
+            stderr=subprocess.PIPE,
+        )
+        sock, _ = listener.accept()
+        with sock:
+            assert _read_until_cut(sock) == (0, "reset")
+        _, err = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 9, err
+    assert "cannot run" in assert_one_error_line(err)
+
+
+def test_a_keep_open_exec_server_says_when_its_program_cannot_start(spawn, broken_program: str) -> None:
+    server = spawn(WIRECAT, "listen", "-k", "0", "--exec", broken_program)  # no -v
+    with socket.create_connection(("127.0.0.1", server.listening_port()), timeout=TIMEOUT) as sock:
+        assert _read_until_cut(sock) == (0, "reset")
+    assert server.popen.stderr is not None
+    assert read_line_matching(server.popen.stderr, r"cannot run .*badelf")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
+def test_a_program_killed_by_a_signal_exits_128_plus_it(signum: int) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        proc = subprocess.Popen(
+            [
+                WIRECAT,
+                "connect",
+                "127.0.0.1",
+                str(listener.getsockname()[1]),
+                "--sh-exec",
+                f"kill -{signum} $$",
+            ],
+            stderr=subprocess.PIPE,
+        )
+        sock, _ = listener.accept()
+        with sock:
+            _read_until_cut(sock)
+        proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 128 + signum  # as a shell says it (was 256 - N)
+
+
+@pytest.mark.parametrize(
+    ("argv", "framing_break"),
+    [
+        (["echo", "0", "--lines", "--max-line", "10"], b"x" * 200 + b"\n"),
+        (["echo", "0", "--length-prefixed", "--max-frame", "100"], struct.pack(">I", 1000)),
+        (["chat", "0", "--max-line", "10"], b"x" * 200 + b"\n"),
+    ],
+)
+def test_broken_framing_ends_with_a_reset(spawn, argv: list[str], framing_break: bytes) -> None:
+    server = spawn(WIRECAT, *argv)
+    with socket.create_connection(("127.0.0.1", server.listening_port()), timeout=TIMEOUT) as sock:
+        sock.sendall(framing_break)
+        got, how = b"", ""
+        try:
+            while chunk := sock.recv(65536):
+                got += chunk
+            how = "eof"
+        except ConnectionResetError:
+            how = "reset"
+    assert how == "reset", got
+    if argv[0] == "chat":
+        assert b"bye" in got  # the goodbye is flushed before the reset
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["listen", "-n", "localhost", "0"],
+        ["listen", "-k", "-q", "1", "0"],
+        ["listen", "--max-conns", "5", "0"],
+        ["listen", "--udp-idle", "5", "0"],
+        ["connect", "-U", "-s", "127.0.0.1", "/tmp/wirecat-none.sock"],
+        ["connect", "-n", ":1"],
+        ["connect", "[::1]:0"],
+        ["connect", "127.0.0.1", "0"],
+        ["connect", "-u", "127.0.0.1", "0"],
+        ["scan", "127.0.0.1", "0"],
+    ],
+)
+def test_flags_and_addresses_that_would_change_nothing_are_usage_errors(argv: list[str]) -> None:
+    result = run_wirecat(*argv, timeout=10)
+    assert result.returncode == 2, result.stderr
+    assert_one_error_line(result.stderr)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], ["explain", "recv"], ["connect", "--help"]])
+def test_a_full_stdout_is_one_line_and_exit_9(argv: list[str]) -> None:
+    with open("/dev/full", "wb") as full:
+        result = subprocess.run(
+            [WIRECAT, *argv], stdout=full, stderr=subprocess.PIPE, timeout=10, check=False
+        )
+    assert result.returncode == 9, result.stderr
+    assert "no space left on device" in assert_one_error_line(result.stderr)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["explain", "recv"], ["connect", "--help"]])
+def test_a_closed_stdout_is_one_line_and_exit_9(argv: list[str]) -> None:
+    result = subprocess.run(
+        f"exec {WIRECAT} {' '.join(argv)} >&-", shell=True, capture_output=True, timeout=10, check=False
+    )
+    assert result.returncode == 9, result.stderr
+    assert "it is closed" in assert_one_error_line(result.stderr)
+
+
+def test_a_bad_loop_choice_is_one_line() -> None:
+    import os
+
+    result = subprocess.run(
+        [WIRECAT, "echo", "0"],
+        env={**os.environ, "WIRECAT_LOOP": "bad"},
+        capture_output=True,
+        timeout=10,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "WIRECAT_LOOP" in assert_one_error_line(result.stderr)  # no "never awaited" warning under it

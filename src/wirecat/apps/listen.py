@@ -53,6 +53,7 @@ class ListenOptions(NamedTuple):
         accept_timeout: ``-w``: seconds to wait for the first client.
         keepalive: ``--keepalive``: SO_KEEPALIVE on accepted connections.
         client_queue: bytes from stdin queued for one client before stdin pauses.
+        numeric: ``-n``: the host must be an IP address; no lookup.
     """
 
     family: socket.AddressFamily = socket.AF_UNSPEC
@@ -62,6 +63,7 @@ class ListenOptions(NamedTuple):
     accept_timeout: float | None = None
     keepalive: bool = False
     client_queue: int = DEFAULT_CLIENT_QUEUE
+    numeric: bool = False
 
     @property
     def admission(self) -> Admission:
@@ -91,7 +93,7 @@ def listen_stdio(
         BindError, ResolveError, ProgramError: the listener could not start.
         ConnectTimeout: ``accept_timeout`` passed with no client.
     """
-    with bind(address, family=options.family) as bound:
+    with bind(address, family=options.family, numeric=options.numeric) as bound:
         listeners = bound.sockets
         if on_listening is not None:
             on_listening(bound.names)
@@ -124,7 +126,7 @@ def listen_programs(
     """
     from wirecat.apps.program import ProgramServer, run_program
 
-    with bind(address, family=options.family) as bound:
+    with bind(address, family=options.family, numeric=options.numeric) as bound:
         listeners = bound.sockets
         if on_listening is not None:
             on_listening(bound.names)

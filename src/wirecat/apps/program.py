@@ -34,7 +34,7 @@ from typing import NamedTuple
 
 from wirecat.access import AccessList
 from wirecat.address import format_sockaddr
-from wirecat.errors import UsageError
+from wirecat.errors import ProgramError, UsageError, WirecatError
 from wirecat.report import Reporter, quiet, stderr_reporter, summary_line
 from wirecat.session import SessionOptions, SessionResult, run_session
 from wirecat.sockets import abort
@@ -99,7 +99,14 @@ class ProgramResult(NamedTuple):
     """How a connection with a program went: the session, and the program's exit status."""
 
     session: SessionResult
+    #: As subprocess gives it: the exit status, or -N when signal N ended it.
     returncode: int
+
+    @property
+    def exit_code(self) -> int:
+        """The status for wirecat to exit with: the program's own, or 128 + N
+        when signal N killed it, as a shell reports it (never 256 - N)."""
+        return 128 - self.returncode if self.returncode < 0 else self.returncode
 
 
 def check_exposure(hosts: list[str], access: AccessList, *, unix: bool) -> None:
@@ -174,7 +181,14 @@ def run_program(
     except OSError as exc:
         for fd in made:
             os.close(fd)
-        raise UsageError(f"cannot run {program}: {exc.strerror or exc}") from exc
+        # It passed the checks before listening, yet the kernel would not run
+        # it (a broken executable, a missing #! interpreter): the peer gets
+        # no program, and a reset, not an empty answer.
+        abort(sock)
+        raise ProgramError(
+            f"cannot run {program}: {(exc.strerror or str(exc)).lower()}",
+            "check that it is a working program for this machine",
+        ) from exc
     os.close(to_program_r)  # the program's ends: only the program holds them now
     os.close(from_program_w)
     if processes is not None:
@@ -303,8 +317,10 @@ class ProgramServer:
                     report=self.report,
                     processes=self._processes,
                 )
-        except Exception as exc:  # one connection's failure must not end the server
-            self.report(f"{peer}: {exc}")
+        except WirecatError as exc:  # one connection's failure must not end the server
+            stderr_reporter(f"{peer}: {exc}")  # -v or not: every client may fail the same way
+        except Exception as exc:
+            stderr_reporter(f"{peer}: {exc!r}")
         finally:
             with self._lock:
                 self._sockets.discard(sock)

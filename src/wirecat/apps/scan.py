@@ -181,9 +181,11 @@ def scan_ports(
     order = sorted(set(ports))
     if not order:
         raise UsageError("no ports to scan", "give ports such as 22,80,8000-8100")
-    bad = [p for p in order if not 0 <= p <= 65535]
+    bad = [p for p in order if not 1 <= p <= 65535]
     if bad:
-        raise UsageError(f"bad port {bad[0]}", "give a number from 0 to 65535")
+        raise UsageError(
+            f"bad port {bad[0]}", "give a number from 1 to 65535 (port 0 cannot be connected to)"
+        )
     if not timeout > 0:
         raise UsageError(f"bad scan timeout {timeout:g}", "give -w a number of seconds > 0, e.g. -w 0.5")
     if concurrency < 1:

@@ -101,7 +101,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from wirecat.address import Address, format_sockaddr
+from wirecat.address import Address, check_remote_port, format_sockaddr
 from wirecat.admission import peer_host
 from wirecat.apps.connect import ConnectOptions
 from wirecat.apps.listen import ListenOptions
@@ -275,6 +275,7 @@ class _Client:
         if target.is_unix:
             self.sock = self._open_unix()
         else:
+            check_remote_port(target.port)
             self.endpoints = resolve(
                 target.host,
                 target.port,
@@ -585,7 +586,7 @@ def udp_listen_stdio(
         BindError, ResolveError, ProgramError: the listener could not start.
         ConnectTimeout: ``accept_timeout`` passed with no datagram.
     """
-    with bind(address, family=options.family) as bound:
+    with bind(address, family=options.family, numeric=options.numeric) as bound:
         listeners = bound.sockets
         for sock in listeners:
             _tune(sock)

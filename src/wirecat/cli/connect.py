@@ -62,6 +62,8 @@ def handle(args: argparse.Namespace) -> int:
             "for TCP keepalive (traditional nc -k) use --keepalive",
         )
     target = address_from(args.target, args)
+    if target.is_unix and (args.source is not None or args.source_port is not None):
+        raise UsageError("-s and -p are for TCP and UDP", "a Unix socket client has no address to bind")
     if args.wait_reply is not None and not target.datagram:
         raise UsageError(
             "--wait-reply is for UDP (-u)", "over TCP wirecat waits for the peer to close anyway"
@@ -103,4 +105,4 @@ def _connect_program(
         result = run_program(sock, program, peer=peer, options=session, report=report)
     if result.session.error is not None:
         raise result.session.error
-    return result.returncode
+    return result.exit_code

@@ -70,7 +70,12 @@ def handle(args: argparse.Namespace) -> int:
     if columns:
         half = columns // 2
         print_out(f"{'SERVER':<{half}}CLIENT\n{'-' * (half - 2):<{half}}{'-' * (half - 2)}\n")
-    run_demo(
-        show, ipv6=args.ipv6, before_step=before_step, trace_mode=getattr(args, "trace", None) or "calls"
-    )
+    try:
+        run_demo(
+            show, ipv6=args.ipv6, before_step=before_step, trace_mode=getattr(args, "trace", None) or "calls"
+        )
+    except OSError as exc:  # no loopback in that family (-6 without IPv6), a loopback that is down
+        from wirecat.sockets import translate_os_error
+
+        raise translate_os_error(exc, "run the demo on", "::1" if args.ipv6 else "127.0.0.1") from exc
     return 0

@@ -56,12 +56,24 @@ def register(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--udp-idle",
         type=positive_seconds,
-        default=DEFAULT_UDP_IDLE,
         metavar="SECS",
         help=f"UDP: forget a silent peer after SECS (default {DEFAULT_UDP_IDLE:g})",
     )
     add_exec_flags(parser)
     parser.set_defaults(handler=handle)
+
+
+def _refuse_ignored_flags(args: argparse.Namespace, datagram: bool) -> None:
+    """A flag that would change nothing here is a usage error, never silently ignored."""
+    if args.max_conns is not None and not args.keep_open:
+        raise UsageError("--max-conns applies with -k", "without -k, listen serves one client")
+    if args.udp_idle is not None and not datagram:
+        raise UsageError("--udp-idle applies to UDP (-u)", "a TCP client's end is its end of stream")
+    if args.keep_open and args.quit_after_eof is not None and not datagram:
+        raise UsageError(
+            "-q applies to one client: with -k, end of stdin sends each client FIN",
+            "drop -q, or serve one client without -k",
+        )
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -75,8 +87,11 @@ def handle(args: argparse.Namespace) -> int:
     # Loopback by default, in the family asked for (-6: ::1): the binder's rule.
     address = listen_address(address_from(args.address, args), family=family)
     program = program_from(args)
+    _refuse_ignored_flags(args, address.datagram)
     if args.max_conns is None:
         args.max_conns = DEFAULT_MAX_PROGRAMS if program is not None else DEFAULT_MAX_CONNECTIONS
+    if args.udp_idle is None:
+        args.udp_idle = DEFAULT_UDP_IDLE
     if args.max_conns < 1:
         raise UsageError(f"bad --max-conns {args.max_conns}", "give a number ≥ 1")
     access = AccessList.from_rules(args.allow, args.deny)
@@ -88,6 +103,7 @@ def handle(args: argparse.Namespace) -> int:
         access=access,
         accept_timeout=args.accept_timeout,
         keepalive=args.keepalive,
+        numeric=args.numeric,
     )
     session = session_options(args)
     report = reporter(args)
@@ -109,7 +125,7 @@ def handle(args: argparse.Namespace) -> int:
             return 0
         if ran.session.error is not None:
             raise ran.session.error
-        return ran.returncode
+        return ran.exit_code
     if address.datagram:
         from wirecat.apps.udp import udp_listen_stdio
 
