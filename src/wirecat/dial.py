@@ -44,6 +44,7 @@ from wirecat.address import (
     format_sockaddr,
 )
 from wirecat.errors import ConnectError, ConnectTimeout, ProgramError, UsageError, WirecatError
+from wirecat.events import AttemptFailed, Connected, Connecting, emit
 from wirecat.happy_eyeballs import Lost, Race, Start, TimedOut, Wait, Won
 from wirecat.limits import DEFAULT_HAPPY_EYEBALLS_DELAY
 from wirecat.report import Reporter, quiet
@@ -114,7 +115,7 @@ def _targets(
 
 
 def _attempt_failed(target: SocketAddress, code: int, report: Reporter) -> WirecatError:
-    report(f"{target}: {os.strerror(code).lower()}")
+    emit(AttemptFailed(str(target), os.strerror(code).lower(), "dial"))
     return translate_os_error(OSError(code, os.strerror(code)), "connect to", str(target))
 
 
@@ -178,7 +179,7 @@ def race_blocking(
                 step = race.next(time.monotonic())
                 if isinstance(step, Start):
                     target = step.endpoint
-                    report(f"connecting to {target}")
+                    emit(Connecting(str(target), "dial"))
                     sock = attempts[target] = _attempt_socket(target, source)
                     code = sock.connect_ex(target.sockaddr)
                     if code in (0, errno.EINPROGRESS):
@@ -201,7 +202,7 @@ def race_blocking(
                 elif isinstance(step, Won):
                     sock = attempts.pop(step.endpoint)
                     sock.setblocking(True)
-                    report(f"connected to {step.endpoint} from {format_sockaddr(sock.getsockname())}")
+                    emit(Connected(str(step.endpoint), format_sockaddr(sock.getsockname()), "dial"))
                     return sock
                 elif isinstance(step, Lost):
                     raise _lost(where, step.failures, report)
@@ -266,7 +267,7 @@ async def race_async(
             step = race.next(loop.time())
             if isinstance(step, Start):
                 target = step.endpoint
-                report(f"connecting to {target}")
+                emit(Connecting(str(target), "dial"))
                 sock = _attempt_socket(target, source)
                 attempts[loop.create_task(loop.sock_connect(sock, target.sockaddr))] = (target, sock)
             elif isinstance(step, Wait):
@@ -287,7 +288,7 @@ async def race_async(
             elif isinstance(step, Won):
                 assert winner is not None
                 sock, winner = winner, None
-                report(f"connected to {step.endpoint} from {format_sockaddr(sock.getsockname())}")
+                emit(Connected(str(step.endpoint), format_sockaddr(sock.getsockname()), "dial"))
                 return sock
             elif isinstance(step, Lost):
                 raise _lost(where, step.failures, report)
@@ -359,7 +360,7 @@ def _dial_unix(address: Address, *, timeout: float | None = None, report: Report
     except OSError as exc:
         sock.close()
         raise _unix_connect_error(exc, address) from exc
-    report(f"connected to {address}")
+    emit(Connected(str(address), "", "dial"))
     return sock
 
 

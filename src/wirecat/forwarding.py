@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import fcntl
-import logging
 import os
 import socket
 import time
@@ -45,6 +44,7 @@ from wirecat.admission import Admission, peer_host
 from wirecat.bind import bind, listen_address
 from wirecat.dial import adial
 from wirecat.errors import ConnectTimeout, FrameTimeout, IdleTimeout, UsageError, WirecatError
+from wirecat.events import Closed, Listening, Note, Refused, emit
 from wirecat.limits import (
     DEFAULT_BACKLOG,
     DEFAULT_CONNECT_TIMEOUT,
@@ -58,7 +58,6 @@ from wirecat.limits import (
 )
 from wirecat.listener import DrainResult, Listener
 from wirecat.protocol.proxy import ProxyHeader, ProxyHeaderReader, encode_v1, encode_v2
-from wirecat.report import format_bytes
 from wirecat.resolve import resolve
 from wirecat.sockets import (
     close_with_reset,
@@ -68,7 +67,6 @@ from wirecat.sockets import (
 
 __all__ = ["RelayResult", "UdpRelay", "relay"]
 
-logger = logging.getLogger("wirecat.relay")
 
 _HAS_SPLICE = hasattr(os, "splice")
 _SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
@@ -519,11 +517,12 @@ class _StreamRelay:
             # No target (down, timed out, reset at once), or a bad PROXY
             # header: the client never gets a stream, and a reset says so (a
             # FIN would be an empty reply, a success to most clients).
-            logger.warning("%s: %s; the client was reset", peer, exc)
+            emit(Note(f"{peer}: {exc}; the client was reset", "warning", "relay"))
             close_with_reset(client)
             return
         except OSError as exc:  # e.g. the target went away while we sent the PROXY header
-            logger.warning("%s: %s; the client was reset", peer, translate_os_error(exc, "relay to", where))
+            error = translate_os_error(exc, "relay to", where)
+            emit(Note(f"{peer}: {error}; the client was reset", "warning", "relay"))
             close_with_reset(client)
             return
         finally:
@@ -532,14 +531,17 @@ class _StreamRelay:
             if conn is not None:
                 conn.abort("cut off (reset) after an error")
                 result = conn.result
-                logger.info(
-                    "%s -> %s: sent %s, received %s in %.2f s; %s",
-                    peer,
-                    where,
-                    format_bytes(result.up),
-                    format_bytes(result.down),
-                    time.monotonic() - started,
-                    result.ending,
+                emit(
+                    Closed(
+                        peer,
+                        result.up,
+                        result.down,
+                        time.monotonic() - started,
+                        result.ending,
+                        cut=conn.cut,
+                        target=where,
+                        origin="relay",
+                    )
                 )
 
     async def _wait_with_idle(self, conn: _Connection) -> None:
@@ -703,7 +705,8 @@ async def relay(
     )
     bound = bind(listen_at, family=family, backlog=backlog, blocking=False)
     # The accept loop of serve(), with no Connection: the runner takes each socket as it is.
-    listener = Listener(bound, admission, runner.run, drain_timeout=drain_timeout, log=logger)
+    emit(Listening(tuple(bound.names), "relay"))
+    listener = Listener(bound, admission, runner.run, drain_timeout=drain_timeout, origin="relay")
     listener._start_accepting()
     return listener
 
@@ -753,6 +756,7 @@ class UdpRelay:
         self._done: asyncio.Future[None] = self._loop.create_future()
         self._closed = False
         self.addresses = [format_sockaddr(listener.getsockname())]
+        emit(Listening(tuple(self.addresses), "relay"))
         self._loop.add_reader(listener.fileno(), self._from_client)
         self._sweeper = self._loop.call_later(max(idle / 4, 0.05), self._sweep)
 
@@ -804,7 +808,7 @@ class UdpRelay:
             except BlockingIOError:
                 return
             except OSError as exc:
-                logger.info("UDP receive failed: %s", exc.strerror)
+                emit(Note(f"UDP receive failed: {exc.strerror}", origin="relay"))
                 return
             session = self._sessions.get(client)
             if session is None:
@@ -821,24 +825,24 @@ class UdpRelay:
         name = format_sockaddr(client)
         refusal = self._admission.decide(peer_host(client), name, len(self._sessions), unit="UDP session")
         if refusal is not None:
-            logger.log(logging.WARNING if refusal.reason == "full" else logging.INFO, "%s", refusal.text())
+            emit(Refused(name, refusal.reason, refusal.why, "relay"))
             return None
         try:
             sock = trace.new_socket(self._family, socket.SOCK_DGRAM)
         except OSError as exc:  # out of descriptors: drop this datagram, keep serving
-            logger.warning("%s: cannot open a socket to the target: %s", name, exc.strerror)
+            emit(Note(f"{name}: cannot open a socket to the target: {exc.strerror}", "warning", "relay"))
             return None
         try:
             sock.setblocking(False)
             sock.connect(self._target_sockaddr)  # a datagram connect: only sets the default peer
         except OSError as exc:
             sock.close()
-            logger.warning("%s: cannot reach the target %s: %s", name, self._target, exc.strerror)
+            emit(Note(f"{name}: cannot reach the target {self._target}: {exc.strerror}", "warning", "relay"))
             return None
         session = _UdpSession(sock, client, self._loop.time())
         self._sessions[client] = session
         self._loop.add_reader(sock.fileno(), self._from_target, session)
-        logger.info("new UDP session for %s", name)
+        emit(Note(f"new UDP session for {name}", origin="relay"))
         return session
 
     def _from_target(self, session: _UdpSession) -> None:
@@ -854,14 +858,16 @@ class UdpRelay:
             try:
                 self._listener.sendto(self._view[:n], session.client)
             except OSError as exc:
-                logger.info("cannot send to %s: %s", format_sockaddr(session.client), exc.strerror)
+                emit(
+                    Note(f"cannot send to {format_sockaddr(session.client)}: {exc.strerror}", origin="relay")
+                )
 
     def _forget(self, client: tuple[str, int], why: str) -> None:
         session = self._sessions.pop(client, None)
         if session is not None:
             self._loop.remove_reader(session.sock.fileno())
             session.sock.close()
-            logger.info("UDP session for %s ended: %s", format_sockaddr(client), why)
+            emit(Note(f"UDP session for {format_sockaddr(client)} ended: {why}", origin="relay"))
 
     def _sweep(self) -> None:
         now = self._loop.time()

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import socket
 from collections.abc import Callable, Coroutine
 from types import TracebackType
@@ -34,12 +33,11 @@ from wirecat.admission import (
     peer_label,
 )
 from wirecat.bind import Bound
+from wirecat.events import Accepted, Note, Refused, emit
 from wirecat.limits import DEFAULT_DRAIN_TIMEOUT
 from wirecat.sockets import close_with_reset, configure_stream
 
 __all__ = ["DrainResult", "Listener", "Runner"]
-
-logger = logging.getLogger("wirecat.server")
 
 #: Serves one admitted connection: ``await run(sock, peer)``.
 Runner = Callable[[socket.socket, str], Coroutine[Any, Any, None]]
@@ -77,7 +75,7 @@ class Listener:
             non-blocking socket with the stream options set, and the peer's
             name); the connection counts against the limit until it returns.
         drain_timeout: how long :meth:`shutdown` lets busy connections finish.
-        log: where refusals and accept errors are logged.
+        origin: how its events name it (``server``, ``relay``).
     """
 
     def __init__(
@@ -87,14 +85,14 @@ class Listener:
         run: Runner,
         *,
         drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
-        log: logging.Logger = logger,
+        origin: str = "server",
     ) -> None:
         self._bound = bound
         self._listeners = bound.sockets
         self._admission = admission
         self._run_socket = run
         self._drain_timeout = drain_timeout
-        self._log = log
+        self._origin = origin
         self._loop = asyncio.get_running_loop()
         self._tasks: set[asyncio.Task[None]] = set()
         # Accepted sockets whose task has not run its first step: a task
@@ -161,7 +159,10 @@ class Listener:
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=timeout)
             if pending:
-                self._log.info("cutting off %d connection(s) still busy after %g s", len(pending), timeout)
+                n = len(pending)
+                emit(
+                    Note(f"cutting off {n} connection(s) still busy after {timeout:g} s", origin=self._origin)
+                )
                 await self._cancel(pending)
         self._finish()
         return DrainResult(finished=len(tasks) - len(pending), cut=len(pending))
@@ -250,25 +251,19 @@ class Listener:
                 if action is AcceptErrorAction.SKIP:
                     continue
                 if action is AcceptErrorAction.BACK_OFF:
-                    self._log.warning(
-                        "cannot accept: %s; retrying in %g s", exc.strerror, ACCEPT_BACKOFF_SECONDS
-                    )
+                    text = f"cannot accept: {exc.strerror}; retrying in {ACCEPT_BACKOFF_SECONDS:g} s"
+                    emit(Note(text, "warning", self._origin))
                     self._pause_accepting()
                     self._backoff = self._loop.call_later(ACCEPT_BACKOFF_SECONDS, self._resume_after_backoff)
                     return
-                self._log.error(
-                    "accept() failed on %s: %s; the server stops",
-                    format_sockaddr(listener.getsockname()),
-                    exc,
-                )
+                where = format_sockaddr(listener.getsockname())
+                emit(Note(f"accept() failed on {where}: {exc}; the server stops", "error", self._origin))
                 self.close()
                 return
             peer = peer_label(sockaddr, self.addresses[0])
             refusal = admission.decide(peer_host(sockaddr), peer, len(self._tasks))
             if refusal is not None:
-                # Always seen when full (the operator must know); under -v for a rule.
-                level = logging.WARNING if refusal.reason == "full" else logging.INFO
-                self._log.log(level, "%s", refusal.text())
+                emit(Refused(peer, refusal.reason, refusal.why, self._origin))
                 sock.close()
                 continue
             self.accepted += 1
@@ -278,6 +273,7 @@ class Listener:
             self._tasks.add(task)
             self._unstarted[task] = sock
             task.add_done_callback(self._task_done)
+            emit(Accepted(peer, self.addresses[0], len(self._tasks), self._origin))
 
     async def _start_socket(self, sock: socket.socket, peer: str) -> None:
         # The task's first step: from here on the runner owns the socket.

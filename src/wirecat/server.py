@@ -29,15 +29,16 @@ servers go wrong):
   get end of stream; busy ones get ``drain_timeout`` to finish; what they
   sent is flushed before each socket closes.
 
-Logging goes to the ``wirecat.server`` logger: one INFO line per connection
-when it ends (peer, duration, bytes each way, why), WARNING for refused or
-broken clients, ERROR with the traceback for a handler that raised.
+What happens is emitted as events (:mod:`wirecat.events`, origin
+``server``): Listening, Accepted, Refused, one Closed per connection (peer,
+duration, bytes each way, why), a warning Note for a client that broke the
+framing or was too slow, an error Note for a handler that raised. Without
+other subscribers they go to the ``wirecat.server`` logger.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -47,6 +48,7 @@ from wirecat.address import Address
 from wirecat.admission import Admission
 from wirecat.bind import Bound, bind, check_backlog, listen_address
 from wirecat.errors import FrameError, FrameTimeout, IdleTimeout, NetworkError, Timeout, UsageError
+from wirecat.events import Closed, Listening, Note, emit
 from wirecat.framing import Framer, Raw, check_framer
 from wirecat.limits import (
     DEFAULT_BACKLOG,
@@ -58,7 +60,6 @@ from wirecat.limits import (
     check_seconds,
 )
 from wirecat.listener import DrainResult, Listener
-from wirecat.report import format_bytes
 from wirecat.sockets import (
     check_tls,
     close_with_reset,
@@ -70,7 +71,6 @@ __all__ = ["DrainResult", "Handler", "Server", "serve"]
 #: What a server runs for each connection.
 Handler = Callable[[Connection], Awaitable[None]]
 
-logger = logging.getLogger("wirecat.server")
 
 #: Connections taken per wake-up of the accept loop; asyncio takes up to its backlog.
 _ACCEPT_BATCH = 64
@@ -143,7 +143,8 @@ class Server(Listener):
             )
         except (TimeoutError, OSError, ValueError) as exc:
             # A TLS handshake that failed or timed out, or a peer already gone.
-            logger.warning("%s: could not start the connection: %s", peer, exc or type(exc).__name__)
+            why = exc or type(exc).__name__
+            emit(Note(f"{peer}: could not start the connection: {why}", "warning", "server"))
             close_with_reset(sock)
             return
         except asyncio.CancelledError:
@@ -173,15 +174,15 @@ class Server(Listener):
                 conn.end_reason += "; cut off (reset)"
             # Broken framing and a frame too slow (slowloris) are worth an
             # operator's look; a peer that reset or went idle is everyday.
-            level = logging.WARNING if isinstance(exc, (FrameError, FrameTimeout)) else logging.INFO
-            logger.log(level, "%s: %s", conn.peer, conn.end_reason)
+            level = "warning" if isinstance(exc, (FrameError, FrameTimeout)) else "info"
+            emit(Note(f"{conn.peer}: {conn.end_reason}", level, "server"))
         except asyncio.CancelledError:
             cut = True
             conn.end_reason = "cut off (reset) by the server's shutdown while busy"
         except Exception as exc:
             conn.end_reason = f"the handler failed: {exc!r}; cut off (reset)"
             reset_after_flush = True
-            logger.error("handler failed for %s", conn.peer, exc_info=exc)
+            emit(Note(f"handler failed for {conn.peer} ({type(exc).__name__}: {exc})", "error", "server"))
         finally:
             self._connections.discard(conn)
             if cut:
@@ -195,13 +196,16 @@ class Server(Listener):
                     conn.abort()
                     conn.end_reason += "; cut off (reset) by the server's shutdown while flushing"
                     cancelled_in_close = exc
-            logger.info(
-                "%s: closed after %.2f s; received %s, sent %s; %s",
-                conn.peer,
-                time.monotonic() - started,
-                format_bytes(conn.bytes_received),
-                format_bytes(conn.bytes_sent),
-                conn.end_reason,
+            emit(
+                Closed(
+                    conn.peer,
+                    conn.bytes_sent,
+                    conn.bytes_received,
+                    time.monotonic() - started,
+                    conn.end_reason,
+                    cut=cut or reset_after_flush or cancelled_in_close is not None,
+                    origin="server",
+                )
             )
             if cancelled_in_close is not None:
                 raise cancelled_in_close
@@ -288,6 +292,7 @@ async def serve(
     from wirecat.runtime import raise_open_file_limit
 
     raise_open_file_limit(max_connections + _SPARE_DESCRIPTORS)
+    emit(Listening(tuple(bound.names), "server"))
     server = Server(
         handler,
         bound,

@@ -29,11 +29,12 @@ from typing import NamedTuple
 
 from wirecat.crlf import CrlfEncoder
 from wirecat.errors import IdleTimeout, PeerReset, Truncated, WirecatError
+from wirecat.events import Closed
 from wirecat.pump import Pump, PumpError
 from wirecat.sockets import abort, translate_os_error
 from wirecat.stdio import fd_is_open, stdin_error, stdout_error
 
-__all__ = ["SessionOptions", "SessionResult", "run_session"]
+__all__ = ["SessionOptions", "SessionResult", "run_session", "session_closed"]
 
 #: How often the supervising thread wakes when only a timer can end the wait.
 _TICK = 0.5
@@ -330,3 +331,17 @@ def _shutdown_write(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_WR)
     except OSError:
         pass  # already disconnected: the receive side will tell us how
+
+
+def session_closed(result: SessionResult, peer: str, origin: str) -> Closed:
+    """The :class:`~wirecat.events.Closed` event of a finished session (the ``-v`` ``done:`` line)."""
+    return Closed(
+        peer,
+        result.sent,
+        result.received,
+        result.duration,
+        result.ending,
+        cut=result.error is not None or result.ending == "stdout was closed",
+        first=result.closed_first,
+        origin=origin,
+    )

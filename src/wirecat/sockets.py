@@ -42,7 +42,8 @@ from wirecat.errors import (
     UsageError,
     WirecatError,
 )
-from wirecat.report import Reporter, quiet, stderr_reporter
+from wirecat.events import Note, Refused, emit
+from wirecat.report import Reporter, quiet
 
 if TYPE_CHECKING:
     pass  # only for annotations: the blocking commands never import it
@@ -199,6 +200,7 @@ def accept_admitted(
     *,
     report: Reporter = quiet,
     keepalive: bool = False,
+    origin: str = "listen",
 ) -> tuple[socket.socket, str] | None:
     """One ``accept()`` for the blocking servers (listen, ``-k``, ``--exec``), with
     the admission policy: the accept errno policy, allow/deny, and the limit
@@ -207,8 +209,7 @@ def accept_admitted(
     Returns:
         (the socket, with the stream options set, and the peer's name), or
         None when there was nothing to take, or the peer was refused (and
-        closed): a refusal for being full is said on stderr always, one by
-        the allow/deny rules to ``report`` (-v).
+        closed, and a :class:`~wirecat.events.Refused` emitted).
     """
     try:
         sock, sockaddr = listener.accept()
@@ -217,14 +218,20 @@ def accept_admitted(
         if action is AcceptErrorAction.SKIP:
             return None
         if action is AcceptErrorAction.BACK_OFF:
-            report(f"cannot accept: {exc.strerror}; retrying in {ACCEPT_BACKOFF_SECONDS:g} s")
+            emit(
+                Note(
+                    f"cannot accept: {exc.strerror}; retrying in {ACCEPT_BACKOFF_SECONDS:g} s",
+                    "warning",
+                    origin,
+                )
+            )
             time.sleep(ACCEPT_BACKOFF_SECONDS)  # not synchronisation: a pause to let descriptors free up
             return None
         raise
     peer = peer_label(sockaddr, format_sockaddr(listener.getsockname()))
     refusal = admission.decide(peer_host(sockaddr), peer, active)
     if refusal is not None:
-        (stderr_reporter if refusal.reason == "full" else report)(refusal.text())
+        emit(Refused(peer, refusal.reason, refusal.why, origin))
         sock.close()
         return None
     configure_stream(sock, interactive=True, keepalive=keepalive)

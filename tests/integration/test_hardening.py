@@ -234,10 +234,12 @@ def test_a_second_signal_cuts_every_relayed_connection_at_once(spawn) -> None:
 
 def test_a_relay_that_drains_everything_says_so_and_exits_0(spawn) -> None:
     target = Target(lambda conn: conn.sendall(b"done"))
-    relay = spawn(WIRECAT, "relay", "0", target.address)
+    relay = spawn(WIRECAT, "relay", "-v", "0", target.address)
     with socket.create_connection(("127.0.0.1", relay.listening_port()), timeout=TIMEOUT) as sock:
         assert sock.recv(4) == b"done"
         relay.popen.send_signal(signal.SIGTERM)
+        assert relay.popen.stderr is not None
+        read_line_matching(relay.popen.stderr, "shutting down")  # the connection is still open then
         assert _read_until_cut(sock) == (0, "eof")  # the target ended it: a natural end
     code, _, err = relay.finish(timeout=TIMEOUT)
     assert code == 0, err

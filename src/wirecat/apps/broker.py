@@ -8,16 +8,13 @@ behind, so it never stalls the others.
 
 from __future__ import annotations
 
-import logging
-
 from wirecat.errors import ConnectionClosed
+from wirecat.events import Note, emit
 from wirecat.limits import DEFAULT_SEND_QUEUE
 from wirecat.report import format_bytes
 from wirecat.stream import Connection
 
 __all__ = ["Broker"]
-
-logger = logging.getLogger("wirecat.broker")
 
 
 class Broker:
@@ -53,4 +50,4 @@ class Broker:
                 self.clients.discard(client)
                 client.end_reason = f"disconnected: not reading ({format_bytes(behind)} behind)"
                 client.abort()
-                logger.warning("%s: %s", client.peer, client.end_reason)
+                emit(Note(f"{client.peer}: {client.end_reason}", "warning", "broker"))

@@ -13,17 +13,15 @@ rest, instead of making everyone wait or growing the server's memory.
 
 from __future__ import annotations
 
-import logging
 import re
 
 from wirecat.errors import ConnectionClosed, FrameError
+from wirecat.events import Note, emit
 from wirecat.limits import DEFAULT_SEND_QUEUE
 from wirecat.report import format_bytes
 from wirecat.stream import Connection
 
 __all__ = ["ChatRoom"]
-
-logger = logging.getLogger("wirecat.chat")
 
 #: Names are short ASCII words, so that ``<name>`` cannot fake another line's sender.
 _NAME = re.compile(rb"[A-Za-z0-9_.-]{1,32}")
@@ -117,6 +115,7 @@ class ChatRoom:
             name = self.members.pop(member, None)
             member.end_reason = f"disconnected: not reading ({format_bytes(behind)} behind)"
             member.abort()
-            logger.warning("%s (%s): %s", member.peer, (name or b"?").decode(), member.end_reason)
+            who = (name or b"?").decode()
+            emit(Note(f"{member.peer} ({who}): {member.end_reason}", "warning", "chat"))
             if name is not None:
                 self._broadcast(b"* " + name + b" was disconnected: not reading")

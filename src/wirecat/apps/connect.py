@@ -7,8 +7,9 @@ from typing import NamedTuple
 
 from wirecat.address import Address, format_sockaddr
 from wirecat.dial import dial
-from wirecat.report import Reporter, quiet, summary_line
-from wirecat.session import SessionOptions, SessionResult, run_session
+from wirecat.events import emit
+from wirecat.report import Reporter, quiet
+from wirecat.session import SessionOptions, SessionResult, run_session, session_closed
 from wirecat.sockets import configure_stream
 
 __all__ = ["ConnectOptions", "connect_stdio", "open_stream"]
@@ -74,5 +75,5 @@ def connect_stdio(
         except OSError:  # reset right after connecting (ENOTCONN): the session will say so
             peer = str(target)
         result = run_session(sock, peer=peer, options=session)
-    report(summary_line(result.sent, result.received, result.duration, result.closed_first, result.ending))
+    emit(session_closed(result, peer, "session"))
     return result

@@ -23,13 +23,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 from wirecat.access import AccessList
-from wirecat.address import Address
+from wirecat.address import Address, format_sockaddr
 from wirecat.admission import Admission
 from wirecat.bind import bind
 from wirecat.errors import ConnectTimeout
+from wirecat.events import Accepted, Closed, Listening, Note, emit
 from wirecat.limits import DEFAULT_CLIENT_QUEUE, DEFAULT_MAX_CONNECTIONS
-from wirecat.report import Reporter, format_bytes, quiet, stderr_reporter, summary_line
-from wirecat.session import SessionOptions, SessionResult, run_session
+from wirecat.report import Reporter, quiet
+from wirecat.session import SessionOptions, SessionResult, run_session, session_closed
 from wirecat.sockets import (
     accept_admitted,
     close_with_reset,
@@ -95,6 +96,7 @@ def listen_stdio(
     """
     with bind(address, family=options.family, numeric=options.numeric) as bound:
         listeners = bound.sockets
+        emit(Listening(tuple(bound.names), "listen"))
         if on_listening is not None:
             on_listening(bound.names)
         if options.keep_open:
@@ -102,9 +104,9 @@ def listen_stdio(
             return None
         sock, peer = _accept_one(listeners, options, report)
     with sock:
-        report(f"connection from {peer}")
+        emit(Accepted(peer, bound.names[0], 1, "listen"))
         result = run_session(sock, peer=peer, options=session)
-    report(summary_line(result.sent, result.received, result.duration, result.closed_first, result.ending))
+    emit(session_closed(result, peer, "session"))
     return result
 
 
@@ -128,6 +130,7 @@ def listen_programs(
 
     with bind(address, family=options.family, numeric=options.numeric) as bound:
         listeners = bound.sockets
+        emit(Listening(tuple(bound.names), "exec"))
         if on_listening is not None:
             on_listening(bound.names)
         if options.keep_open:
@@ -136,7 +139,7 @@ def listen_programs(
                 forever = options._replace(accept_timeout=None)
                 while True:
                     sock, peer = _accept_one(listeners, forever, report, lambda: server.active)
-                    report(f"connection from {peer}")
+                    emit(Accepted(peer, bound.names[0], server.active + 1, "exec"))
                     server.start(sock, peer)
             except (KeyboardInterrupt, SystemExit):
                 server.stop(announce=True)  # a signal: say what it cut
@@ -145,7 +148,7 @@ def listen_programs(
                 server.stop()
         sock, peer = _accept_one(listeners, options, report)
     with sock:
-        report(f"connection from {peer}")
+        emit(Accepted(peer, bound.names[0], 1, "exec"))
         return run_program(sock, program, peer=peer, options=session, report=report)
 
 
@@ -202,6 +205,7 @@ class _Hub:
         report: Reporter,
     ) -> None:
         self.listeners = listeners
+        self.local = format_sockaddr(listeners[0].getsockname())
         self.options = options
         self.session = session
         self.report = report
@@ -253,7 +257,8 @@ class _Hub:
         for client in cut:
             self._close(client, "cut off (reset): the listener stopped", cut=True)
         if cut and announce:
-            stderr_reporter(f"stopped: {len(cut)} client{'s' if len(cut) != 1 else ''} cut off (reset)")
+            text = f"stopped: {len(cut)} client{'s' if len(cut) != 1 else ''} cut off (reset)"
+            emit(Note(text, "warning", "hub"))
 
     # -- stdin ---------------------------------------------------------------
     def _update_stdin(self) -> None:
@@ -294,6 +299,7 @@ class _Hub:
             len(self.clients),
             report=self.report,
             keepalive=self.options.keepalive,
+            origin="hub",
         )
         if accepted is None:
             return
@@ -305,7 +311,7 @@ class _Hub:
         # Read even with --send-only (what comes is dropped): that is how a
         # client's leaving, or reset, is noticed while stdin is quiet.
         self.selector.register(sock, selectors.EVENT_READ, self._on_client)
-        self.report(f"connection from {peer} ({len(self.clients)} connected)")
+        emit(Accepted(peer, self.local, len(self.clients), "hub"))
         if self.stdin_done:
             self._flush(client)  # stdin already ended: FIN at once
 
@@ -386,10 +392,7 @@ class _Hub:
         else:
             client.sock.close()
         duration = time.monotonic() - client.start
-        self.report(
-            f"{client.peer} gone ({why}): sent {format_bytes(client.sent)}, "
-            f"received {format_bytes(client.received)} in {duration:.2f} s"
-        )
+        emit(Closed(client.peer, client.sent, client.received, duration, why, cut=cut, origin="hub"))
 
     # -- idle timeout --------------------------------------------------------
     def _next_timeout(self) -> float | None:

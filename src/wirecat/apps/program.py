@@ -35,8 +35,9 @@ from typing import NamedTuple
 from wirecat.access import AccessList
 from wirecat.address import format_sockaddr
 from wirecat.errors import ProgramError, UsageError, WirecatError
-from wirecat.report import Reporter, quiet, stderr_reporter, summary_line
-from wirecat.session import SessionOptions, SessionResult, run_session
+from wirecat.events import Note, emit
+from wirecat.report import Reporter, quiet
+from wirecat.session import SessionOptions, SessionResult, run_session, session_closed
 from wirecat.sockets import abort
 
 __all__ = ["Program", "ProgramResult", "check_exposure", "run_program"]
@@ -233,7 +234,7 @@ def run_program(
         else:
             close_input()
             os.close(from_program_r)
-    report(summary_line(result.sent, result.received, result.duration, result.closed_first, result.ending))
+    emit(session_closed(result, peer, "exec"))
     report(f"{program} exited with status {returncode}")
     return ProgramResult(result, returncode)
 
@@ -318,9 +319,9 @@ class ProgramServer:
                     processes=self._processes,
                 )
         except WirecatError as exc:  # one connection's failure must not end the server
-            stderr_reporter(f"{peer}: {exc}")  # -v or not: every client may fail the same way
+            emit(Note(f"{peer}: {exc}", "warning", "exec"))  # -v or not: every client may fail the same way
         except Exception as exc:
-            stderr_reporter(f"{peer}: {exc!r}")
+            emit(Note(f"{peer}: {exc!r}", "error", "exec"))
         finally:
             with self._lock:
                 self._sockets.discard(sock)
@@ -344,7 +345,7 @@ class ProgramServer:
             abort(sock)
         if sockets and announce:
             n = len(sockets)
-            stderr_reporter(f"stopped: {n} connection{'s' if n != 1 else ''} cut off (reset)")
+            emit(Note(f"stopped: {n} connection{'s' if n != 1 else ''} cut off (reset)", "warning", "exec"))
         for process in list(self._processes):
             _signal_group(process, signal.SIGTERM)
         for process in list(self._processes):

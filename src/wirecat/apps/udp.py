@@ -108,10 +108,11 @@ from wirecat.apps.listen import ListenOptions
 from wirecat.bind import bind
 from wirecat.dial import bind_source
 from wirecat.errors import BindError, ConnectError, ConnectTimeout, IdleTimeout, WirecatError
+from wirecat.events import Event, Listening, Note, Refused, emit
 from wirecat.limits import DEFAULT_UDP_IDLE, MAX_DATAGRAM
-from wirecat.report import Reporter, format_bytes, quiet, stderr_reporter, summary_line
+from wirecat.report import Reporter, format_bytes, quiet
 from wirecat.resolve import SocketAddress, resolve
-from wirecat.session import SessionOptions, SessionResult
+from wirecat.session import SessionOptions, SessionResult, session_closed
 from wirecat.sockets import translate_os_error
 from wirecat.stdio import StdoutClosed, fd_is_open, read_stdin, write_stdout
 from wirecat.trace import new_socket
@@ -205,7 +206,7 @@ def _datagrams(n: int) -> str:
 
 def _warn_truncated(n: int, where: str) -> None:
     # Always said, -v or not: bytes were lost and the user must know.
-    stderr_reporter(f"a datagram of {n} bytes from {where} was cut to {_READ_SIZE} bytes")
+    emit(Note(f"a datagram of {n} bytes from {where} was cut to {_READ_SIZE} bytes", "warning", "udp"))
 
 
 # ---------------------------------------------------------------------------
@@ -249,7 +250,7 @@ def udp_connect_stdio(
         result = client.run()
     finally:
         client.close()
-    report(summary_line(result.sent, result.received, result.duration, result.closed_first, result.ending))
+    emit(session_closed(result, client.where, "udp"))
     return result
 
 
@@ -590,12 +591,13 @@ def udp_listen_stdio(
         listeners = bound.sockets
         for sock in listeners:
             _tune(sock)
+        emit(Listening(tuple(bound.names), "udp"))
         if on_listening is not None:
             on_listening(bound.names)
         hub = _Listener(listeners, options, session, idle_expiry, report)
         result = hub.run()
     if result is not None:
-        report(summary_line(result.sent, result.received, result.duration, "", result.ending))
+        emit(session_closed(result, hub.first.name if hub.first is not None else str(address), "udp"))
     return result
 
 
@@ -743,20 +745,24 @@ class _Listener:
             if self.session.receive:
                 write_stdout(self.view[:n])
 
-    def _note(self, kind: str, sockaddr: _SockAddr, line: str, *, always: bool = False) -> None:
-        """Say ``line`` once per (kind, address), so a flood does not flood stderr."""
+    def _note(self, kind: str, sockaddr: _SockAddr, event: Event) -> None:
+        """Emit ``event`` once per (kind, address), so a flood does not flood stderr."""
         if (kind, sockaddr) in self.noted:
             return
         if len(self.noted) >= _NOTED_LIMIT:
             self.noted.clear()
         self.noted.add((kind, sockaddr))
-        (stderr_reporter if always else self.report)(line)
+        emit(event)
 
     def _admit(self, sock: socket.socket, sockaddr: _SockAddr | None) -> _Peer | None:
         """The session this datagram belongs to (made if new), or None to drop it."""
         if not sockaddr:
             # A Unix socket that was never bound: we can print, never answer.
-            self._note("unnamed", "", "datagram from an unnamed Unix socket: it cannot get replies")
+            self._note(
+                "unnamed",
+                "",
+                Note("datagram from an unnamed Unix socket: it cannot get replies", origin="udp"),
+            )
             return _Peer(sock, "", "unix:(unnamed)", time.monotonic())
         key = (sock.fileno(), sockaddr)
         peer = self.peers.pop(key, None)
@@ -766,17 +772,15 @@ class _Listener:
         name = format_sockaddr(sockaddr)
         refusal = self.options.admission.decide(peer_host(sockaddr), name, len(self.peers), unit="peer")
         if refusal is not None and refusal.reason == "access":
-            self._note("denied", sockaddr, f"dropped datagram from {name}: {refusal.why}")
+            self._note("denied", sockaddr, Refused(name, refusal.reason, refusal.why, "udp"))
             return None
         if not self.keep_open and self.first is not None:
-            self._note(
-                "ignored",
-                sockaddr,
-                f"ignored datagram from {name}: serving {self.first.name} only (-k serves many peers)",
-            )
+            # Said once per sender, -v or not: its datagrams are dropped.
+            text = f"ignored datagram from {name}: serving {self.first.name} only (-k serves many peers)"
+            self._note("ignored", sockaddr, Note(text, "warning", "udp"))
             return None
         if refusal is not None:
-            self._note("full", sockaddr, f"dropped datagram from {name}: {refusal.why}", always=True)
+            self._note("full", sockaddr, Refused(name, refusal.reason, refusal.why, "udp"))
             return None
         peer = _Peer(sock, sockaddr, name, time.monotonic())
         self.peers[key] = peer
@@ -830,4 +834,4 @@ class _Listener:
         if not self.keep_open:
             raise _Ended("", error)
         self.peers.pop((peer.sock.fileno(), peer.sockaddr), None)
-        stderr_reporter(f"{error.message}; its session ends")
+        emit(Note(f"{error.message}; its session ends", "warning", "udp"))

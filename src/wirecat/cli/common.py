@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from wirecat.address import Address, check_unix_path, parse_address, parse_port
 from wirecat.errors import UsageError
 from wirecat.limits import MAX_SECONDS
-from wirecat.report import Reporter, quiet, stderr_reporter
+from wirecat.report import Reporter, quiet
 
 if TYPE_CHECKING:
     from wirecat.apps.program import Program
@@ -165,5 +165,7 @@ def source_from(args: argparse.Namespace) -> tuple[str, int] | None:
 
 
 def reporter(args: argparse.Namespace) -> Reporter:
-    """stderr lines under -v, silence otherwise."""
-    return stderr_reporter if args.verbose else quiet
+    """Notes for the event channel: said under -v (the CLI's outputs decide), silent otherwise."""
+    from wirecat import events
+
+    return events.note if args.verbose else quiet

@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from wirecat.report import stderr_reporter
+from wirecat import events
 from wirecat.stdio import print_out
 
 __all__ = ["register"]
@@ -50,7 +50,7 @@ def handle(args: argparse.Namespace) -> int:
         columns = width if width >= 2 * MIN_COLUMN else 0
     interactive = args.step and os.isatty(0) and os.isatty(1)
     if args.step and not interactive:
-        stderr_reporter("--step needs a terminal; running without pauses")
+        events.emit(events.Note("--step needs a terminal; running without pauses", "warning", "cli"))
 
     def show(step: Step) -> None:
         print_out(format_step(step, columns=columns) + "\n")  # at once, even through a pipe

@@ -17,7 +17,6 @@ from wirecat.cli.common import (
 )
 from wirecat.errors import UsageError
 from wirecat.limits import DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PROGRAMS, DEFAULT_UDP_IDLE
-from wirecat.report import stderr_reporter
 
 __all__ = ["register"]
 
@@ -108,11 +107,6 @@ def handle(args: argparse.Namespace) -> int:
     session = session_options(args)
     report = reporter(args)
 
-    def on_listening(names: list[str]) -> None:
-        # Always printed: scripts parse "listening on HOST:PORT" to learn port 0's pick.
-        for name in names:
-            stderr_reporter(f"listening on {name}")
-
     if program is not None:
         from wirecat.apps.listen import listen_programs
         from wirecat.apps.program import check_exposure
@@ -120,7 +114,7 @@ def handle(args: argparse.Namespace) -> int:
         if address.datagram:
             raise UsageError("--exec needs a stream listener, not UDP")
         check_exposure([address.host], access, unix=address.is_unix)
-        ran = listen_programs(address, program, options, session, report=report, on_listening=on_listening)
+        ran = listen_programs(address, program, options, session, report=report)
         if ran is None:
             return 0
         if ran.session.error is not None:
@@ -129,11 +123,9 @@ def handle(args: argparse.Namespace) -> int:
     if address.datagram:
         from wirecat.apps.udp import udp_listen_stdio
 
-        result = udp_listen_stdio(
-            address, options, session, idle_expiry=args.udp_idle, report=report, on_listening=on_listening
-        )
+        result = udp_listen_stdio(address, options, session, idle_expiry=args.udp_idle, report=report)
     else:
-        result = listen_stdio(address, options, session, report=report, on_listening=on_listening)
+        result = listen_stdio(address, options, session, report=report)
     if result is not None and result.error is not None:
         raise result.error
     return 0

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, NoReturn
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
 
-from wirecat.errors import EXIT_INTERRUPTED, UsageError, WirecatError
+from wirecat.cli.output import JsonOutput, TextOutput
+from wirecat.errors import EXIT_INTERRUPTED, ProgramError, UsageError, WirecatError
 
 __all__ = ["Parser", "run"]
 
@@ -114,6 +115,7 @@ def _top_help() -> str:
         _EPILOG_NETCAT.rstrip(),
         "",
         "global flags: -v (say what happens), --trace[=explain|bytes] (print each socket call),",
+        "              --json (events as JSON lines on stderr), --log-json FILE (the same, to FILE),",
         "              --debug (tracebacks), --version",
     ]
     return "\n".join(lines) + "\n"
@@ -177,13 +179,66 @@ def _take_trace(argv: list[str]) -> tuple[list[str], str | None]:
     return rest, mode
 
 
+def _take_json(argv: list[str]) -> tuple[list[str], bool, str | None]:
+    """Take ``--json`` and ``--log-json FILE`` out of ``argv``: (the rest, --json, the file or None).
+
+    Done before argparse, like ``--trace``: every command has them, and the
+    output must be set up before anything can go wrong.
+    """
+    rest: list[str] = []
+    as_json, log_file = False, None
+    words = iter(enumerate(argv))
+    for index, word in words:
+        if word in ("--", "--exec"):  # the rest is a program's command line
+            rest += argv[index:]
+            break
+        if word == "--json":
+            as_json = True
+        elif word == "--log-json" or word.startswith("--log-json="):
+            if "=" in word:
+                log_file = word.partition("=")[2]
+            else:
+                taken = next(words, None)
+                if taken is None:
+                    raise UsageError("--log-json needs a file", "e.g. --log-json events.jsonl")
+                log_file = taken[1]
+            if not log_file:
+                raise UsageError("--log-json needs a file", "e.g. --log-json events.jsonl")
+        else:
+            rest.append(word)
+    return rest, as_json, log_file
+
+
+def _set_up_output(as_json: bool, log_file: str | None) -> list[TextOutput | JsonOutput]:
+    """Subscribe the CLI's outputs to the event channel (and the library's logging off it)."""
+    from wirecat import events
+
+    outputs: list[TextOutput | JsonOutput] = [JsonOutput() if as_json else TextOutput()]
+    if log_file is not None:
+        try:
+            sink = open(log_file, "a", encoding="utf-8")  # noqa: SIM115 - open for the whole run
+        except OSError as exc:
+            raise ProgramError(
+                f"cannot open --log-json {log_file}: {(exc.strerror or str(exc)).lower()}"
+            ) from exc
+        outputs.append(JsonOutput(sink))
+    events.default.clear()
+    for output in outputs:
+        events.subscribe(output)
+    return outputs
+
+
 def run(argv: list[str]) -> int:
     """Parse ``argv``, run the subcommand, and return the exit code."""
     debug = "--debug" in argv
+    from wirecat import events
     from wirecat.stdio import StdoutClosed, ensure_standard_fds, print_out
 
     ensure_standard_fds()  # before any socket can take fd 0, 1 or 2
+    outputs: list[TextOutput | JsonOutput] = []
     try:
+        argv, as_json, log_file = _take_json(argv)
+        outputs = _set_up_output(as_json, log_file)
         if not argv:
             _say(_top_help().rstrip("\n"))  # a usage error: the help goes where errors go
             return 2
@@ -198,6 +253,8 @@ def run(argv: list[str]) -> int:
         argv = translate(argv, known)
         args = build_parser(argv[0] if argv[0] in known else None).parse_args(argv)
         args.trace = trace_mode
+        for output in outputs:
+            output.verbose = getattr(args, "verbose", 0)
         if program:
             if "exec_argv" not in args:
                 raise UsageError(f"{args.command} has no --exec", "use it with connect or listen")
@@ -205,7 +262,7 @@ def run(argv: list[str]) -> int:
         if trace_mode is not None and args.command not in ("demo", "explain"):
             from wirecat.trace import Tracer, enable
 
-            enable(Tracer(trace_mode))
+            enable(Tracer(trace_mode, lambda line: events.emit(events.Trace(line))))
         signal.signal(signal.SIGTERM, _on_sigterm)
         if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # (nohup: stays ignored)
             # A hang-up (terminal closed, ssh gone) unwinds like SIGTERM, so an
@@ -215,7 +272,10 @@ def run(argv: list[str]) -> int:
     except WirecatError as exc:
         if debug:
             raise
-        _say(f"wirecat: {exc}")
+        if outputs:
+            events.emit(events.Failed(str(exc), exc.exit_code, origin="cli"))
+        else:  # the output could not be set up (--log-json): say it plainly
+            _say(f"wirecat: {exc}")
         return exc.exit_code
     except KeyboardInterrupt:
         if debug:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -167,24 +165,6 @@ def framing_from(args: argparse.Namespace) -> Framer:
     return Raw()
 
 
-class _StderrFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        line = f"wirecat: {record.getMessage()}"
-        if record.exc_info and record.levelno >= logging.ERROR:
-            exc = record.exc_info[1]
-            line += f" ({type(exc).__name__}: {exc})"
-        return line
-
-
-def _configure_logging(verbose: int, debug: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("wirecat: %(message)s") if debug else _StderrFormatter())
-    root = logging.getLogger("wirecat")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO if verbose or debug else logging.WARNING)
-    root.propagate = False
-
-
 def run_server(args: argparse.Namespace, handler: Handler, framing: Framer | None = None) -> int:
     """Serve ``handler`` as the flags say until SIGINT/SIGTERM, then shut down gracefully.
 
@@ -235,7 +215,7 @@ def _connections(n: int) -> str:
 
 
 def run_until_signal(args: argparse.Namespace, start: Callable[[], Awaitable[Serving]]) -> int:
-    """Start a server, print where it listens, run until SIGINT/SIGTERM, shut down.
+    """Start a server (it says where it listens), run until SIGINT/SIGTERM, shut down.
 
     The shutdown lets busy connections finish for ``--drain-timeout`` and
     then cuts the rest off with a reset; one line says how many finished and
@@ -245,42 +225,34 @@ def run_until_signal(args: argparse.Namespace, start: Callable[[], Awaitable[Ser
     """
     import asyncio  # here, not at the top: --help imports this module
 
-    from wirecat import runtime
+    from wirecat import events, runtime
     from wirecat.errors import EXIT_INTERRUPTED, Truncated
-    from wirecat.report import stderr_reporter
-
-    _configure_logging(args.verbose, args.debug)
-    log = logging.getLogger("wirecat.server")
+    from wirecat.report import shutdown_line
 
     async def main() -> int:
         server = await start()
-        for name in server.addresses:
-            stderr_reporter(f"listening on {name}")
-        log.info("event loop: %s", runtime.loop_name())
+        events.note(f"event loop: {runtime.loop_name()}")
         with runtime.SignalWatch() as signals:
             signum = await signals.next()
-            log.info("signal %d: shutting down", signum)
+            events.note(f"signal {signum}: shutting down")
             draining = asyncio.ensure_future(server.shutdown())
             impatient = asyncio.ensure_future(signals.next())
             await asyncio.wait({draining, impatient}, return_when=asyncio.FIRST_COMPLETED)
             if not draining.done():
                 draining.cancel()
                 cut = await server.abort()
-                stderr_reporter(f"interrupted again: {_connections(cut)} cut off (reset)")
+                events.emit(
+                    events.Note(f"interrupted again: {_connections(cut)} cut off (reset)", "warning", "cli")
+                )
                 return EXIT_INTERRUPTED
             impatient.cancel()
         result = draining.result()
+        events.emit(events.ShutDown(result.finished, result.cut, args.drain_timeout, origin="cli"))
         if result.cut:
             raise Truncated(
-                f"shut down: {_connections(result.finished)} finished, {result.cut} cut off (reset)"
-                f" after --drain-timeout {args.drain_timeout:g} s",
+                shutdown_line(result.finished, result.cut, args.drain_timeout),
                 "raise --drain-timeout to let busy clients finish",
             )
-        stderr_reporter(
-            f"shut down: {_connections(result.finished)} finished, none cut off"
-            if result.finished
-            else "shut down: no connection was open"
-        )
         return 0
 
     return runtime.run(main())
