@@ -119,15 +119,15 @@ def _attempt_failed(target: SocketAddress, code: int, report: Reporter) -> Wirec
     return translate_os_error(OSError(code, os.strerror(code)), "connect to", str(target))
 
 
-def _lost(where: str, failures: list[tuple[SocketAddress, object]], report: Reporter) -> WirecatError:
-    """The one error for a race where every address failed (each was told to ``report``)."""
+def _lost(where: str, failures: list[tuple[SocketAddress, object]]) -> WirecatError:
+    """The one error for a race where every address failed (each failure was an event)."""
     errors = [error for _, error in failures if isinstance(error, WirecatError)]
     if len(errors) == 1:
         return errors[0]
     kinds = {type(error) for error in errors}
     error_type = kinds.pop() if len(kinds) == 1 else ConnectError
-    hint = "run with -v to see each" if report is quiet else ""
-    return error_type(f"could not connect to {where}: every address failed", hint)
+    # Each failure was an AttemptFailed event: the verbose output says them.
+    return error_type(f"could not connect to {where}: every address failed", "", setting="verbose")
 
 
 def _timed_out(where: str, timeout: float | None) -> ConnectTimeout:
@@ -205,7 +205,7 @@ def race_blocking(
                     emit(Connected(str(step.endpoint), format_sockaddr(sock.getsockname()), "dial"))
                     return sock
                 elif isinstance(step, Lost):
-                    raise _lost(where, step.failures, report)
+                    raise _lost(where, step.failures)
                 else:
                     assert isinstance(step, TimedOut)
                     raise _timed_out(where, timeout)
@@ -291,7 +291,7 @@ async def race_async(
                 emit(Connected(str(step.endpoint), format_sockaddr(sock.getsockname()), "dial"))
                 return sock
             elif isinstance(step, Lost):
-                raise _lost(where, step.failures, report)
+                raise _lost(where, step.failures)
             else:
                 assert isinstance(step, TimedOut)
                 raise _timed_out(where, timeout)
@@ -350,7 +350,7 @@ def _dial_unix(address: Address, *, timeout: float | None = None, report: Report
         except BlockingIOError:
             raise ConnectTimeout(
                 f"connecting to {address} timed out after {timeout:g} s",
-                "its listener is not accepting (its backlog is full); raise -w to wait longer",
+                "its listener is not accepting (its backlog is full); allow more time",
             ) from None
         if timeout is not None and kind == socket.SOCK_STREAM:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(0))

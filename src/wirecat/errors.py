@@ -72,15 +72,21 @@ class WirecatError(Exception):
         message: what happened, in words a user reads ("connection refused by
             127.0.0.1:9").
         hint: what to do about it, or ``""`` when there is nothing to do.
+        setting: the library argument that governs what happened
+            (``"timeout"``, ``"idle_timeout"``...), or ``""``. The messages
+            never name a command-line flag (a library user passed none): the
+            CLI adds the flag that sets it when it prints the error.
     """
 
     exit_code: int = 1
     default_hint: str = ""
+    default_setting: str = ""
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, *, setting: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = self.default_hint if hint is None else hint
+        self.setting = self.default_setting if setting is None else setting
 
     def __str__(self) -> str:
         return f"{self.message}: {self.hint}" if self.hint else self.message
@@ -137,13 +143,16 @@ class Timeout(NetworkError):
 
 
 class ConnectTimeout(Timeout):
-    """Raised when connecting took longer than ``-w``/``--connect-timeout``."""
+    """Raised when connecting took longer than its timeout (``-w``, ``--connect-timeout``)."""
 
-    default_hint = "the host may be down or a firewall may drop packets; raise -w to wait longer"
+    default_hint = "the host may be down or a firewall may drop packets; allow more time"
+    default_setting = "timeout"
 
 
 class IdleTimeout(Timeout):
-    """Raised when nothing moved in either direction for ``-i``/``--idle-timeout``."""
+    """Raised when nothing moved in either direction for the idle timeout (``-i``)."""
+
+    default_setting = "idle_timeout"
 
 
 class FrameTimeout(Timeout):
@@ -152,6 +161,8 @@ class FrameTimeout(Timeout):
     bytes (slowloris) restarts the idle clock with each one, and only this
     bound frees its connection. Not raised between frames: that is idleness.
     """
+
+    default_setting = "frame_timeout"
 
 
 class PeerReset(NetworkError):
@@ -170,7 +181,8 @@ class Truncated(NetworkError):
     reset: that is :class:`PeerReset`."""
 
     exit_code = 8
-    default_hint = "drop -q to wait for the peer's end of stream"
+    default_hint = "wait for the peer's end of stream instead"
+    default_setting = "quit_after_eof"
 
 
 class ProgramError(WirecatError):
@@ -203,7 +215,7 @@ class FrameError(WirecatError):
     exit_code = 10
 
     def __init__(self, message: str, hint: str | None = None, *, frames: list[bytes] | None = None) -> None:
-        super().__init__(message, hint)
+        super().__init__(message, hint, setting="")
         self.frames: list[bytes] = frames or []
 
 

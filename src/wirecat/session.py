@@ -269,11 +269,11 @@ def _run_session(
         if options.quit_after_eof is not None and sender and sender.finished_at:
             quit_at = sender.finished_at + options.quit_after_eof
             if now >= quit_at and not options.receive:
-                ending = f"end of input, then -q {options.quit_after_eof:g} s"  # no reply to cut off
+                ending = f"end of input, then {options.quit_after_eof:g} s"  # no reply to cut off
                 break
             if now >= quit_at:
                 error = Truncated(
-                    f"stopped {options.quit_after_eof:g} s after end of input (-q) "
+                    f"stopped {options.quit_after_eof:g} s after end of input "
                     f"while {peer} was still connected; its reply may be cut off"
                 )
                 break
@@ -284,7 +284,7 @@ def _run_session(
             )
             idle_at = max(last, start) + options.idle_timeout
             if now >= idle_at:
-                error = IdleTimeout(f"no data either way for {options.idle_timeout:g} s (-i)")
+                error = IdleTimeout(f"no data either way for {options.idle_timeout:g} s")
                 break
             deadlines.append(idle_at)
         wait = max(0.0, min(deadlines) - now) if deadlines else None

@@ -166,7 +166,9 @@ def _accept_one(
         while True:
             wait = None if deadline is None else deadline - time.monotonic()
             if wait is not None and wait <= 0:
-                raise ConnectTimeout(f"no client connected within {options.accept_timeout:g} s (-w)", "")
+                raise ConnectTimeout(
+                    f"no client connected within {options.accept_timeout:g} s", "", setting="accept_timeout"
+                )
             for key, _ in selector.select(wait):
                 accepted = accept_admitted(
                     key.fileobj,  # type: ignore[arg-type]
@@ -239,7 +241,9 @@ class _Hub:
                 self._expire_idle()
                 wait = self.options.accept_timeout
                 if wait is not None and not self.ever_connected and time.monotonic() - self.start >= wait:
-                    raise ConnectTimeout(f"no client connected within {wait:g} s (-w)", "")
+                    raise ConnectTimeout(
+                        f"no client connected within {wait:g} s", "", setting="accept_timeout"
+                    )
         except StdoutClosed:
             return
         except (KeyboardInterrupt, SystemExit):
@@ -412,4 +416,4 @@ class _Hub:
         now = time.monotonic()
         for client in list(self.clients.values()):
             if now - client.last_activity >= idle:
-                self._close(client, f"idle for {idle:g} s (-i): cut off (reset)", cut=True)
+                self._close(client, f"idle for {idle:g} s: cut off (reset)", cut=True)

@@ -187,7 +187,9 @@ def scan_ports(
             f"bad port {bad[0]}", "give a number from 1 to 65535 (port 0 cannot be connected to)"
         )
     if not timeout > 0:
-        raise UsageError(f"bad scan timeout {timeout:g}", "give -w a number of seconds > 0, e.g. -w 0.5")
+        raise UsageError(
+            f"bad scan timeout {timeout:g}", "give a number of seconds > 0, e.g. 0.5", setting="timeout"
+        )
     if concurrency < 1:
         raise UsageError(f"bad concurrency {concurrency}", "give a number ≥ 1")
 

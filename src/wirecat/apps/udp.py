@@ -417,14 +417,14 @@ class _Client:
         idle = self.session.idle_timeout
         if idle is not None:
             if now - self.last_activity >= idle:
-                raise _Ended("", IdleTimeout(f"no datagram either way for {idle:g} s (-i)"))
+                raise _Ended("", IdleTimeout(f"no datagram either way for {idle:g} s"))
             deadlines.append(self.last_activity + idle)
         ended = self.input_ended_at
         if ended is not None and not self.out:
             quit_after = self.session.quit_after_eof
             if quit_after is not None:
                 if now - ended >= quit_after:
-                    raise _Ended(f"stopped {quit_after:g} s after end of input (-q)")
+                    raise _Ended(f"stopped {quit_after:g} s after end of input")
                 deadlines.append(ended + quit_after)
             if self.session.send and not self.session.receive:
                 self._raise_pending_error()
@@ -684,7 +684,7 @@ class _Listener:
         wait = self.options.accept_timeout
         if self.keep_open and wait is not None and not self.heard_any:
             if now - self.start >= wait:
-                raise ConnectTimeout(f"no datagram arrived within {wait:g} s (-w)", "")
+                raise ConnectTimeout(f"no datagram arrived within {wait:g} s", "", setting="accept_timeout")
             deadlines.append(self.start + wait)
         if not self.keep_open:
             peer = self.first
@@ -692,18 +692,20 @@ class _Listener:
                 wait = self.options.accept_timeout
                 if wait is not None:
                     if now - self.start >= wait:
-                        raise ConnectTimeout(f"no datagram arrived within {wait:g} s (-w)", "")
+                        raise ConnectTimeout(
+                            f"no datagram arrived within {wait:g} s", "", setting="accept_timeout"
+                        )
                     deadlines.append(self.start + wait)
                 return max(0.0, min(deadlines) - now) if deadlines else None
             idle = self.session.idle_timeout
             if idle is not None and idle < self.expiry:
                 if now - peer.last_activity >= idle:
-                    raise _Ended("", IdleTimeout(f"no datagram either way for {idle:g} s (-i)"))
+                    raise _Ended("", IdleTimeout(f"no datagram either way for {idle:g} s"))
                 deadlines.append(peer.last_activity + idle)
             elif now - peer.last_activity >= self.expiry:
                 if not self.out:
                     self._expire(peer)
-                    raise _Ended(f"{peer.name} was silent for {self.expiry:g} s (--udp-idle)")
+                    raise _Ended(f"{peer.name} was silent for {self.expiry:g} s")
                 # Replies still queued for it (a full Unix peer): retry_at wakes us.
             else:
                 deadlines.append(peer.last_activity + self.expiry)

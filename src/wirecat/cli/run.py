@@ -273,9 +273,9 @@ def run(argv: list[str]) -> int:
         if debug:
             raise
         if outputs:
-            events.emit(events.Failed(str(exc), exc.exit_code, origin="cli"))
+            events.emit(events.Failed(describe(exc), exc.exit_code, origin="cli"))
         else:  # the output could not be set up (--log-json): say it plainly
-            _say(f"wirecat: {exc}")
+            _say(f"wirecat: {describe(exc)}")
         return exc.exit_code
     except KeyboardInterrupt:
         if debug:
@@ -286,6 +286,30 @@ def run(argv: list[str]) -> int:
         # own flush at exit from complaining about it.
         os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
         return 0
+
+
+#: The flag that sets each library setting an error names (WirecatError.setting).
+FLAGS = {
+    "timeout": "-w",
+    "accept_timeout": "-w",
+    "idle_timeout": "-i",
+    "quit_after_eof": "-q",
+    "frame_timeout": "--frame-timeout",
+    "drain_timeout": "--drain-timeout",
+    "connect_timeout": "--connect-timeout",
+    "udp_idle": "--udp-idle",
+}
+
+
+def describe(exc: WirecatError) -> str:
+    """An error's one line, with the flag that governs it (the library names no flags)."""
+    message = exc.message
+    if exc.setting == "verbose":
+        return f"{message}: run with -v to see each address's failure"
+    flag = FLAGS.get(exc.setting)
+    if flag is not None:
+        message += f" ({flag})"
+    return f"{message}: {exc.hint}" if exc.hint else message
 
 
 def _say(line: str) -> None:

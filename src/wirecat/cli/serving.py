@@ -252,6 +252,7 @@ def run_until_signal(args: argparse.Namespace, start: Callable[[], Awaitable[Ser
             raise Truncated(
                 shutdown_line(result.finished, result.cut, args.drain_timeout),
                 "raise --drain-timeout to let busy clients finish",
+                setting="",  # (the CLI's own words: they name the flag already)
             )
         return 0
 
