@@ -31,7 +31,7 @@ from wirecat.address import Address, as_address, check_unix_path, format_hostpor
 from wirecat.errors import BindError, ProgramError, UsageError
 from wirecat.limits import DEFAULT_BACKLOG
 from wirecat.resolve import resolve
-from wirecat.sockets import translate_os_error
+from wirecat.sockets import Op, translate_os_error
 from wirecat.trace import new_socket
 
 __all__ = [
@@ -205,7 +205,7 @@ def bind_listeners(
                 if not datagram:
                     sock.listen(backlog)
             except OSError as exc:
-                raise translate_os_error(exc, "listen on", format_hostport(sockaddr[0], sockaddr[1])) from exc
+                raise translate_os_error(exc, Op.LISTEN, format_hostport(sockaddr[0], sockaddr[1])) from exc
     except BaseException:
         for sock in listeners:
             sock.close()

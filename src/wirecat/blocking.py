@@ -29,7 +29,7 @@ from wirecat.dial import dial
 from wirecat.errors import ConnectionClosed, FrameError, IdleTimeout
 from wirecat.framing import BytesLike, Framer, check_framer
 from wirecat.limits import check_seconds
-from wirecat.sockets import check_tls, configure_stream, translate_os_error
+from wirecat.sockets import Op, check_tls, configure_stream, translate_os_error
 
 __all__ = ["BlockingConnection", "connect"]
 
@@ -98,7 +98,7 @@ class BlockingConnection:
         except TimeoutError:
             raise IdleTimeout(f"sending to {self.peer} timed out after {self._timeout:g} s") from None
         except OSError as exc:
-            raise translate_os_error(exc, "send to", self.peer) from exc
+            raise translate_os_error(exc, Op.SEND, self.peer) from exc
         self.bytes_sent += len(data)
 
     def recv(self) -> bytes | None:
@@ -119,7 +119,7 @@ class BlockingConnection:
             except TimeoutError:
                 raise IdleTimeout(f"nothing from {self.peer} for {self._timeout:g} s") from None
             except OSError as exc:
-                raise translate_os_error(exc, "receive from", self.peer) from exc
+                raise translate_os_error(exc, Op.RECEIVE, self.peer) from exc
             self.bytes_received += count
             if count == 0:  # b"": the server sent FIN
                 self._eof = True
@@ -143,7 +143,7 @@ class BlockingConnection:
             try:
                 self._sock.shutdown(socket.SHUT_WR)
             except OSError as exc:
-                raise translate_os_error(exc, "shut down the connection to", self.peer) from exc
+                raise translate_os_error(exc, Op.SHUTDOWN, self.peer) from exc
 
     def close(self) -> None:
         """Close the socket. Idempotent."""

@@ -49,7 +49,7 @@ from wirecat.happy_eyeballs import Lost, Race, Start, TimedOut, Wait, Won
 from wirecat.limits import DEFAULT_HAPPY_EYEBALLS_DELAY
 from wirecat.report import Reporter, quiet
 from wirecat.resolve import SocketAddress, resolve
-from wirecat.sockets import translate_os_error
+from wirecat.sockets import Op, translate_os_error
 from wirecat.trace import new_socket
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ def bind_source(sock: socket.socket, source: Source | None) -> None:
     try:
         sock.bind((host, source[1]))
     except OSError as exc:
-        raise translate_os_error(exc, "bind source address", format_hostport(host, source[1])) from exc
+        raise translate_os_error(exc, Op.BIND_SOURCE, format_hostport(host, source[1])) from exc
 
 
 def _attempt_socket(address: SocketAddress, source: Source | None) -> socket.socket:
@@ -116,7 +116,7 @@ def _targets(
 
 def _attempt_failed(target: SocketAddress, code: int, report: Reporter) -> WirecatError:
     emit(AttemptFailed(str(target), os.strerror(code).lower(), "dial"))
-    return translate_os_error(OSError(code, os.strerror(code)), "connect to", str(target))
+    return translate_os_error(OSError(code, os.strerror(code)), Op.CONNECT, str(target))
 
 
 def _lost(where: str, failures: list[tuple[SocketAddress, object]]) -> WirecatError:
@@ -328,7 +328,7 @@ def _unix_connect_error(exc: OSError, address: Address) -> WirecatError:
             f"connection refused by {address}: nothing is listening there",
             "a socket file left by a listener that stopped? start the listener",
         ).caused_by(exc)
-    return translate_os_error(exc, "connect to", str(address))
+    return translate_os_error(exc, Op.CONNECT, str(address))
 
 
 def _dial_unix(address: Address, *, timeout: float | None = None, report: Reporter = quiet) -> socket.socket:

@@ -60,6 +60,8 @@ from wirecat.listener import DrainResult, Listener
 from wirecat.protocol.proxy import ProxyHeader, ProxyHeaderReader, encode_v1, encode_v2
 from wirecat.resolve import resolve
 from wirecat.sockets import (
+    RESET_ERRNOS,
+    Op,
     close_with_reset,
     configure_stream,
     translate_os_error,
@@ -80,7 +82,6 @@ _URGENT_STEP = 64 * 1024
 _FDS_PER_CONNECTION = 6
 #: Holds any UDP payload whole: IPv6 carries up to 65,527 bytes, more than IPv4's 65,507.
 _UDP_BUFFER = 65536
-_RESET_ERRNOS = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ETIMEDOUT}
 
 
 class RelayResult:
@@ -425,7 +426,7 @@ class _Connection:
         broken_is_client = (direction is self.up) == (action == "read")
         side, other_side = ("client", "target") if broken_is_client else ("target", "client")
         other = self.target if broken_is_client else self.client
-        if exc.errno in _RESET_ERRNOS:
+        if exc.errno in RESET_ERRNOS:
             self.result.ending = f"the {side} reset the connection; the {other_side} was reset too"
         else:
             self.result.ending = f"{action} failed on the {side}: {os.strerror(exc.errno or 0).lower()}"
@@ -521,7 +522,7 @@ class _StreamRelay:
             close_with_reset(client)
             return
         except OSError as exc:  # e.g. the target went away while we sent the PROXY header
-            error = translate_os_error(exc, "relay to", where)
+            error = translate_os_error(exc, Op.RELAY, where)
             emit(Note(f"{peer}: {error}; the client was reset", "warning", "relay"))
             close_with_reset(client)
             return
@@ -596,7 +597,7 @@ class _StreamRelay:
         except TimeoutError:
             raise FrameTimeout(f"no whole PROXY header from {peer} within {self.frame_timeout:g} s") from None
         except OSError as exc:
-            raise translate_os_error(exc, "read the PROXY header from", peer) from exc
+            raise translate_os_error(exc, Op.RECEIVE, peer) from exc
 
     def _proxy_header(self, client: socket.socket, header: ProxyHeader | None) -> bytes:
         encode = encode_v1 if self.proxy_protocol == 1 else encode_v2

@@ -31,7 +31,7 @@ from wirecat.crlf import CrlfEncoder
 from wirecat.errors import IdleTimeout, PeerReset, Truncated, WirecatError
 from wirecat.events import Closed
 from wirecat.pump import Pump, PumpError
-from wirecat.sockets import abort, translate_os_error
+from wirecat.sockets import Op, abort, translate_os_error
 from wirecat.stdio import fd_is_open, stdin_error, stdout_error
 
 __all__ = ["SessionOptions", "SessionResult", "run_session", "session_closed"]
@@ -239,7 +239,7 @@ def _run_session(
                     break
                 error = stdout_error(receiver.error.error)
                 break
-            error = translate_os_error(receiver.error.error, "receive from", peer)
+            error = translate_os_error(receiver.error.error, Op.RECEIVE, peer)
             break
         if sender and send_done and not sent_fin:
             if not closed_first:
@@ -323,7 +323,7 @@ def _send_error(exc: PumpError, peer: str) -> WirecatError | None:
             f"{peer} closed the connection before it had all our data",
             "the peer stopped reading; check what it expects",
         ).caused_by(exc.error)
-    return translate_os_error(exc.error, "send to", peer)
+    return translate_os_error(exc.error, Op.SEND, peer)
 
 
 def _shutdown_write(sock: socket.socket) -> None:

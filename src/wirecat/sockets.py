@@ -14,10 +14,12 @@ Binding and listening are :mod:`wirecat.bind`.
 
 from __future__ import annotations
 
+import enum
 import errno
 import os
 import socket
 import struct
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -39,6 +41,7 @@ from wirecat.errors import (
     NetworkError,
     PeerReset,
     ResolveError,
+    Timeout,
     UsageError,
     WirecatError,
 )
@@ -61,52 +64,88 @@ __all__ = [
 
 
 #: getaddrinfo() errors meaning "no address (of that family)"; not named everywhere.
-_RESET_ERRNOS = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED, errno.ENOTCONN}
 _UNREACHABLE_ERRNOS = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
 
 
-def translate_os_error(exc: OSError, action: str, where: str) -> WirecatError:
-    """Turn an ``OSError`` from ``action`` on ``where`` into a wirecat error.
+class Op(enum.Enum):
+    """What we were doing when an ``OSError`` came: decides what it means, and the words."""
 
-    The ``OSError`` is the returned error's ``__cause__`` (whether or not the
-    caller raises it ``from`` it), so a user can always see the errno.
+    CONNECT = "connect to"
+    LISTEN = "listen on"
+    BIND_SOURCE = "bind the source address"
+    SEND = "send to"
+    RECEIVE = "receive from"
+    #: Either way on an open connection (an event loop's transport says which it was not).
+    TALK = "talk to"
+    SHUTDOWN = "shut down the connection to"
+    RELAY = "relay to"
+    #: A local action that used the network stack (the demo's own loopback sockets).
+    USE = "use"
+
+    @property
+    def verb(self) -> str:
+        """The words for the message: ``cannot {verb} {where}: ...``."""
+        return self.value
+
+
+#: The errnos that mean the peer broke the connection (RST, or gone while we wrote).
+RESET_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED})
+
+
+def translate_os_error(exc: OSError, op: Op, where: str) -> WirecatError:
+    """Turn an ``OSError`` from ``op`` on ``where`` into a wirecat error.
+
+    Decided by the exception's type and errno and by the operation, never by
+    English words; ``ssl.SSLError`` (an ``OSError``) is looked at first, so
+    that no TLS failure is taken for a plain socket error. The ``OSError`` is
+    the returned error's ``__cause__`` (whether or not the caller raises it
+    ``from`` it), so a user can always see the errno.
 
     Args:
-        exc: the error the kernel gave.
-        action: what we were doing, as a verb phrase ("connect to").
+        exc: the error the kernel (or the TLS library) gave.
+        op: what we were doing.
         where: the address involved, formatted for a person.
     """
-    return _translate(exc, action, where).caused_by(exc)
+    return _translate(exc, op, where).caused_by(exc)
 
 
-def _translate(exc: OSError, action: str, where: str) -> WirecatError:
-    code = exc.errno
+def _translate(exc: OSError, op: Op, where: str) -> WirecatError:
+    ssl = sys.modules.get("ssl")  # loaded only where TLS is used: nothing to look at otherwise
+    if ssl is not None and isinstance(exc, ssl.SSLError):
+        reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
+        return NetworkError(f"TLS with {where} failed: {str(reason).lower().replace('_', ' ')}")
     if isinstance(exc, socket.gaierror):
         return ResolveError(f"unknown host {where}")
+    code = exc.errno
     if code == errno.ECONNREFUSED:
         return ConnectError(f"connection refused by {where}", "nothing is listening there; check the port")
     if code in _UNREACHABLE_ERRNOS:
-        return ConnectError(f"cannot {action} {where}: {os.strerror(code or 0).lower()}")
-    if code == errno.ETIMEDOUT:
-        return ConnectTimeout(f"{action} {where} timed out")
+        return ConnectError(f"cannot {op.verb} {where}: {os.strerror(code or 0).lower()}")
+    if code == errno.ETIMEDOUT or isinstance(exc, TimeoutError):
+        if op is Op.CONNECT:
+            return ConnectTimeout(f"{op.verb} {where} timed out")
+        # On an open connection: the kernel gave up retransmitting (or keepalive
+        # found the peer gone). No setting of ours governs it.
+        hint = "the peer stopped answering; is it still up?"
+        return Timeout(f"the connection with {where} timed out", hint, setting="")
     if code == errno.EADDRINUSE:
         return BindError(
             f"address {where} is already in use",
             "stop the other program, or pick another port (port 0 picks a free one)",
         )
-    if code in (errno.EACCES, errno.EPERM) and action == "listen on":
+    if code in (errno.EACCES, errno.EPERM) and op is Op.LISTEN:
         return BindError(
             f"permission denied to listen on {where}",
             "ports below 1024 need root or CAP_NET_BIND_SERVICE; use a port ≥ 1024",
         )
     if code == errno.EADDRNOTAVAIL:
-        return BindError(f"cannot {action} {where}: the address is not on this machine")
-    if code in _RESET_ERRNOS:
+        return BindError(f"cannot {op.verb} {where}: the address is not on this machine")
+    if code in RESET_ERRNOS or code == errno.ENOTCONN:
         return PeerReset(f"connection with {where} was reset by the peer")
-    if code == errno.ENOENT and action.startswith("connect"):
+    if code == errno.ENOENT and op is Op.CONNECT:
         return ConnectError(f"no socket at {where}", "is the listener running?")
     message = exc.strerror or str(exc.args[0] if exc.args else exc) or type(exc).__name__
-    return NetworkError(f"cannot {action} {where}: {message.lower()}")
+    return NetworkError(f"cannot {op.verb} {where}: {message.lower()}")
 
 
 def family_of(*, ipv4: bool, ipv6: bool) -> socket.AddressFamily:

@@ -52,7 +52,7 @@ from wirecat.errors import (
 )
 from wirecat.framing import BytesLike, Framer, Raw, check_framer
 from wirecat.limits import DEFAULT_RECEIVE_QUEUE, check_seconds
-from wirecat.sockets import check_tls, translate_os_error
+from wirecat.sockets import Op, check_tls, translate_os_error
 
 __all__ = ["Connection", "connect", "new_connection"]
 
@@ -301,7 +301,7 @@ class Connection(asyncio.Protocol):
         self._lost = self._eof = True
         if exc is not None and self._error is None:
             if isinstance(exc, OSError):
-                self._error = translate_os_error(exc, "talk to", self.peer)
+                self._error = translate_os_error(exc, Op.TALK, self.peer)
             else:
                 self._error = PeerReset(f"connection with {self.peer} failed: {exc}").caused_by(exc)
             self.end_reason = str(self._error)
@@ -785,7 +785,7 @@ def connect(
         except TimeoutError:
             raise ConnectTimeout(f"connecting to {target} timed out after {timeout:g} s") from None
         except OSError as exc:
-            raise translate_os_error(exc, "connect to", str(target)) from exc
+            raise translate_os_error(exc, Op.CONNECT, str(target)) from exc
         return conn
 
     return _Connecting(open_)

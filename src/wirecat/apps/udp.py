@@ -113,7 +113,7 @@ from wirecat.limits import DEFAULT_UDP_IDLE, MAX_DATAGRAM
 from wirecat.report import Reporter, format_bytes, quiet
 from wirecat.resolve import SocketAddress, resolve
 from wirecat.session import SessionOptions, SessionResult, session_closed
-from wirecat.sockets import translate_os_error
+from wirecat.sockets import Op, translate_os_error
 from wirecat.stdio import StdoutClosed, fd_is_open, read_stdin, write_stdout
 from wirecat.trace import new_socket
 
@@ -316,7 +316,7 @@ class _Client:
             try:
                 sock.connect(endpoint.sockaddr)
             except OSError as exc:
-                raise translate_os_error(exc, "send to", f"UDP {endpoint}") from exc
+                raise translate_os_error(exc, Op.SEND, f"UDP {endpoint}") from exc
             _tune(sock)
         except BaseException:
             sock.close()
@@ -340,7 +340,7 @@ class _Client:
             try:
                 sock.connect(self.target.sockaddr_path)
             except OSError as exc:
-                raise translate_os_error(exc, "connect to", str(self.target)) from exc
+                raise translate_os_error(exc, Op.CONNECT, str(self.target)) from exc
             _tune(sock)
         except BaseException:
             sock.close()
@@ -524,7 +524,7 @@ class _Client:
                 else "an ICMP 'port unreachable' came back; check the host and port"
             )
             raise _Ended("", ConnectError(f"nothing is listening on {self.where}", hint).caused_by(exc))
-        raise _Ended("", translate_os_error(exc, "send to", self.where))
+        raise _Ended("", translate_os_error(exc, Op.SEND, self.where))
 
     def _next_address(self) -> None:
         endpoint = self.endpoints.pop(0)
@@ -828,7 +828,7 @@ class _Listener:
 
     def _send_failed(self, peer: _Peer, exc: OSError) -> None:
         """A peer we cannot send to (a Unix peer gone): end its session."""
-        error = translate_os_error(exc, "send to", peer.name)
+        error = translate_os_error(exc, Op.SEND, peer.name)
         if exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
             error = ConnectError(f"cannot send to {peer.name}: it is gone", "").caused_by(exc)
         # Drop what is still queued for it; it cannot arrive.

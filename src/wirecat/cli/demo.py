@@ -75,7 +75,7 @@ def handle(args: argparse.Namespace) -> int:
             show, ipv6=args.ipv6, before_step=before_step, trace_mode=getattr(args, "trace", None) or "calls"
         )
     except OSError as exc:  # no loopback in that family (-6 without IPv6), a loopback that is down
-        from wirecat.sockets import translate_os_error
+        from wirecat.sockets import Op, translate_os_error
 
-        raise translate_os_error(exc, "run the demo on", "::1" if args.ipv6 else "127.0.0.1") from exc
+        raise translate_os_error(exc, Op.USE, "::1" if args.ipv6 else "127.0.0.1") from exc
     return 0
