@@ -2,7 +2,9 @@
 
 The public names are re-exported here, lazily (PEP 562): ``import wirecat``
 costs almost nothing, so ``wirecat --version`` starts as fast as Python does,
-and a name's module is imported the first time the name is used.
+and a name's module is imported the first time the name is used. Only the
+library is re-exported; the command-line jobs built on it are
+``wirecat.apps.*`` (``from wirecat.apps.scan import scan_ports``).
 """
 
 from __future__ import annotations
@@ -16,16 +18,6 @@ _EXPORTS = {
     "AccessList": "wirecat.access",
     "Address": "wirecat.address",
     "parse_address": "wirecat.address",
-    "ConnectOptions": "wirecat.apps.connect",
-    "connect_stdio": "wirecat.apps.connect",
-    "open_stream": "wirecat.apps.connect",
-    "ListenOptions": "wirecat.apps.listen",
-    "listen_stdio": "wirecat.apps.listen",
-    "scan_ports": "wirecat.apps.scan",
-    "PortResult": "wirecat.apps.scan",
-    "PortState": "wirecat.apps.scan",
-    "ScanResult": "wirecat.apps.scan",
-    "run_demo": "wirecat.apps.demo",
     "SessionOptions": "wirecat.session",
     "SessionResult": "wirecat.session",
     "run_session": "wirecat.session",
@@ -33,6 +25,10 @@ _EXPORTS = {
     "connect": "wirecat.stream",
     "Server": "wirecat.server",
     "serve": "wirecat.server",
+    "DrainResult": "wirecat.listener",
+    "Listener": "wirecat.listener",
+    "dial": "wirecat.dial",
+    "adial": "wirecat.dial",
     "relay": "wirecat.forwarding",
     "UdpRelay": "wirecat.forwarding",
     "Raw": "wirecat.framing",
@@ -46,6 +42,7 @@ _EXPORTS = {
             "ConnectTimeout",
             "ConnectionClosed",
             "FrameError",
+            "FrameTimeout",
             "FrameTooLarge",
             "IncompleteFrame",
             "IdleTimeout",
@@ -68,27 +65,25 @@ __all__ = [
     "Address",
     "BindError",
     "ConnectError",
-    "ConnectOptions",
     "ConnectTimeout",
     "Connection",
     "ConnectionClosed",
+    "DrainResult",
     "FrameError",
+    "FrameTimeout",
     "FrameTooLarge",
     "IdleTimeout",
     "IncompleteFrame",
     "LengthPrefixed",
     "Lines",
-    "ListenOptions",
+    "Listener",
     "NetworkError",
     "PeerReset",
-    "PortResult",
-    "PortState",
     "ProgramError",
     "ProtocolError",
     "ProxyProtocolError",
     "Raw",
     "ResolveError",
-    "ScanResult",
     "Server",
     "SessionOptions",
     "SessionResult",
@@ -98,31 +93,26 @@ __all__ = [
     "UsageError",
     "WirecatError",
     "__version__",
+    "adial",
     "connect",
-    "connect_stdio",
-    "listen_stdio",
-    "open_stream",
+    "dial",
     "parse_address",
     "relay",
-    "run_demo",
     "run_session",
-    "scan_ports",
     "serve",
 ]
 
 if TYPE_CHECKING:
     from wirecat.access import AccessList
     from wirecat.address import Address, parse_address
-    from wirecat.apps.connect import ConnectOptions, connect_stdio, open_stream
-    from wirecat.apps.demo import run_demo
-    from wirecat.apps.listen import ListenOptions, listen_stdio
-    from wirecat.apps.scan import PortResult, PortState, ScanResult, scan_ports
+    from wirecat.dial import adial, dial
     from wirecat.errors import (
         BindError,
         ConnectError,
         ConnectionClosed,
         ConnectTimeout,
         FrameError,
+        FrameTimeout,
         FrameTooLarge,
         IdleTimeout,
         IncompleteFrame,
@@ -139,13 +129,14 @@ if TYPE_CHECKING:
     )
     from wirecat.forwarding import UdpRelay, relay
     from wirecat.framing import LengthPrefixed, Lines, Raw
+    from wirecat.listener import DrainResult, Listener
     from wirecat.server import Server, serve
     from wirecat.session import SessionOptions, SessionResult, run_session
     from wirecat.stream import Connection, connect
 
 
 #: Submodules reachable as attributes after a bare ``import wirecat``.
-_SUBMODULES = ("blocking", "framing", "protocol", "testing", "trace")
+_SUBMODULES = ("blocking", "events", "framing", "protocol", "testing", "trace")
 
 
 def __getattr__(name: str) -> object:

@@ -17,10 +17,12 @@ from __future__ import annotations
 import enum
 import errno
 import os
+import selectors
 import socket
 import struct
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from wirecat.address import (
@@ -54,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = [
     "abort",
     "accept_admitted",
+    "accept_one",
     "check_tls",
     "close_with_reset",
     "configure_stream",
@@ -292,3 +295,41 @@ def check_tls(value: object, *, server: bool) -> None:
     side = "server" if server else "client"
     if not isinstance(value, ssl.SSLContext):
         raise UsageError(f"bad tls {value!r}", f"give an ssl.SSLContext for the {side} side, or None")
+
+
+def accept_one(
+    listeners: list[socket.socket],
+    admission: Admission,
+    *,
+    timeout: float | None = None,
+    active: Callable[[], int] = lambda: 0,
+    keepalive: bool = False,
+    report: Reporter = quiet,
+    origin: str = "listen",
+) -> tuple[socket.socket, str]:
+    """Wait for one admitted client on any of ``listeners``; (its blocking socket, its name).
+
+    The blocking servers' accept loop (one client, ``--exec``): ``active()``
+    connections count against the limit.
+
+    Raises:
+        ConnectTimeout: no client came within ``timeout`` seconds.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        for listener in listeners:
+            selector.register(listener, selectors.EVENT_READ)
+        while True:
+            wait = None if deadline is None else deadline - time.monotonic()
+            if wait is not None and wait <= 0:
+                raise ConnectTimeout(
+                    f"no client connected within {timeout:g} s", "", setting="accept_timeout"
+                )
+            for key, _ in selector.select(wait):
+                ready: socket.socket = key.fileobj  # type: ignore[assignment]
+                accepted = accept_admitted(
+                    ready, admission, active(), report=report, keepalive=keepalive, origin=origin
+                )
+                if accepted is not None:
+                    accepted[0].setblocking(True)
+                    return accepted

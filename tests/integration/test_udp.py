@@ -253,7 +253,7 @@ def test_a_refusing_first_address_falls_back_to_the_next() -> None:
         script = textwrap.dedent(
             f"""
             import socket, sys
-            import wirecat.apps.udp as udp
+            import wirecat.apps.udp_connect as udp
             from wirecat.resolve import SocketAddress
             udp.resolve = lambda *a, **k: [
                 SocketAddress(socket.AF_INET6, ("::1", {dead}, 0, 0)),

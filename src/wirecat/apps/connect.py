@@ -3,34 +3,16 @@
 from __future__ import annotations
 
 import socket
-from typing import NamedTuple
 
 from wirecat.address import Address, format_sockaddr
 from wirecat.dial import dial
 from wirecat.events import emit
+from wirecat.options import ConnectOptions
 from wirecat.report import Reporter, quiet
 from wirecat.session import SessionOptions, SessionResult, run_session, session_closed
 from wirecat.sockets import configure_stream
 
 __all__ = ["ConnectOptions", "connect_stdio", "open_stream"]
-
-
-class ConnectOptions(NamedTuple):
-    """How to open the connection (the session's own options are separate).
-
-    Attributes:
-        family: AF_INET (``-4``), AF_INET6 (``-6``) or AF_UNSPEC.
-        timeout: ``-w``: seconds to wait for the connection, or None.
-        source: ``-s``/``--source-port``: local (host, port) to bind first.
-        numeric: ``-n``: the host must be an IP address; no DNS.
-        keepalive: ``--keepalive``: turn on SO_KEEPALIVE.
-    """
-
-    family: socket.AddressFamily = socket.AF_UNSPEC
-    timeout: float | None = None
-    source: tuple[str, int] | None = None
-    numeric: bool = False
-    keepalive: bool = False
 
 
 def open_stream(

@@ -20,56 +20,22 @@ import selectors
 import socket
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
 
-from wirecat.access import AccessList
 from wirecat.address import Address, format_sockaddr
-from wirecat.admission import Admission
 from wirecat.bind import bind
 from wirecat.errors import ConnectTimeout
 from wirecat.events import Accepted, Closed, Listening, Note, emit
-from wirecat.limits import DEFAULT_CLIENT_QUEUE, DEFAULT_MAX_CONNECTIONS
+from wirecat.options import ListenOptions
 from wirecat.report import Reporter, quiet
 from wirecat.session import SessionOptions, SessionResult, run_session, session_closed
 from wirecat.sockets import (
     accept_admitted,
+    accept_one,
     close_with_reset,
 )
 from wirecat.stdio import StdoutClosed, fd_is_open, read_stdin, write_stdout
 
-if TYPE_CHECKING:  # imported when used: subprocess costs start-up time
-    from wirecat.apps.program import Program, ProgramResult
-
-__all__ = ["ListenOptions", "listen_programs", "listen_stdio"]
-
-
-class ListenOptions(NamedTuple):
-    """How the listener behaves.
-
-    Attributes:
-        family: AF_INET (``-4``), AF_INET6 (``-6``) or AF_UNSPEC.
-        keep_open: ``-k``: serve many clients at once and keep listening.
-        max_conns: ``--max-conns``: clients served at once; more are refused.
-        access: ``--allow``/``--deny`` rules.
-        accept_timeout: ``-w``: seconds to wait for the first client.
-        keepalive: ``--keepalive``: SO_KEEPALIVE on accepted connections.
-        client_queue: bytes from stdin queued for one client before stdin pauses.
-        numeric: ``-n``: the host must be an IP address; no lookup.
-    """
-
-    family: socket.AddressFamily = socket.AF_UNSPEC
-    keep_open: bool = False
-    max_conns: int = DEFAULT_MAX_CONNECTIONS
-    access: AccessList = AccessList()
-    accept_timeout: float | None = None
-    keepalive: bool = False
-    client_queue: int = DEFAULT_CLIENT_QUEUE
-    numeric: bool = False
-
-    @property
-    def admission(self) -> Admission:
-        """The admission policy: the allow/deny rules, and ``max_conns`` refused beyond."""
-        return Admission(self.access, self.max_conns, "refuse")
+__all__ = ["ListenOptions", "listen_stdio"]
 
 
 def listen_stdio(
@@ -102,84 +68,18 @@ def listen_stdio(
         if options.keep_open:
             _Hub(listeners, options, session, report).run()
             return None
-        sock, peer = _accept_one(listeners, options, report)
+        sock, peer = accept_one(
+            listeners,
+            options.admission,
+            timeout=options.accept_timeout,
+            keepalive=options.keepalive,
+            report=report,
+        )
     with sock:
         emit(Accepted(peer, bound.names[0], 1, "listen"))
         result = run_session(sock, peer=peer, options=session)
     emit(session_closed(result, peer, "session"))
     return result
-
-
-def listen_programs(
-    address: Address,
-    program: Program,
-    options: ListenOptions = ListenOptions(),
-    session: SessionOptions = SessionOptions(),
-    *,
-    report: Reporter = quiet,
-    on_listening: Callable[[list[str]], None] | None = None,
-) -> ProgramResult | None:
-    """Listen on ``address`` and run ``program`` for each client (``--exec``).
-
-    One client by default: returns its :class:`ProgramResult`. With
-    ``keep_open``, one program per connection at once, up to ``max_conns``
-    (more are refused and logged), until interrupted; programs still running
-    then get SIGTERM.
-    """
-    from wirecat.apps.program import ProgramServer, run_program
-
-    with bind(address, family=options.family, numeric=options.numeric) as bound:
-        listeners = bound.sockets
-        emit(Listening(tuple(bound.names), "exec"))
-        if on_listening is not None:
-            on_listening(bound.names)
-        if options.keep_open:
-            server = ProgramServer(program, session, report)
-            try:
-                forever = options._replace(accept_timeout=None)
-                while True:
-                    sock, peer = _accept_one(listeners, forever, report, lambda: server.active)
-                    emit(Accepted(peer, bound.names[0], server.active + 1, "exec"))
-                    server.start(sock, peer)
-            except (KeyboardInterrupt, SystemExit):
-                server.stop(announce=True)  # a signal: say what it cut
-                raise
-            finally:
-                server.stop()
-        sock, peer = _accept_one(listeners, options, report)
-    with sock:
-        emit(Accepted(peer, bound.names[0], 1, "exec"))
-        return run_program(sock, program, peer=peer, options=session, report=report)
-
-
-def _accept_one(
-    listeners: list[socket.socket],
-    options: ListenOptions,
-    report: Reporter,
-    active: Callable[[], int] = lambda: 0,
-) -> tuple[socket.socket, str]:
-    """Wait for one admitted client (``active()`` connections counted against the limit)."""
-    deadline = None if options.accept_timeout is None else time.monotonic() + options.accept_timeout
-    with selectors.DefaultSelector() as selector:
-        for listener in listeners:
-            selector.register(listener, selectors.EVENT_READ)
-        while True:
-            wait = None if deadline is None else deadline - time.monotonic()
-            if wait is not None and wait <= 0:
-                raise ConnectTimeout(
-                    f"no client connected within {options.accept_timeout:g} s", "", setting="accept_timeout"
-                )
-            for key, _ in selector.select(wait):
-                accepted = accept_admitted(
-                    key.fileobj,  # type: ignore[arg-type]
-                    options.admission,
-                    active(),
-                    report=report,
-                    keepalive=options.keepalive,
-                )
-                if accepted is not None:
-                    accepted[0].setblocking(True)
-                    return accepted
 
 
 class _Client:

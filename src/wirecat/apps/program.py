@@ -30,17 +30,20 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from typing import NamedTuple
 
 from wirecat.access import AccessList
-from wirecat.address import format_sockaddr
+from wirecat.address import Address, format_sockaddr
+from wirecat.bind import bind
 from wirecat.errors import ProgramError, UsageError, WirecatError
-from wirecat.events import Note, emit
+from wirecat.events import Accepted, Listening, Note, emit
+from wirecat.options import ListenOptions
 from wirecat.report import Reporter, quiet
 from wirecat.session import SessionOptions, SessionResult, run_session, session_closed
-from wirecat.sockets import abort
+from wirecat.sockets import abort, accept_one
 
-__all__ = ["Program", "ProgramResult", "check_exposure", "run_program"]
+__all__ = ["Program", "ProgramResult", "ProgramServer", "check_exposure", "listen_programs", "run_program"]
 
 #: Seconds a program may take to exit once both directions are done, before
 #: it gets SIGTERM (and as long again before SIGKILL).
@@ -353,3 +356,56 @@ class ProgramServer:
         deadline = time.monotonic() + _EXIT_GRACE
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def listen_programs(
+    address: Address,
+    program: Program,
+    options: ListenOptions = ListenOptions(),
+    session: SessionOptions = SessionOptions(),
+    *,
+    report: Reporter = quiet,
+    on_listening: Callable[[list[str]], None] | None = None,
+) -> ProgramResult | None:
+    """Listen on ``address`` and run ``program`` for each client (``--exec``).
+
+    One client by default: returns its :class:`ProgramResult`. With
+    ``keep_open``, one program per connection at once, up to ``max_conns``
+    (more are refused and logged), until interrupted; programs still running
+    then get SIGTERM.
+    """
+    with bind(address, family=options.family, numeric=options.numeric) as bound:
+        listeners = bound.sockets
+        emit(Listening(tuple(bound.names), "exec"))
+        if on_listening is not None:
+            on_listening(bound.names)
+        if options.keep_open:
+            server = ProgramServer(program, session, report)
+            try:
+                while True:
+                    sock, peer = accept_one(
+                        listeners,
+                        options.admission,
+                        active=lambda: server.active,
+                        keepalive=options.keepalive,
+                        report=report,
+                        origin="exec",
+                    )
+                    emit(Accepted(peer, bound.names[0], server.active + 1, "exec"))
+                    server.start(sock, peer)
+            except (KeyboardInterrupt, SystemExit):
+                server.stop(announce=True)  # a signal: say what it cut
+                raise
+            finally:
+                server.stop()
+        sock, peer = accept_one(
+            listeners,
+            options.admission,
+            timeout=options.accept_timeout,
+            keepalive=options.keepalive,
+            report=report,
+            origin="exec",
+        )
+    with sock:
+        emit(Accepted(peer, bound.names[0], 1, "exec"))
+        return run_program(sock, program, peer=peer, options=session, report=report)

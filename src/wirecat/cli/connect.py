@@ -81,7 +81,7 @@ def handle(args: argparse.Namespace) -> int:
     if program is not None:
         return _connect_program(target, options, session, program, report)
     if target.datagram:
-        from wirecat.apps.udp import udp_connect_stdio
+        from wirecat.apps.udp_connect import udp_connect_stdio
 
         result = udp_connect_stdio(target, options, session, wait_reply=args.wait_reply, report=report)
     else:

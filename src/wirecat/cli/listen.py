@@ -108,8 +108,7 @@ def handle(args: argparse.Namespace) -> int:
     report = reporter(args)
 
     if program is not None:
-        from wirecat.apps.listen import listen_programs
-        from wirecat.apps.program import check_exposure
+        from wirecat.apps.program import check_exposure, listen_programs
 
         if address.datagram:
             raise UsageError("--exec needs a stream listener, not UDP")
@@ -121,7 +120,7 @@ def handle(args: argparse.Namespace) -> int:
             raise ran.session.error
         return ran.exit_code
     if address.datagram:
-        from wirecat.apps.udp import udp_listen_stdio
+        from wirecat.apps.udp_listen import udp_listen_stdio
 
         result = udp_listen_stdio(address, options, session, idle_expiry=args.udp_idle, report=report)
     else:
