@@ -1,0 +1,408 @@
+"""The relay's byte engine: two directions per connection, spliced on the event loop.
+
+See :mod:`wirecat.forwarding` for what a relay does; this is how the bytes
+move once both sockets are open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import os
+import socket
+
+from wirecat import trace
+from wirecat.limits import (
+    DEFAULT_PIPE_SIZE,
+)
+from wirecat.sockets import (
+    RESET_ERRNOS,
+    close_with_reset,
+)
+
+__all__ = ["Direction", "RelayResult", "RelayedPair"]
+
+_HAS_SPLICE = hasattr(os, "splice")
+_SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
+#: Most bytes one splice() or recv() moves: ≥ 128 KiB measured fastest here for bulk.
+_CHUNK = 1024 * 1024
+#: Most bytes one readiness callback reads before it lets other connections run.
+_READ_BUDGET = 4 * _CHUNK
+#: Bytes one recv() takes to step over TCP's urgent mark, where splice() stops.
+_URGENT_STEP = 64 * 1024
+
+
+class RelayResult:
+    """How one relayed connection went (for the ``-v`` line and for tests)."""
+
+    __slots__ = ("down", "ending", "up")
+
+    def __init__(self) -> None:
+        #: Bytes from the client to the target.
+        self.up = 0
+        #: Bytes from the target to the client.
+        self.down = 0
+        #: How it ended, in words.
+        self.ending = ""
+
+
+class Direction:
+    """Bytes from ``src`` to ``dst``, by splice through a private pipe (or a buffer)."""
+
+    __slots__ = (
+        "_buffer",
+        "_capacity",
+        "_dst",
+        "_dst_fd",
+        "_loop",
+        "_on_done",
+        "_pending",
+        "_pipe_r",
+        "_pipe_w",
+        "_reading",
+        "_src",
+        "_src_fd",
+        "_tracer",
+        "_view",
+        "_writing",
+        "count",
+        "done",
+        "eof",
+        "last_active",
+        "name",
+    )
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        src: socket.socket,
+        dst: socket.socket,
+        name: str,
+        on_done: RelayedPair,
+    ) -> None:
+        self._loop = loop
+        self._src, self._dst = src, dst
+        self._src_fd, self._dst_fd = src.fileno(), dst.fileno()
+        self.name = name
+        self._on_done = on_done
+        self._pending = 0  # bytes in our pipe (or buffer), read but not yet written
+        self._reading = self._writing = False
+        self.count = 0
+        #: Loop time of the last read that brought bytes, or of the destination
+        #: taking some (for the idle timeout: a slow reader is not idle).
+        self.last_active = loop.time()
+        self.eof = False
+        self.done = False
+        self._tracer = trace.current()
+        self._pipe_r = self._pipe_w = -1
+        self._buffer: bytearray | None = None
+        self._view: memoryview | None = None
+        self._capacity = 0  # bytes our pipe holds; 0 in the copying fallback
+        if _HAS_SPLICE and not (self._tracer is not None and self._tracer.shows_bytes):
+            self._pipe_r, self._pipe_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            try:
+                self._capacity = fcntl.fcntl(self._pipe_w, fcntl.F_SETPIPE_SZ, DEFAULT_PIPE_SIZE)
+            except OSError:
+                self._capacity = fcntl.fcntl(self._pipe_w, fcntl.F_GETPIPE_SZ)  # 64 KiB: more splices
+        else:
+            self._buffer = bytearray(256 * 1024)
+            self._view = memoryview(self._buffer)
+
+    def start(self, first: bytes = b"") -> None:
+        """Begin; ``first`` is what was already read from the source (after a PROXY header)."""
+        if first:
+            self._copy_first(first)
+            self._flush()  # sends it, then starts reading (or waits for the destination)
+        else:
+            self._want_read()
+
+    def _copy_first(self, data: bytes) -> None:
+        # Rare (a PROXY header came with data, or a step over an urgent mark):
+        # send it as it is, blocking-free, through the fallback's pending path.
+        if self._buffer is None:
+            self._buffer = bytearray(max(len(data), 256 * 1024))
+            self._view = memoryview(self._buffer)
+        assert self._view is not None
+        self._view[: len(data)] = data
+        self._pending = -len(data)  # negative: pending bytes live in the buffer, not the pipe
+        self.count += len(data)
+
+    # -- readiness ------------------------------------------------------------------------------
+
+    def _want_read(self) -> None:
+        if not self._reading and not self.eof and not self._on_done.ended:
+            self._reading = True
+            self._loop.add_reader(self._src_fd, self._on_readable)
+
+    def _stop_read(self) -> None:
+        if self._reading:
+            self._reading = False
+            self._loop.remove_reader(self._src_fd)
+
+    def _want_write(self) -> None:
+        if not self._writing and not self._on_done.ended:
+            self._writing = True
+            self._loop.add_writer(self._dst_fd, self._on_writable)
+
+    def _stop_write(self) -> None:
+        if self._writing:
+            self._writing = False
+            self._loop.remove_writer(self._dst_fd)
+
+    def stop(self) -> None:
+        """Stop watching both sockets (the connection is ending)."""
+        self._stop_read()
+        self._stop_write()
+        for fd in (self._pipe_r, self._pipe_w):
+            if fd >= 0:
+                os.close(fd)
+        self._pipe_r = self._pipe_w = -1
+
+    # -- moving bytes ---------------------------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        # Reads go on while the pipe has room and the source has bytes, up to a
+        # budget that keeps one busy connection from starving the others.
+        budget = _READ_BUDGET
+        first = True
+        while True:
+            if self._pending < 0:
+                room = 0  # bytes wait in the copy buffer: they go first
+            elif self._pipe_w >= 0:
+                room = self._capacity - self._pending
+            else:
+                room = 0 if self._pending else 1
+            if room <= 0:
+                # Reading goes on while the pipe has room, so the source is read
+                # while the destination still takes the last chunk; a full pipe
+                # (or pending bytes in the copying fallback) stops it: backpressure.
+                self._stop_read()
+                return
+            try:
+                if self._pipe_w >= 0:
+                    want = min(room, _CHUNK)
+                    n = os.splice(self._src_fd, self._pipe_w, want, flags=_SPLICE_FLAGS)
+                else:
+                    assert self._view is not None
+                    want = len(self._view)
+                    n = self._src.recv_into(self._view)
+                    if n:
+                        self._pending = -n
+            except BlockingIOError:
+                if self._pending > 0:
+                    # Our pipe is full (its slots hold pages, so it can fill before
+                    # `capacity` bytes): wait until the destination takes some.
+                    self._stop_read()
+                elif first and self._pipe_w >= 0:
+                    # The loop said readable, yet splice() says EAGAIN: it stops
+                    # at TCP's urgent mark (a MSG_OOB byte) and would say so on
+                    # every call, spinning. One recv() steps over the mark.
+                    self._step_over_urgent_mark()
+                return
+            except OSError as exc:
+                if exc.errno == errno.EINVAL and self._pipe_w >= 0 and self.count == 0:
+                    self._fall_back()  # the kernel refuses splice here: copy instead
+                    continue
+                self._on_done.failed(self, exc, "read")
+                return
+            if self._tracer is not None:
+                call = "splice" if self._pipe_w >= 0 else "recv_into"
+                where = f"fd {self._src_fd} -> pipe, {want}"
+                self._tracer.call(call, where, _count_text(n), fd=self._src_fd)
+            if n == 0:
+                if self._pipe_w >= 0 and self._src.family != socket.AF_UNIX:
+                    # splice() also says 0 at TCP's urgent mark once the FIN
+                    # is in: recv() tells the end from the mark (once a
+                    # stream), after our pipe is empty, so bytes keep order.
+                    if self._pending:
+                        self._stop_read()  # _flush() reads again once it is empty
+                    else:
+                        self._step_over_urgent_mark()
+                    return
+                self.eof = True
+                self._stop_read()
+                if not self._pending:
+                    self._finish()
+                return
+            first = False
+            self.count += n
+            self.last_active = self._loop.time()
+            if self._pipe_w >= 0:
+                self._pending += n
+            if not self._writing:
+                self._flush()
+            if not self._reading or self._on_done.ended:
+                return
+            if n < want:
+                # A short read: the source has nothing more for now. uvloop
+                # (libuv) silently stops watching a socket whose error is left
+                # pending after a callback, so a reset that came right behind
+                # these bytes is taken now, or it would never be passed on.
+                # (One getsockopt: cheaper than another read that says EAGAIN.)
+                error = self._src.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if error:
+                    self._on_done.failed(self, OSError(error, os.strerror(error)), "read")
+                return
+            budget -= n
+            if budget <= 0:
+                # Still more to read: let the other connections run, and
+                # re-arm, so that the next callback comes from a fresh watch.
+                self._stop_read()
+                self._want_read()
+                return
+
+    def _step_over_urgent_mark(self) -> None:
+        """Move one chunk by recv(), which passes TCP's urgent mark where
+        splice() stops (the urgent byte itself is dropped, as recv() drops it)."""
+        try:
+            data = self._src.recv(_URGENT_STEP)
+        except BlockingIOError:
+            return  # a wake-up with nothing after all
+        except OSError as exc:
+            self._on_done.failed(self, exc, "read")
+            return
+        if not data:
+            self.eof = True
+            self._stop_read()
+            if not self._pending:
+                self._finish()
+            return
+        self.last_active = self._loop.time()
+        self._copy_first(data)
+        self._flush()
+
+    def _on_writable(self) -> None:
+        self.last_active = self._loop.time()  # the destination took bytes: not idle
+        self._flush()
+
+    def _fall_back(self) -> None:
+        for fd in (self._pipe_r, self._pipe_w):
+            os.close(fd)
+        self._pipe_r = self._pipe_w = -1
+        self._buffer = bytearray(256 * 1024)
+        self._view = memoryview(self._buffer)
+
+    def _flush(self) -> None:
+        """Write what is pending to the destination; then read more, or finish."""
+        while self._pending:
+            try:
+                if self._pending > 0:
+                    m = os.splice(self._pipe_r, self._dst_fd, self._pending, flags=_SPLICE_FLAGS)
+                    self._pending -= m
+                else:
+                    assert self._view is not None
+                    size = -self._pending
+                    m = self._dst.send(self._view[:size])
+                    if m < size:
+                        self._view[: size - m] = self._view[m:size]
+                    self._pending += m
+            except BlockingIOError:
+                self._want_write()  # the destination is full: wait for it
+                if self._pending < 0 or self._pending >= self._capacity:
+                    self._stop_read()  # and read nothing more until there is room
+                else:
+                    self._want_read()
+                return
+            except OSError as exc:
+                self._on_done.failed(self, exc, "write")
+                return
+            if self._tracer is not None:
+                call = "splice" if self._pipe_r >= 0 else "send"
+                self._tracer.call(call, f"pipe -> fd {self._dst_fd}", f"{m} bytes", fd=self._dst_fd)
+        self._stop_write()
+        if self.eof:
+            self._finish()
+        else:
+            self._want_read()
+
+    def _finish(self) -> None:
+        """End of stream from the source, all of it written: pass the FIN on."""
+        if self.done:
+            return
+        self.done = True
+        self._stop_read()
+        self._stop_write()
+        try:
+            self._dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the destination is gone; the other direction will tell
+        self._on_done.direction_done(self)
+
+
+def _count_text(n: int) -> str:
+    return f"{n} bytes" if n else "0 bytes (end of stream)"
+
+
+class RelayedPair:
+    """One client ↔ target pair: two directions, and how the pair ends."""
+
+    __slots__ = ("_loop", "client", "cut", "done", "down", "ended", "result", "target", "up")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, client: socket.socket, target: socket.socket) -> None:
+        self._loop = loop
+        self.client, self.target = client, target
+        self.result = RelayResult()
+        self.done: asyncio.Future[None] = loop.create_future()
+        #: True once both sockets are closed (a plain attribute: read per chunk).
+        self.ended = False
+        #: True if we cut it off (reset both sides) before its natural end.
+        self.cut = False
+        self.up = Direction(loop, client, target, "client→target", self)
+        try:
+            self.down = Direction(loop, target, client, "target→client", self)
+        except BaseException:
+            self.up.stop()  # its pipe, made already (EMFILE here must not leak it)
+            raise
+
+    def start(self, first_up: bytes = b"") -> None:
+        self.up.start(first_up)
+        if not self.ended:  # sending first_up may have failed and ended it all
+            self.down.start()
+
+    def direction_done(self, direction: Direction) -> None:
+        if self.up.done and self.down.done:
+            self.result.ending += "; both sides closed" if self.result.ending else "both sides closed"
+            self._end()
+        elif not self.result.ending:
+            self.result.ending = (
+                "the client closed first" if direction is self.up else "the target closed first"
+            )
+
+    def failed(self, direction: Direction, exc: OSError, action: str) -> None:
+        """A read or write failed on one side: reset the other side, and say why."""
+        # Reading fails on the direction's source, writing on its destination.
+        broken_is_client = (direction is self.up) == (action == "read")
+        side, other_side = ("client", "target") if broken_is_client else ("target", "client")
+        other = self.target if broken_is_client else self.client
+        if exc.errno in RESET_ERRNOS:
+            self.result.ending = f"the {side} reset the connection; the {other_side} was reset too"
+        else:
+            self.result.ending = f"{action} failed on the {side}: {os.strerror(exc.errno or 0).lower()}"
+        self._end(reset=(other,))
+
+    def _end(self, *, reset: tuple[socket.socket, ...] = ()) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        self.result.up, self.result.down = self.up.count, self.down.count
+        self.up.stop()
+        self.down.stop()
+        for sock in (self.client, self.target):
+            if sock in reset:
+                close_with_reset(sock)
+            else:
+                sock.close()
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def abort(self, reason: str) -> None:
+        """Cut the connection now (shutdown, idle timeout): reset both sides. No-op once ended.
+
+        Reset, not closed: a FIN would tell each side that the other had sent
+        everything, and a client would take part of a download for all of it.
+        """
+        if not self.ended:
+            self.cut = True
+            self.result.ending = f"{self.result.ending}; {reason}" if self.result.ending else reason
+            self._end(reset=(self.client, self.target))
