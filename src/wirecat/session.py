@@ -28,8 +28,9 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from wirecat.crlf import CrlfEncoder
-from wirecat.errors import IdleTimeout, PeerReset, Truncated, WirecatError
+from wirecat.errors import PeerReset, WirecatError
 from wirecat.events import Closed
+from wirecat.lifetime import End, SendFin, SessionLifetime, TellPeerEnded
 from wirecat.pump import Pump, PumpError
 from wirecat.sockets import Op, abort, translate_os_error
 from wirecat.stdio import fd_is_open, stdin_error, stdout_error
@@ -212,83 +213,54 @@ def _run_session(
         if direction:
             direction.start()
 
-    closed_first = ""
-    sent_fin = False
-    peer_eof_told = False
-    if stdin_closed:
-        closed_first = "we"
-        if options.shutdown_on_eof:
-            _shutdown_write(sock)
-            sent_fin = True
-    ending = ""
-    error: WirecatError | None = None
+    lifetime = SessionLifetime(
+        sending=sender is not None,
+        receiving=receiver is not None,
+        printing=options.receive,
+        shutdown_on_eof=options.shutdown_on_eof,
+        quit_after_eof=options.quit_after_eof,
+        idle_timeout=options.idle_timeout,
+        interactive=interactive,
+        input_closed=stdin_closed,
+        peer=peer,
+        now=start,
+    )
+    # The driver of the lifetime rule (wirecat.lifetime): feed it what the
+    # pumps did, do what it says, sleep until something changes or a timer is due.
     while True:
         changed.clear()
         now = time.monotonic()
-        send_done = sender is None or sender.finished_at is not None
-        recv_done = receiver is None or receiver.finished_at is not None
         if sender and sender.error:
-            error = _send_error(sender.error, peer)
-            if error is None:
-                ending = "stdin failed"
-            break
+            lifetime.failed(_send_error(sender.error, peer), "stdin failed")
         if receiver and receiver.error:
-            if receiver.error.side == "dst":
-                if receiver.error.error.errno == errno.EPIPE:  # | head: end quietly
-                    ending = "stdout was closed"
-                    break
-                error = stdout_error(receiver.error.error)
-                break
-            error = translate_os_error(receiver.error.error, Op.RECEIVE, peer)
-            break
-        if sender and send_done and not sent_fin:
-            if not closed_first:
-                closed_first = "we"
-            if options.shutdown_on_eof:
+            if receiver.error.side != "dst":
+                lifetime.failed(translate_os_error(receiver.error.error, Op.RECEIVE, peer))
+            elif receiver.error.error.errno == errno.EPIPE:  # | head: end quietly
+                lifetime.failed(None, "stdout was closed")
+            else:
+                lifetime.failed(stdout_error(receiver.error.error))
+        if sender and sender.finished_at is not None:
+            lifetime.input_ended(sender.finished_at)
+        if receiver and receiver.finished_at is not None:
+            lifetime.peer_ended()
+        for direction in (sender, receiver):
+            if direction:
+                lifetime.idle.active(direction.pump.last_activity)
+        end: End | None = None
+        for action in lifetime.next(now):
+            if isinstance(action, SendFin):
                 _shutdown_write(sock)
-            sent_fin = True
-            if not options.receive and not options.shutdown_on_eof:
-                # --send-only --no-shutdown: no FIN, so no end will come back
-                # to wait for; done with what was sent.
-                ending = "end of input"
-                break
-        if receiver and recv_done:
-            if on_peer_eof is not None and not peer_eof_told:
-                on_peer_eof()
-                peer_eof_told = True
-            if not closed_first:
-                closed_first = "peer"
-            if send_done or interactive:
-                ending = "both sides closed" if sender else "peer closed"
-                break
-        if sender is None and receiver is None:
-            ending = "nothing to do"
+            elif isinstance(action, TellPeerEnded):
+                if on_peer_eof is not None:
+                    on_peer_eof()
+            elif isinstance(action, End):
+                end = action
+            else:
+                until = action.until
+                changed.wait(_TICK if until is None else min(max(0.0, until - now), _TICK))
+        if end is not None:
             break
-        # Timers: -q after end of stdin, -i with no traffic.
-        deadlines: list[float] = []
-        if options.quit_after_eof is not None and sender and sender.finished_at:
-            quit_at = sender.finished_at + options.quit_after_eof
-            if now >= quit_at and not options.receive:
-                ending = f"end of input, then {options.quit_after_eof:g} s"  # no reply to cut off
-                break
-            if now >= quit_at:
-                error = Truncated(
-                    f"stopped {options.quit_after_eof:g} s after end of input "
-                    f"while {peer} was still connected; its reply may be cut off"
-                )
-                break
-            deadlines.append(quit_at)
-        if options.idle_timeout is not None:
-            last = (
-                max(d.pump.last_activity for d in (sender, receiver) if d) if (sender or receiver) else start
-            )
-            idle_at = max(last, start) + options.idle_timeout
-            if now >= idle_at:
-                error = IdleTimeout(f"no data either way for {options.idle_timeout:g} s")
-                break
-            deadlines.append(idle_at)
-        wait = max(0.0, min(deadlines) - now) if deadlines else None
-        changed.wait(_TICK if wait is None else min(wait, _TICK))
+    closed_first, ending, error = end.closed_first, end.ending, end.error
 
     running = [d for d in (sender, receiver) if d is not None and d.finished_at is None]
     # Ended by a timer (-q, -i), an error or a closed stdout: the peer is cut

@@ -51,6 +51,7 @@ from wirecat.errors import (
     PeerReset,
 )
 from wirecat.framing import BytesLike, Framer, Raw, check_framer
+from wirecat.lifetime import IdleClock
 from wirecat.limits import DEFAULT_RECEIVE_QUEUE, check_seconds
 from wirecat.sockets import Op, check_tls, translate_os_error
 
@@ -397,12 +398,14 @@ class Connection(asyncio.Protocol):
         if taken != self._moved_at_check:
             self._moved_at_check = taken
             self._last_active = now
-        idle_for = now - self._last_active
-        if idle_for < timeout:
+        clock = IdleClock(timeout, self._last_active)  # the one rule of idleness (wirecat.lifetime)
+        if not clock.is_idle(now):
             # Look again when it could expire, and at least every quarter of
             # the timeout, so that a write, seen only here, closes the
             # connection at most 1.25 timeouts after it.
-            self._idle_handle = loop.call_later(min(timeout - idle_for, timeout / 4), self._check_idle)
+            deadline = clock.deadline
+            assert deadline is not None
+            self._idle_handle = loop.call_later(min(deadline - now, timeout / 4), self._check_idle)
             return
         self._idle_handle = None
         self._fail(IdleTimeout(f"{self.peer} was idle for {timeout:g} s"))

@@ -25,6 +25,7 @@ from wirecat.address import Address, format_sockaddr
 from wirecat.bind import bind
 from wirecat.errors import ConnectTimeout
 from wirecat.events import Accepted, Closed, Listening, Note, emit
+from wirecat.lifetime import IdleClock
 from wirecat.options import ListenOptions
 from wirecat.report import Reporter, quiet
 from wirecat.session import SessionOptions, SessionResult, run_session, session_closed
@@ -83,15 +84,17 @@ def listen_stdio(
 
 
 class _Client:
-    __slots__ = ("closing", "fin_sent", "last_activity", "peer", "queue", "received", "sent", "sock", "start")
+    __slots__ = ("closing", "fin_sent", "idle", "peer", "queue", "received", "sent", "sock", "start")
 
-    def __init__(self, sock: socket.socket, peer: str) -> None:
+    def __init__(self, sock: socket.socket, peer: str, idle_timeout: float | None) -> None:
         self.sock = sock
         self.peer = peer
         self.queue = bytearray()
         self.sent = 0
         self.received = 0
-        self.start = self.last_activity = time.monotonic()
+        self.start = time.monotonic()
+        #: Stamped where bytes move either way (the one idle clock: wirecat.lifetime).
+        self.idle = IdleClock(idle_timeout, self.start)
         self.closing = False  # the client sent EOF: close once its queue is sent
         self.fin_sent = False  # we sent FIN (end of our stdin) after its queue
 
@@ -209,7 +212,7 @@ class _Hub:
             return
         sock, peer = accepted
         sock.setblocking(False)
-        client = _Client(sock, peer)
+        client = _Client(sock, peer, self.session.idle_timeout)
         self.clients[sock.fileno()] = client
         self.ever_connected = True
         # Read even with --send-only (what comes is dropped): that is how a
@@ -244,7 +247,7 @@ class _Hub:
                 self._watch(client)
             return
         client.received += n
-        client.last_activity = time.monotonic()
+        client.idle.last = time.monotonic()
         if self.session.receive:
             write_stdout(self.view[:n])
 
@@ -260,7 +263,7 @@ class _Hub:
             del client.queue[:n]
             client.sent += n
             if n:
-                client.last_activity = time.monotonic()
+                client.idle.last = time.monotonic()
         if client.closing and not client.queue:
             self._close(client, "client closed")
             return
@@ -303,7 +306,7 @@ class _Hub:
         deadlines = []
         idle = self.session.idle_timeout
         if idle is not None and self.clients:
-            deadlines.append(min(c.last_activity for c in self.clients.values()) + idle)
+            deadlines.append(min(c.idle.last for c in self.clients.values()) + idle)
         wait = self.options.accept_timeout
         if wait is not None and not self.ever_connected:
             deadlines.append(self.start + wait)
@@ -315,5 +318,5 @@ class _Hub:
             return
         now = time.monotonic()
         for client in list(self.clients.values()):
-            if now - client.last_activity >= idle:
+            if client.idle.is_idle(now):
                 self._close(client, f"idle for {idle:g} s: cut off (reset)", cut=True)

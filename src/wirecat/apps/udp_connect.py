@@ -66,6 +66,7 @@ from wirecat.datagram import (
 from wirecat.dial import bind_source
 from wirecat.errors import BindError, ConnectError, IdleTimeout
 from wirecat.events import emit
+from wirecat.lifetime import IdleClock
 from wirecat.options import ConnectOptions
 from wirecat.report import Reporter, quiet
 from wirecat.resolve import SocketAddress, resolve
@@ -290,11 +291,11 @@ class _Client:
     def _check_end(self, now: float) -> float | None:
         """Raise Ended if a rule ends the session now; else the select timeout."""
         deadlines: list[float] = []
-        idle = self.session.idle_timeout
-        if idle is not None:
-            if now - self.last_activity >= idle:
-                raise Ended("", IdleTimeout(f"no datagram either way for {idle:g} s"))
-            deadlines.append(self.last_activity + idle)
+        clock = IdleClock(self.session.idle_timeout, self.last_activity)  # the one rule (wirecat.lifetime)
+        if clock.is_idle(now):
+            raise Ended("", IdleTimeout(f"no datagram either way for {clock.timeout:g} s"))
+        if clock.deadline is not None:
+            deadlines.append(clock.deadline)
         ended = self.input_ended_at
         if ended is not None and not self.out:
             quit_after = self.session.quit_after_eof

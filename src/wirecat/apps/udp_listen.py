@@ -58,6 +58,7 @@ from wirecat.datagram import (
 )
 from wirecat.errors import ConnectError, ConnectTimeout, IdleTimeout, WirecatError
 from wirecat.events import Event, Listening, Note, Refused, emit
+from wirecat.lifetime import IdleClock
 from wirecat.limits import DEFAULT_UDP_IDLE
 from wirecat.options import ListenOptions
 from wirecat.report import Reporter, format_bytes, quiet
@@ -234,7 +235,8 @@ class _Listener:
                 return max(0.0, min(deadlines) - now) if deadlines else None
             idle = self.session.idle_timeout
             if idle is not None and idle < self.expiry:
-                if now - peer.last_activity >= idle:
+                clock = IdleClock(idle, peer.last_activity)  # the one rule of idleness (wirecat.lifetime)
+                if clock.is_idle(now):
                     raise Ended("", IdleTimeout(f"no datagram either way for {idle:g} s"))
                 deadlines.append(peer.last_activity + idle)
             elif now - peer.last_activity >= self.expiry:

@@ -11,6 +11,7 @@ from wirecat.dial import adial
 from wirecat.errors import ConnectTimeout, FrameTimeout, IdleTimeout, WirecatError
 from wirecat.events import Closed, Note, emit
 from wirecat.forwarding.engine import RelayedPair
+from wirecat.lifetime import IdleClock
 from wirecat.protocol.proxy import ProxyHeader, ProxyHeaderReader, encode_v1, encode_v2
 from wirecat.sockets import (
     Op,
@@ -110,20 +111,20 @@ class StreamRelay:
 
     async def _wait_with_idle(self, conn: RelayedPair) -> None:
         """Wait for the end of ``conn``; close it once no bytes moved either way for idle_timeout."""
-        timeout = self.idle_timeout
-        assert timeout is not None
         loop = asyncio.get_running_loop()
-        wait = timeout
+        clock = IdleClock(self.idle_timeout, loop.time())
         while True:
+            clock.active(max(conn.up.last_active, conn.down.last_active))  # (stamped where bytes move)
+            if clock.is_idle(loop.time()):
+                conn.abort(f"idle for {clock.timeout:g} s: cut off (reset)")
+                return
+            deadline = clock.deadline
+            assert deadline is not None
             try:
-                await asyncio.wait_for(asyncio.shield(conn.done), wait)
+                await asyncio.wait_for(asyncio.shield(conn.done), max(0.0, deadline - loop.time()))
                 return
             except TimeoutError:
-                idle_for = loop.time() - max(conn.up.last_active, conn.down.last_active)
-                if idle_for >= timeout:
-                    conn.abort(f"idle for {timeout:g} s: cut off (reset)")
-                    return
-                wait = timeout - idle_for
+                continue
 
     async def _connect(self) -> socket.socket:
         """Connect to the target with the one dialer: Happy Eyeballs, the source
