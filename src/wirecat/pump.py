@@ -38,15 +38,10 @@ from collections.abc import Callable
 from typing import Final
 
 from wirecat import trace
-from wirecat.limits import DEFAULT_BULK_CHUNK, DEFAULT_PIPE_SIZE
+from wirecat.limits import DEFAULT_BULK_CHUNK
+from wirecat.splice import HAS_SPLICE, SPLICE_FLAGS, grow_pipe, open_pipe, read_past_urgent_mark, refused
 
 __all__ = ["FdKind", "Pump", "PumpError", "fd_kind"]
-
-_HAS_SPLICE: Final = hasattr(os, "splice")
-# SPLICE_F_NONBLOCK makes the pipe side non-blocking; sockets must be
-# non-blocking themselves (O_NONBLOCK) for the socket side: see Pump._wait().
-_SPLICE_FLAGS: Final = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
-_F_SETPIPE_SZ: Final = 1031  # fcntl.F_SETPIPE_SZ, Linux ≥2.6.35; fcntl only names it on 3.10+ Linux
 
 
 class FdKind:
@@ -87,16 +82,6 @@ def _status_flags(fd: int) -> int:
     import fcntl
 
     return fcntl.fcntl(fd, fcntl.F_GETFL)
-
-
-def grow_pipe(fd: int, size: int = DEFAULT_PIPE_SIZE) -> None:
-    """Ask for a larger pipe buffer: fewer, larger splices. Best effort."""
-    try:
-        import fcntl
-
-        fcntl.fcntl(fd, _F_SETPIPE_SZ, size)
-    except OSError:
-        pass  # EPERM above pipe-max-size, or EBUSY: keep the 64 KiB default
 
 
 class PumpError(Exception):
@@ -161,7 +146,7 @@ class Pump:
         """The copy method chosen: ``splice``, ``splice-via-pipe``, ``sendfile`` or ``copy``."""
         if self._tracer is not None and self._tracer.shows_bytes:
             return "copy"  # --trace=bytes: the bytes must pass through Python to be shown
-        if self.transform is not None or not _HAS_SPLICE:
+        if self.transform is not None or not HAS_SPLICE:
             return "sendfile" if self._can_sendfile() else "copy"
         if self._dst_appends:
             return "sendfile" if self._can_sendfile() else "copy"
@@ -260,7 +245,7 @@ class Pump:
         itself is dropped, as read() drops it for nc and socat too.
         """
         try:
-            data = os.read(self.src_fd, self.chunk)
+            data = read_past_urgent_mark(self.src_fd, self.chunk)
         except BlockingIOError:
             return False  # nothing after all
         except OSError as exc:
@@ -273,7 +258,7 @@ class Pump:
 
     def _splice(self, src: int, dst: int) -> bool:
         """Splice directly; False means "not supported here, copy instead"."""
-        splice, chunk, flags = os.splice, self.chunk, _SPLICE_FLAGS
+        splice, chunk, flags = os.splice, self.chunk, SPLICE_FLAGS
         first = True
         while True:
             try:
@@ -282,7 +267,7 @@ class Pump:
                 self._wait()
                 continue
             except OSError as exc:
-                if first and exc.errno == errno.EINVAL:
+                if refused(exc, moved_any=not first):
                     return False
                 raise PumpError(self._side_of(exc), exc) from exc
             if self._tracer is not None:
@@ -308,10 +293,9 @@ class Pump:
         return "src"
 
     def _splice_via_pipe(self) -> bool:
-        read_end, write_end = os.pipe()
+        read_end, write_end, _ = open_pipe(nonblocking=False)
         try:
-            grow_pipe(write_end)
-            splice, chunk, flags = os.splice, self.chunk, _SPLICE_FLAGS
+            splice, chunk, flags = os.splice, self.chunk, SPLICE_FLAGS
             first = True
             while True:
                 try:
@@ -324,7 +308,7 @@ class Pump:
                         self._src_ready.poll()
                     continue
                 except OSError as exc:
-                    if first and exc.errno == errno.EINVAL:
+                    if refused(exc, moved_any=not first):
                         return False
                     raise PumpError("src", exc) from exc
                 if self._tracer is not None:
@@ -340,7 +324,7 @@ class Pump:
                     except BlockingIOError:
                         self._dst_ready.poll()
                     except OSError as exc:
-                        if first and exc.errno == errno.EINVAL and left == n:
+                        if refused(exc, moved_any=not first) and left == n:
                             # The destination refuses splice: hand over what is
                             # already in our pipe, then let the copy loop go on.
                             self._write_all(os.read(read_end, n))
@@ -365,7 +349,7 @@ class Pump:
                     self._dst_ready.poll()
                     continue
                 except OSError as exc:
-                    if first and exc.errno in (errno.EINVAL, errno.ENOSYS):
+                    if refused(exc, moved_any=not first):
                         return False
                     raise PumpError(self._side_of(exc), exc) from exc
                 if self._tracer is not None:

@@ -7,30 +7,22 @@ move once both sockets are open.
 from __future__ import annotations
 
 import asyncio
-import errno
-import fcntl
 import os
 import socket
 
 from wirecat import trace
-from wirecat.limits import (
-    DEFAULT_PIPE_SIZE,
-)
 from wirecat.sockets import (
     RESET_ERRNOS,
     close_with_reset,
 )
+from wirecat.splice import HAS_SPLICE, SPLICE_FLAGS, open_pipe, read_past_urgent_mark, refused
 
 __all__ = ["Direction", "RelayResult", "RelayedPair"]
 
-_HAS_SPLICE = hasattr(os, "splice")
-_SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
 #: Most bytes one splice() or recv() moves: ≥ 128 KiB measured fastest here for bulk.
 _CHUNK = 1024 * 1024
 #: Most bytes one readiness callback reads before it lets other connections run.
 _READ_BUDGET = 4 * _CHUNK
-#: Bytes one recv() takes to step over TCP's urgent mark, where splice() stops.
-_URGENT_STEP = 64 * 1024
 
 
 class RelayResult:
@@ -99,12 +91,8 @@ class Direction:
         self._buffer: bytearray | None = None
         self._view: memoryview | None = None
         self._capacity = 0  # bytes our pipe holds; 0 in the copying fallback
-        if _HAS_SPLICE and not (self._tracer is not None and self._tracer.shows_bytes):
-            self._pipe_r, self._pipe_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-            try:
-                self._capacity = fcntl.fcntl(self._pipe_w, fcntl.F_SETPIPE_SZ, DEFAULT_PIPE_SIZE)
-            except OSError:
-                self._capacity = fcntl.fcntl(self._pipe_w, fcntl.F_GETPIPE_SZ)  # 64 KiB: more splices
+        if HAS_SPLICE and not (self._tracer is not None and self._tracer.shows_bytes):
+            self._pipe_r, self._pipe_w, self._capacity = open_pipe(nonblocking=True)
         else:
             self._buffer = bytearray(256 * 1024)
             self._view = memoryview(self._buffer)
@@ -182,7 +170,7 @@ class Direction:
             try:
                 if self._pipe_w >= 0:
                     want = min(room, _CHUNK)
-                    n = os.splice(self._src_fd, self._pipe_w, want, flags=_SPLICE_FLAGS)
+                    n = os.splice(self._src_fd, self._pipe_w, want, flags=SPLICE_FLAGS)
                 else:
                     assert self._view is not None
                     want = len(self._view)
@@ -201,7 +189,7 @@ class Direction:
                     self._step_over_urgent_mark()
                 return
             except OSError as exc:
-                if exc.errno == errno.EINVAL and self._pipe_w >= 0 and self.count == 0:
+                if self._pipe_w >= 0 and refused(exc, moved_any=self.count > 0):
                     self._fall_back()  # the kernel refuses splice here: copy instead
                     continue
                 self._on_done.failed(self, exc, "read")
@@ -256,7 +244,7 @@ class Direction:
         """Move one chunk by recv(), which passes TCP's urgent mark where
         splice() stops (the urgent byte itself is dropped, as recv() drops it)."""
         try:
-            data = self._src.recv(_URGENT_STEP)
+            data = read_past_urgent_mark(self._src_fd)
         except BlockingIOError:
             return  # a wake-up with nothing after all
         except OSError as exc:
@@ -288,7 +276,7 @@ class Direction:
         while self._pending:
             try:
                 if self._pending > 0:
-                    m = os.splice(self._pipe_r, self._dst_fd, self._pending, flags=_SPLICE_FLAGS)
+                    m = os.splice(self._pipe_r, self._dst_fd, self._pending, flags=SPLICE_FLAGS)
                     self._pending -= m
                 else:
                     assert self._view is not None
