@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from wirecat.crlf import CrlfEncoder
+from wirecat.endpoint import SocketEndpoint
 from wirecat.errors import PeerReset, WirecatError
 from wirecat.events import Closed
 from wirecat.lifetime import End, SendFin, SessionLifetime, TellPeerEnded
@@ -185,6 +186,7 @@ def _run_session(
     on_abort: Callable[[], None] | None = None,
 ) -> SessionResult:
     start = time.monotonic()
+    remote = SocketEndpoint(sock, peer=peer)  # the half-close and the cut-off, as every engine does them
     changed = threading.Event()
     # Non-blocking, so the pumps wait in poll() and never inside splice() (pump.py).
     sock.setblocking(False)
@@ -249,7 +251,7 @@ def _run_session(
         end: End | None = None
         for action in lifetime.next(now):
             if isinstance(action, SendFin):
-                _shutdown_write(sock)
+                remote.shutdown_write()
             elif isinstance(action, TellPeerEnded):
                 if on_peer_eof is not None:
                     on_peer_eof()
@@ -267,7 +269,7 @@ def _run_session(
     # off before its natural end, and is reset (a FIN would say "that was all").
     cut = error is not None or ending == "stdout was closed"
     if cut:
-        abort(sock)  # also wakes a pump waiting on the socket
+        remote.abort()  # also wakes a pump waiting on the socket
     if on_abort is not None and running:
         if not cut:
             try:
@@ -296,13 +298,6 @@ def _send_error(exc: PumpError, peer: str) -> WirecatError | None:
             "the peer stopped reading; check what it expects",
         ).caused_by(exc.error)
     return translate_os_error(exc.error, Op.SEND, peer)
-
-
-def _shutdown_write(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass  # already disconnected: the receive side will tell us how
 
 
 def session_closed(result: SessionResult, peer: str, origin: str) -> Closed:

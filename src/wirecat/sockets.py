@@ -23,7 +23,7 @@ import struct
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from wirecat.address import (
     format_sockaddr,
@@ -228,11 +228,16 @@ def _disconnect(fd: int) -> bool:
     """``connect(fd, {AF_UNSPEC})``: True if the kernel dissolved the connection."""
     if not hasattr(os, "splice"):  # not Linux (os.splice exists only there)
         return False
-    import ctypes  # only here: a cut connection is rare, and ctypes costs start-up
+    global _libc_connect
+    if _libc_connect is None:
+        import ctypes  # only here: a cut connection is rare, and ctypes costs start-up
 
-    libc = ctypes.CDLL(None, use_errno=True)
+        _libc_connect = ctypes.CDLL(None, use_errno=True).connect
     unspec = struct.pack("H14x", socket.AF_UNSPEC)  # struct sockaddr with sa_family 0
-    return int(libc.connect(fd, unspec, len(unspec))) == 0
+    return int(_libc_connect(fd, unspec, len(unspec))) == 0
+
+
+_libc_connect: Any = None
 
 
 def accept_admitted(

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 
 from wirecat import trace
+from wirecat.endpoint import Endpoint, SocketEndpoint
 from wirecat.sockets import (
     RESET_ERRNOS,
-    close_with_reset,
 )
 from wirecat.splice import HAS_SPLICE, SPLICE_FLAGS, open_pipe, read_past_urgent_mark, refused
 
@@ -39,8 +38,13 @@ class RelayResult:
         self.ending = ""
 
 
+def _no_pending_error() -> int:
+    return 0
+
+
 class Direction:
-    """Bytes from ``src`` to ``dst``, by splice through a private pipe (or a buffer)."""
+    """Bytes from endpoint ``src`` to endpoint ``dst``, by splice through a private
+    pipe when both offer descriptors the kernel may splice, else through a buffer."""
 
     __slots__ = (
         "_buffer",
@@ -50,11 +54,13 @@ class Direction:
         "_loop",
         "_on_done",
         "_pending",
+        "_pending_error",
         "_pipe_r",
         "_pipe_w",
         "_reading",
         "_src",
         "_src_fd",
+        "_tcp_source",
         "_tracer",
         "_view",
         "_writing",
@@ -68,14 +74,18 @@ class Direction:
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
-        src: socket.socket,
-        dst: socket.socket,
+        src: Endpoint,
+        dst: Endpoint,
         name: str,
         on_done: RelayedPair,
     ) -> None:
         self._loop = loop
         self._src, self._dst = src, dst
-        self._src_fd, self._dst_fd = src.fileno(), dst.fileno()
+        self._src_fd, self._dst_fd = src.read_fd, dst.write_fd
+        # Where splice() stops at TCP's urgent mark (wirecat.splice), and where
+        # an error can be left pending after a short read (libuv: see below).
+        self._tcp_source = isinstance(src, SocketEndpoint) and src.is_tcp
+        self._pending_error = src.pending_error if isinstance(src, SocketEndpoint) else _no_pending_error
         self.name = name
         self._on_done = on_done
         self._pending = 0  # bytes in our pipe (or buffer), read but not yet written
@@ -91,14 +101,16 @@ class Direction:
         self._buffer: bytearray | None = None
         self._view: memoryview | None = None
         self._capacity = 0  # bytes our pipe holds; 0 in the copying fallback
-        if HAS_SPLICE and not (self._tracer is not None and self._tracer.shows_bytes):
+        zero_copy = src.zero_copy_fds is not None and dst.zero_copy_fds is not None
+        if HAS_SPLICE and zero_copy and not (self._tracer is not None and self._tracer.shows_bytes):
             self._pipe_r, self._pipe_w, self._capacity = open_pipe(nonblocking=True)
         else:
             self._buffer = bytearray(256 * 1024)
             self._view = memoryview(self._buffer)
 
-    def start(self, first: bytes = b"") -> None:
-        """Begin; ``first`` is what was already read from the source (after a PROXY header)."""
+    def start(self) -> None:
+        """Begin: first what was already read from the source (its pushback), then the rest."""
+        first = self._src.take_pushback()
         if first:
             self._copy_first(first)
             self._flush()  # sends it, then starts reading (or waits for the destination)
@@ -199,7 +211,7 @@ class Direction:
                 where = f"fd {self._src_fd} -> pipe, {want}"
                 self._tracer.call(call, where, _count_text(n), fd=self._src_fd)
             if n == 0:
-                if self._pipe_w >= 0 and self._src.family != socket.AF_UNIX:
+                if self._pipe_w >= 0 and self._tcp_source:
                     # splice() also says 0 at TCP's urgent mark once the FIN
                     # is in: recv() tells the end from the mark (once a
                     # stream), after our pipe is empty, so bytes keep order.
@@ -228,7 +240,7 @@ class Direction:
                 # pending after a callback, so a reset that came right behind
                 # these bytes is taken now, or it would never be passed on.
                 # (One getsockopt: cheaper than another read that says EAGAIN.)
-                error = self._src.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                error = self._pending_error()
                 if error:
                     self._on_done.failed(self, OSError(error, os.strerror(error)), "read")
                 return
@@ -311,10 +323,7 @@ class Direction:
         self.done = True
         self._stop_read()
         self._stop_write()
-        try:
-            self._dst.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass  # the destination is gone; the other direction will tell
+        self._dst.shutdown_write()  # (a destination already gone: the other direction will tell)
         self._on_done.direction_done(self)
 
 
@@ -323,11 +332,11 @@ def _count_text(n: int) -> str:
 
 
 class RelayedPair:
-    """One client ↔ target pair: two directions, and how the pair ends."""
+    """One client ↔ target pair of endpoints: two directions, and how the pair ends."""
 
     __slots__ = ("_loop", "client", "cut", "done", "down", "ended", "result", "target", "up")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, client: socket.socket, target: socket.socket) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, client: Endpoint, target: Endpoint) -> None:
         self._loop = loop
         self.client, self.target = client, target
         self.result = RelayResult()
@@ -343,9 +352,10 @@ class RelayedPair:
             self.up.stop()  # its pipe, made already (EMFILE here must not leak it)
             raise
 
-    def start(self, first_up: bytes = b"") -> None:
-        self.up.start(first_up)
-        if not self.ended:  # sending first_up may have failed and ended it all
+    def start(self) -> None:
+        """Begin both directions (the client's pushback, a PROXY header's leftovers, first)."""
+        self.up.start()
+        if not self.ended:  # sending the pushback may have failed and ended it all
             self.down.start()
 
     def direction_done(self, direction: Direction) -> None:
@@ -369,18 +379,17 @@ class RelayedPair:
             self.result.ending = f"{action} failed on the {side}: {os.strerror(exc.errno or 0).lower()}"
         self._end(reset=(other,))
 
-    def _end(self, *, reset: tuple[socket.socket, ...] = ()) -> None:
+    def _end(self, *, reset: tuple[Endpoint, ...] = ()) -> None:
         if self.ended:
             return
         self.ended = True
         self.result.up, self.result.down = self.up.count, self.down.count
         self.up.stop()
         self.down.stop()
-        for sock in (self.client, self.target):
-            if sock in reset:
-                close_with_reset(sock)
-            else:
-                sock.close()
+        for endpoint in (self.client, self.target):
+            if endpoint in reset:
+                endpoint.abort()  # a reset: the other side's reset deserves one, and a cut does
+            endpoint.close()
         if not self.done.done():
             self.done.set_result(None)
 

@@ -8,6 +8,7 @@ import time
 
 from wirecat.address import Address
 from wirecat.dial import adial
+from wirecat.endpoint import SocketEndpoint
 from wirecat.errors import ConnectTimeout, FrameTimeout, IdleTimeout, WirecatError
 from wirecat.events import Closed, Note, emit
 from wirecat.forwarding.engine import RelayedPair
@@ -63,9 +64,14 @@ class StreamRelay:
             upstream = await self._connect()
             if self.proxy_protocol is not None:
                 await loop.sock_sendall(upstream, self._proxy_header(client, header))
-            conn = RelayedPair(loop, client, upstream)
+            # Two endpoints; what came after the client's PROXY header goes first.
+            conn = RelayedPair(
+                loop,
+                SocketEndpoint(client, pushback=first, peer=peer),
+                SocketEndpoint(upstream, peer=where),
+            )
             upstream = None  # the connection owns it now
-            conn.start(first)
+            conn.start()
             self.relayed += 1
             if self.idle_timeout is None:
                 await conn.done
