@@ -24,6 +24,7 @@ from typing import IO
 
 __all__ = [
     "Child",
+    "baseline_launcher",
     "compile_wirecat",
     "median",
     "peer_versions",
@@ -49,6 +50,28 @@ def wirecat_bin() -> str:
     if not found:
         sys.exit("benchmarks: wirecat is not installed (pip install -e .)")
     return found
+
+
+def baseline_launcher(src: str, directory: str) -> str:
+    """A console script, in ``directory``, that runs the wirecat whose package is in ``src``.
+
+    For comparing a change with the commit before it in one run (the machine
+    is shared and noisy: figures from different runs do not compare):
+    ``git worktree add /tmp/wirecat-before COMMIT``, then ``--baseline
+    /tmp/wirecat-before/src``. The script is what pip would write, plus the
+    path, so the two start the same way; the package is byte-compiled first.
+    """
+    import compileall
+
+    compileall.compile_dir(os.path.join(src, "wirecat"), quiet=1)
+    path = os.path.join(directory, "wirecat-baseline")
+    with open(path, "w") as script:
+        script.write(
+            f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {src!r})\n"
+            "from wirecat.cli import main\nsys.exit(main())\n"
+        )
+    os.chmod(path, 0o755)
+    return path
 
 
 def compile_wirecat() -> None:

@@ -46,7 +46,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Child, median, peer_versions, read_port_line, wait_listening, wirecat_bin
+from common import (
+    Child,
+    baseline_launcher,
+    median,
+    peer_versions,
+    read_port_line,
+    wait_listening,
+    wirecat_bin,
+)
 
 HERE = Path(__file__).resolve().parent
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -105,12 +113,17 @@ class Server:
         return child, port
 
 
-def servers(loadgen: Path, *, with_peers: bool) -> list[Server]:
+def servers(loadgen: Path, *, with_peers: bool, baseline: str | None = None) -> list[Server]:
     py = sys.executable
     wc = wirecat_bin()
     ref = str(HERE / "reference_servers.py")
     found = [
         Server("wirecat", [wc, "echo", "0", "--max-conns", "10000"], reports_port=True),
+        *(
+            [Server("wirecat (baseline)", [baseline, "echo", "0", "--max-conns", "10000"], reports_port=True)]
+            if baseline
+            else []
+        ),
         Server(
             "wirecat (asyncio loop)",
             [wc, "echo", "0", "--max-conns", "10000"],
@@ -189,6 +202,9 @@ def main() -> None:
     parser.add_argument("--no-peers", action="store_true", help="leave out socat and ncat")
     parser.add_argument("--no-pin", action="store_true", help="do not pin server and client to CPUs")
     parser.add_argument("--json", type=Path, help="write every run here")
+    parser.add_argument(
+        "--baseline", metavar="SRC", help="also time the wirecat whose package is in SRC (a worktree's src/)"
+    )
     args = parser.parse_args()
 
     conns_list = [int(c) for c in args.conns.split(",")]
@@ -198,7 +214,8 @@ def main() -> None:
         cpus = (1, 0)
     with tempfile.TemporaryDirectory(prefix="wirecat-echo-") as tmp:
         loadgen = build_loadgen(Path(tmp))
-        chosen = servers(loadgen, with_peers=not args.no_peers)
+        baseline = baseline_launcher(args.baseline, tmp) if args.baseline else None
+        chosen = servers(loadgen, with_peers=not args.no_peers, baseline=baseline)
         if args.servers:
             wanted = set(args.servers.split(","))
             chosen = [s for s in chosen if s.name in wanted]
@@ -275,6 +292,9 @@ def report(
             if conns >= 10:
                 line += " (≥ 2: " + ("met" if ours / streams >= 2 else "NOT met") + ")"
             line += f"; the C server got {ceiling / ours:.2f}× wirecat's rate from the same client"
+            if any(key[0] == "wirecat (baseline)" for key in results):
+                before = med("wirecat (baseline)", conns, size, "rate")
+                line += f"; wirecat / its baseline = {ours / before:.2f}×"
             print(line)
 
 

@@ -29,12 +29,13 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Child, read_port_line, wirecat_bin
+from common import Child, baseline_launcher, read_port_line, wirecat_bin
 
 HERE = Path(__file__).resolve().parent
 
@@ -99,6 +100,11 @@ def main() -> None:
     )
     parser.add_argument("--conns", type=int, default=10_000, help="connections held (default 10000)")
     parser.add_argument("--servers", default="", help="comma-separated subset of server names")
+    parser.add_argument(
+        "--baseline",
+        metavar="SRC",
+        help="also measure the wirecat whose package is in SRC (a worktree's src/)",
+    )
     args = parser.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -110,6 +116,19 @@ def main() -> None:
     servers = {
         "wirecat": [wc, "echo", "0", "--max-conns", limit],
         "wirecat --lines": [wc, "echo", "0", "--max-conns", limit, "--lines"],
+        **(
+            {
+                "wirecat (baseline)": [
+                    baseline_launcher(args.baseline, tempfile.mkdtemp()),
+                    "echo",
+                    "0",
+                    "--max-conns",
+                    limit,
+                ]
+            }
+            if args.baseline
+            else {}
+        ),
         "uvloop-protocol": [sys.executable, ref, "uvloop-protocol"],
         "asyncio-streams": [sys.executable, ref, "asyncio-streams"],
     }

@@ -46,7 +46,15 @@ from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Child, median, peer_versions, read_port_line, wait_listening, wirecat_bin
+from common import (
+    Child,
+    baseline_launcher,
+    median,
+    peer_versions,
+    read_port_line,
+    wait_listening,
+    wirecat_bin,
+)
 from echo import build_loadgen
 
 from wirecat.testing import free_port
@@ -93,6 +101,8 @@ def relay_argv(name: str, target_port: int, listen_port: int) -> list[str] | Non
     target = f"127.0.0.1:{target_port}"
     if name == "wirecat":
         return [wirecat_bin(), "relay", "0", target, "--max-conns", "64"]
+    if name == "wirecat (baseline)":
+        return [BASELINE[0], "relay", "0", target, "--max-conns", "64"]
     if name.startswith("socat"):
         if not shutil.which("socat"):
             return None
@@ -114,6 +124,8 @@ def relay_argv(name: str, target_port: int, listen_port: int) -> list[str] | Non
 
 
 RELAYS = ["wirecat", "socat", "socat -b 262144", "ncat"]
+#: The launcher of ``--baseline`` (set in main).
+BASELINE: list[str] = []
 
 
 class Relay:
@@ -127,7 +139,7 @@ class Relay:
         self.name = name
         self.child = Child.start(name, argv, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            if name == "wirecat":
+            if name.startswith("wirecat"):
                 assert self.child.popen.stderr is not None
                 self.port = read_port_line(self.child.popen.stderr, self.child)
             else:
@@ -212,7 +224,14 @@ def main() -> None:
     parser.add_argument("--relays", default=",".join(RELAYS), help="comma-separated subset")
     parser.add_argument("--no-latency", action="store_true", help="skip the latency part")
     parser.add_argument("--latency-seconds", type=float, default=3.0)
+    parser.add_argument(
+        "--baseline", metavar="SRC", help="also time the wirecat whose package is in SRC (a worktree's src/)"
+    )
     args = parser.parse_args()
+    if args.baseline:
+        BASELINE.append(baseline_launcher(args.baseline, tempfile.mkdtemp(prefix="wirecat-baseline-")))
+        if "wirecat (baseline)" not in args.relays:
+            args.relays += ",wirecat (baseline)"
     if not shutil.which("iperf3"):
         sys.exit("benchmarks: iperf3 is needed (apt-get install iperf3)")
     size = parse_size(args.size)

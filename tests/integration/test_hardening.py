@@ -712,3 +712,29 @@ def test_a_bad_loop_choice_is_one_line() -> None:
     )
     assert result.returncode == 2
     assert "WIRECAT_LOOP" in assert_one_error_line(result.stderr)  # no "never awaited" warning under it
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_connection_cut_before_its_task_ran_is_reset_too(loop: str) -> None:
+    """A task cancelled before its first step runs none of its cleanup: the accept
+    loop resets that socket itself, rather than leaving it open (or FIN'd at exit)."""
+    import wirecat
+
+    async def handler(conn: wirecat.Connection) -> None:
+        await conn.handle_frames(conn.write)
+
+    async def main() -> None:
+        server = await wirecat.serve(handler, 0)
+        client = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
+        # Accept now, in this step: the connection's task is made but has not run.
+        server._accept_ready(server._listeners[0])
+        assert await server.abort() == 1
+        outcome = await asyncio.get_running_loop().run_in_executor(None, _read_until_cut, client)
+        client.close()
+        assert outcome == (0, "reset")
+
+    factory = asyncio.new_event_loop
+    if loop == "uvloop":
+        factory = pytest.importorskip("uvloop").new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main())
