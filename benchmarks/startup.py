@@ -40,7 +40,7 @@ from collections.abc import Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import compile_wirecat, median, peer_versions, wirecat_bin
+from common import baseline_launcher, compile_wirecat, median, peer_versions, wirecat_bin
 
 HOST = "127.0.0.1"  # loopback only
 TARGET_VERSION_MS = 40.0
@@ -268,6 +268,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--runs", type=int, default=30, help="timed runs per command (30)")
     parser.add_argument("--no-hyperfine", action="store_true", help="time --version with the built-in loop")
+    parser.add_argument(
+        "--baseline", metavar="SRC", help="also time the wirecat whose package is in SRC (a worktree's src/)"
+    )
     args = parser.parse_args(argv)
 
     wirecat = wirecat_bin()
@@ -277,15 +280,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"# peers: {peer_versions()}", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="wirecat-bench-") as tmp:
         venv_python, venv_wirecat = clean_venv(os.path.join(tmp, "venv"), wirecat)
-        return measure(args, wirecat, python, venv_wirecat, venv_python)
+        baseline = baseline_launcher(args.baseline, tmp) if args.baseline else None
+        return measure(args, wirecat, python, venv_wirecat, venv_python, baseline)
 
 
-def measure(args: argparse.Namespace, wirecat: str, python: str, venv_wirecat: str, venv_python: str) -> int:
-    """Time everything and print the report."""
+def measure(
+    args: argparse.Namespace,
+    wirecat: str,
+    python: str,
+    venv_wirecat: str,
+    venv_python: str,
+    baseline: str | None = None,
+) -> int:
+    """Time everything and print the report; ``baseline`` is a second wirecat to compare with."""
     # --- start and exit ---------------------------------------------------
     version: dict[str, list[str]] = {
         "wirecat --version": [wirecat, "--version"],
         "wirecat --version (clean venv)": [venv_wirecat, "--version"],
+        **({"wirecat --version (baseline)": [baseline, "--version"]} if baseline else {}),
         "python -c pass": [python, "-c", "pass"],
         "python -c pass (clean venv)": [venv_python, "-c", "pass"],
         "python -S -c pass": [python, "-S", "-c", "pass"],
@@ -305,6 +317,7 @@ def measure(args: argparse.Namespace, wirecat: str, python: str, venv_wirecat: s
     connect: dict[str, list[str]] = {
         "wirecat connect": [wirecat, "connect", HOST, port],
         "wirecat connect (clean venv)": [venv_wirecat, "connect", HOST, port],
+        **({"wirecat connect (baseline)": [baseline, "connect", HOST, port]} if baseline else {}),
     }
     if shutil.which("nc"):
         connect["nc -N"] = ["nc", "-N", HOST, port]

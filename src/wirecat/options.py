@@ -8,11 +8,13 @@ another.
 from __future__ import annotations
 
 import socket
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from wirecat.access import AccessList
-from wirecat.admission import Admission
 from wirecat.limits import DEFAULT_CLIENT_QUEUE, DEFAULT_MAX_CONNECTIONS
+
+if TYPE_CHECKING:
+    from wirecat.admission import Admission
 
 __all__ = ["ConnectOptions", "ListenOptions"]
 
@@ -61,4 +63,6 @@ class ListenOptions(NamedTuple):
     @property
     def admission(self) -> Admission:
         """The admission policy: the allow/deny rules, and ``max_conns`` refused beyond."""
+        from wirecat.admission import Admission  # only listeners need it: not on connect's start-up
+
         return Admission(self.access, self.max_conns, "refuse")

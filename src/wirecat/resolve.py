@@ -71,7 +71,10 @@ def resolve(
         flags |= socket.AI_PASSIVE
     kind = socket.SOCK_DGRAM if datagram else socket.SOCK_STREAM
     try:
-        infos = socket.getaddrinfo(host or None, port, family, kind, 0, flags)
+        # An ASCII name as bytes: a str would go through the "idna" codec,
+        # ~1 ms of import for a name check_host has already made.
+        name = (host.encode("ascii") if host.isascii() else host) if host else None
+        infos = socket.getaddrinfo(name, port, family, kind, 0, flags)
     except (UnicodeError, ValueError) as exc:
         # The name cannot be encoded for the resolver (check_host should have said so).
         raise UsageError(f"{host!r} is not a valid host name: {exc}") from exc

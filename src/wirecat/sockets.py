@@ -28,14 +28,6 @@ from typing import TYPE_CHECKING, Any
 from wirecat.address import (
     format_sockaddr,
 )
-from wirecat.admission import (
-    ACCEPT_BACKOFF_SECONDS,
-    AcceptErrorAction,
-    Admission,
-    accept_error_action,
-    peer_host,
-    peer_label,
-)
 from wirecat.errors import (
     BindError,
     ConnectError,
@@ -51,7 +43,7 @@ from wirecat.events import Note, Refused, emit
 from wirecat.report import Reporter, quiet
 
 if TYPE_CHECKING:
-    pass  # only for annotations: the blocking commands never import it
+    from wirecat.admission import Admission  # a listener's policy: clients never load it
 
 __all__ = [
     "abort",
@@ -258,6 +250,15 @@ def accept_admitted(
         None when there was nothing to take, or the peer was refused (and
         closed, and a :class:`~wirecat.events.Refused` emitted).
     """
+    # Here, not at the top: clients import this module and never accept.
+    from wirecat.admission import (
+        ACCEPT_BACKOFF_SECONDS,
+        AcceptErrorAction,
+        accept_error_action,
+        peer_host,
+        peer_label,
+    )
+
     try:
         sock, sockaddr = listener.accept()
     except OSError as exc:

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wirecat.address import MAX_UNIX_PATH, check_host, check_unix_path, parse_address
+from wirecat.address import MAX_UNIX_PATH, _ascii_host, check_host, check_unix_path, parse_address
 from wirecat.errors import UsageError, WirecatError
 from wirecat.resolve import resolve
 
@@ -65,8 +65,9 @@ def test_numeric_resolve_never_raises_anything_else(host: str) -> None:
 def test_only_well_formed_names_reach_the_resolver(host: str) -> None:
     asked: list[str] = []
 
-    def stand_in(name: object, *args: object) -> list[object]:
-        asked.append(str(name))
+    def stand_in(name: str | bytes, *args: object) -> list[object]:
+        # An ASCII name is handed over as bytes (no "idna" codec import); others as str.
+        asked.append(name.decode("ascii") if isinstance(name, bytes) else name)
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
     real, socket.getaddrinfo = socket.getaddrinfo, stand_in  # type: ignore[assignment]
@@ -80,6 +81,23 @@ def test_only_well_formed_names_reach_the_resolver(host: str) -> None:
         encoded = name.encode("idna")  # what CPython hands the resolver: must not raise
         assert b"\0" not in encoded
         assert all(0 < len(label) <= 63 for label in encoded.rstrip(b".").split(b"."))
+
+
+@given(st.one_of(st.text(alphabet=st.characters(max_codepoint=127), max_size=300), hosts))
+def test_the_ascii_fast_path_checks_as_the_idna_codec_does(host: str) -> None:
+    # check_host skips the "idna" codec for ASCII names (start-up): it must
+    # accept and refuse exactly what the codec would.
+    if not host.isascii():
+        return
+    try:
+        expected: bytes | None = host.encode("idna")
+    except UnicodeError:
+        expected = None
+    try:
+        got: bytes | None = _ascii_host(host)
+    except UnicodeError:
+        got = None
+    assert got == expected
 
 
 @pytest.mark.parametrize(
