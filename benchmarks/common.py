@@ -66,9 +66,12 @@ def baseline_launcher(src: str, directory: str) -> str:
     compileall.compile_dir(os.path.join(src, "wirecat"), quiet=1)
     path = os.path.join(directory, "wirecat-baseline")
     with open(path, "w") as script:
+        # pip's console script, word for word (its `import re` included), and the path.
         script.write(
-            f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {src!r})\n"
-            "from wirecat.cli import main\nsys.exit(main())\n"
+            f"#!{sys.executable}\nimport re\nimport sys\nsys.path.insert(0, {src!r})\n"
+            "from wirecat.cli import main\nif __name__ == '__main__':\n"
+            "    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])\n"
+            "    sys.exit(main())\n"
         )
     os.chmod(path, 0o755)
     return path

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import socket
 from collections.abc import Callable, Coroutine
 from types import TracebackType
@@ -95,9 +94,11 @@ class Listener:
         self._drain_timeout = drain_timeout
         self._origin = origin
         self._loop = asyncio.get_running_loop()
-        self._tasks: set[asyncio.Task[None]] = set()
-        # Tasks cancelled before their first step (see _task_done).
-        self._never_ran: set[asyncio.Task[None]] = set()
+        # Each connection's task, and its socket (for _task_done). A dict, not a
+        # set and a partial per done-callback: ~190 bytes less per connection.
+        self._tasks: dict[asyncio.Task[None], socket.socket] = {}
+        # Tasks cancelled before their first step, and their sockets (see _task_done).
+        self._never_ran: dict[asyncio.Task[None], socket.socket] = {}
         self._accepting = False
         self._closed = False
         self._backoff: asyncio.TimerHandle | None = None
@@ -188,7 +189,7 @@ class Listener:
 
         for task in tasks:
             if inspect.getcoroutinestate(task.get_coro()) == inspect.CORO_CREATED:  # type: ignore[arg-type]
-                self._never_ran.add(task)  # its runner will not clean up: _task_done will
+                self._never_ran[task] = self._tasks[task]  # its runner will not clean up: _task_done will
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
@@ -274,18 +275,17 @@ class Listener:
             sock.setblocking(False)
             configure_stream(sock, interactive=True)
             task = self._loop.create_task(self._run_socket(sock, peer))
-            self._tasks.add(task)
-            task.add_done_callback(functools.partial(self._task_done, sock))
+            self._tasks[task] = sock
+            task.add_done_callback(self._task_done)
             emit(Accepted(peer, self.addresses[0], len(self._tasks), self._origin))
 
-    def _task_done(self, sock: socket.socket, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if task in self._never_ran:
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        del self._tasks[task]
+        sock = self._never_ran.pop(task, None)
+        if sock is not None:
             # Cancelled before its first step, the runner ran none of its
-            # cleanup: the socket is still ours, and is cut off here. (A
-            # partial carries it, not a wrapper coroutine: a frame per
-            # connection costs a few hundred bytes.)
-            self._never_ran.discard(task)
+            # cleanup: the socket is still ours, and is cut off here. (Not a
+            # wrapper coroutine: a frame per connection costs a few hundred bytes.)
             close_with_reset(sock)
         if self._closed:
             if not self._tasks and not self._done.done():
