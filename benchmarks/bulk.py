@@ -43,6 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import (
     Child,
+    baseline_launcher,
     compile_wirecat,
     median,
     peer_versions,
@@ -414,8 +415,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="a second wirecat command to time in the same run, e.g. a prototype: "
         "'env PYTHONPATH=/tmp/proto python -m wirecat'",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="SRC",
+        help="time the wirecat whose package is in SRC (a worktree's src/) as the candidate",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write every run as JSON")
     args = parser.parse_args(argv)
+    if args.baseline:
+        launcher = baseline_launcher(args.baseline, tempfile.mkdtemp(prefix="wirecat-baseline-"))
+        args.candidate = shlex.quote(launcher)
 
     size: int = args.size
     compile_wirecat()
