@@ -1,8 +1,17 @@
 """The stream conformance battery (wirecat.testing.check_stream) on every endpoint kind and engine.
 
 Endpoints: a TCP socket, a Unix socket, a pair of pipes. Engines: the relay
-(its event-loop splice engine, on both loops) and the stdio session (the
-installed ``wirecat connect``, its pumps between a pipe pair and a socket).
+(its event-loop splice engine, on both loops), the stdio session (the
+installed ``wirecat connect``, its pumps between a pipe pair and a socket)
+and the exec engine (``listen -k --exec``, with a stdio session as its program).
+
+Not here: the ``-k`` hub, which is a broadcast, not a stream (a client's end
+of stream is its leaving, and stdout, shared by every client, never ends
+with one: README, "listen -k"); its ends are tested in test_listen.py
+(``test_keep_open_end_of_stdin_...``). UDP has no stream. The server
+library's connections carry framed messages, not a byte stream: their
+half-close, send after the end and resets are tested in test_server.py; its
+accept loop is the relay's Listener, run here.
 """
 
 from __future__ import annotations
@@ -13,12 +22,13 @@ import socket
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import WIRECAT
 from wirecat.endpoint import FdEndpoint, SocketEndpoint
-from wirecat.testing import StreamEnd, check_stream
+from wirecat.testing import StreamEnd, check_stream, read_line_matching
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -160,3 +170,51 @@ def session_pair() -> Iterator[Pair]:
 def test_the_stdio_session_engine(session_pair: Pair) -> None:
     # A pipe has no reset, and a program's stdout stays open until it exits.
     check_stream(session_pair, resets=False, b_half_close=False)
+
+
+def _listening_port(proc: subprocess.Popen[bytes]) -> int:
+    assert proc.stderr is not None
+    match = read_line_matching(proc.stderr, r"listening on .*:(\d+)$")
+    return int(match.group(1))
+
+
+@pytest.fixture
+def exec_pair(tmp_path: Path) -> Iterator[Pair]:
+    """Pairs whose A is a client of `wirecat listen -k --exec`, B the far end of the program.
+
+    The program is `wirecat connect -U SOCKET`, so what the exec engine does
+    with the client's bytes, ends and resets reaches B, a Unix socket this test
+    accepts: the exec engine and a stdio session in series.
+    """
+    path = str(tmp_path / "far.sock")
+    far = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    far.bind(path)
+    far.listen(16)
+    server = subprocess.Popen(
+        [WIRECAT, "listen", "-v", "-k", "127.0.0.1", "0", "--exec", WIRECAT, "connect", "-U", path],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    port = _listening_port(server)
+
+    def make() -> tuple[StreamEnd, StreamEnd]:
+        a = socket.create_connection(("127.0.0.1", port))
+        b, _ = far.accept()
+        for sock in (a, b):
+            sock.setblocking(False)
+        return SocketEndpoint(a), SocketEndpoint(b, peer="program")
+
+    yield make
+    server.terminate()  # by PID: the process this test started
+    server.wait(10)
+    assert server.stderr is not None
+    server.stderr.close()
+    far.close()
+
+
+def test_the_exec_engine(exec_pair: Pair) -> None:
+    # A client's reset ends the program's stdin (a pipe has no reset): an orderly end at B.
+    # B's half-close ends the program's input, not its output: a program's stdout
+    # stays open until it exits (as in the stdio session above).
+    check_stream(exec_pair, resets=False, b_half_close=False)

@@ -191,7 +191,8 @@ DUAL_LOCALHOST_SHIM = r"""
 import socket, sys
 _real = socket.getaddrinfo
 def _getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
-    if host not in ("localhost", b"localhost") or flags & socket.AI_NUMERICHOST:  # wirecat passes ASCII names as bytes
+    # wirecat hands an ASCII name over as bytes
+    if host not in ("localhost", b"localhost") or flags & socket.AI_NUMERICHOST:
         return _real(host, port, family, type, proto, flags)
     found = []
     for fam, literal in ((socket.AF_INET6, "::1"), (socket.AF_INET, "127.0.0.1")):

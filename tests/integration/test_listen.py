@@ -228,6 +228,28 @@ def test_keep_open_three_clients_each_way(spawn) -> None:
             client.close()
 
 
+def test_keep_open_end_of_stdin_is_each_clients_fin_and_they_may_still_send(spawn) -> None:
+    # The hub's ends (it is a broadcast, so not in the stream battery): end of
+    # stdin reaches every client as FIN after all its data, and a client may
+    # still send afterwards: its bytes reach stdout.
+    server = spawn(WIRECAT, "listen", "-k", "-v", "0")
+    port = server.listening_port()
+    clients = [connect(port) for _ in range(2)]
+    try:
+        wait_stderr(server, r"\(2 connected\)")
+        assert server.popen.stdin is not None
+        server.popen.stdin.write(b"last words\n")
+        server.popen.stdin.close()
+        for client in clients:
+            assert recv_all(client) == b"last words\n"  # then the end of stream: FIN, not a reset
+        clients[1].sendall(b"still here\n")
+        assert server.popen.stdout is not None
+        assert b"still here\n" in read_until(server.popen.stdout, lambda seen: b"\n" in seen)
+    finally:
+        for client in clients:
+            client.close()
+
+
 def test_keep_open_serves_clients_one_after_another(spawn) -> None:
     server = spawn(WIRECAT, "listen", "-k", "0")
     port = server.listening_port()
