@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import sysconfig
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -20,7 +21,20 @@ import pytest
 
 from wirecat.testing import read_line_matching
 
-WIRECAT = shutil.which("wirecat") or ""
+
+def _installed_wirecat() -> str:
+    """The console script installed with the Python running the tests.
+
+    Next to this interpreter first (a virtual environment's ``bin``, which
+    need not be on PATH: ``.venv/bin/python -m pytest``), then PATH.
+    """
+    beside = os.path.join(sysconfig.get_path("scripts"), "wirecat")
+    if os.access(beside, os.X_OK):
+        return beside
+    return shutil.which("wirecat") or ""
+
+
+WIRECAT = _installed_wirecat()
 REQUIRE_PEERS = os.environ.get("WIRECAT_REQUIRE_PEERS") == "1"
 
 
