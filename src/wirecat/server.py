@@ -1,7 +1,8 @@
 """The server: :func:`serve` and :class:`Server`.
 
-The seed's six server steps, done once and done right, so a handler only
-has to talk to one client::
+The six steps of a TCP server (socket, bind, listen, accept, communicate,
+close), done once and done right, so a handler only has to talk to one
+client::
 
     async def handler(conn):
         async for line in conn:
