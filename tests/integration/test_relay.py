@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import signal
 import socket
@@ -636,3 +637,67 @@ def test_udp_relay_warns_of_a_refusing_target_without_v(spawn) -> None:
     ):
         sock.sendto(b"anyone?", ("127.0.0.1", port))
         assert read_line_matching(proc.popen.stderr, r"dropped: nothing is listening on UDP", timeout=TIMEOUT)  # type: ignore[attr-defined]
+
+
+def test_udp_relay_warns_once_per_client_of_replies_it_cannot_send() -> None:
+    """A target's reply that cannot be sent on (a full send buffer: ENOBUFS) is said once
+    per client, -v or not (it was an info note per datagram). In-process: the failure is
+    injected at the listening socket's sendto."""
+    import asyncio
+    import errno
+
+    import wirecat
+    from wirecat import events
+
+    class FailingSend:
+        """The relay's listening socket, whose sendto always fails (and is counted)."""
+
+        def __init__(self, sock: socket.socket, tried: asyncio.Event) -> None:
+            self.sock = sock
+            self.tried = tried
+            self.attempts = 0
+
+        def sendto(self, data: object, address: object) -> int:
+            self.attempts += 1
+            if self.attempts == 3:
+                self.tried.set()
+            raise OSError(errno.ENOBUFS, os.strerror(errno.ENOBUFS))
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.sock, name)
+
+    async def main() -> list[events.Note]:
+        notes: list[events.Note] = []
+        unsubscribe = events.subscribe(lambda e: notes.append(e) if isinstance(e, events.Note) else None)
+        loop = asyncio.get_running_loop()
+        tried = asyncio.Event()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as target:
+            target.bind(("127.0.0.1", 0))
+            target.setblocking(False)
+
+            def answer() -> None:
+                data, sender = target.recvfrom(100)
+                target.sendto(data, sender)
+
+            loop.add_reader(target.fileno(), answer)
+            relay = await wirecat.relay("udp:127.0.0.1:0", f"udp:127.0.0.1:{target.getsockname()[1]}")
+            real = relay._listener  # type: ignore[union-attr]
+            relay._listener = FailingSend(real, tried)  # type: ignore[union-attr]
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+                    port = int(relay.address.rsplit(":", 1)[1])
+                    for n in range(3):
+                        client.sendto(b"%d" % n, ("127.0.0.1", port))
+                    await asyncio.wait_for(tried.wait(), TIMEOUT)  # all three replies failed
+                    name = f"127.0.0.1:{client.getsockname()[1]}"
+            finally:
+                loop.remove_reader(target.fileno())
+                relay._listener = real  # type: ignore[union-attr]
+                relay.close()
+                unsubscribe()
+        return [note for note in notes if note.level == "warning" and name in note.text]
+
+    warnings = asyncio.run(main())
+    assert len(warnings) == 1, warnings
+    assert warnings[0].text.startswith("reply to 127.0.0.1:"), warnings
+    assert warnings[0].text.endswith(" dropped: no buffer space available"), warnings

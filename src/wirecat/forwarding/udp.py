@@ -63,6 +63,7 @@ class UdpRelay:
         # most (UDP source addresses cost nothing to forge: wirecat.notices).
         self._refusals = SenderNotices()
         self._failures = SenderNotices()
+        self._reply_failures = SenderNotices()
         self._buffer = bytearray(_UDP_BUFFER)
         self._view = memoryview(self._buffer)
         self._done: asyncio.Future[None] = self._loop.create_future()
@@ -176,9 +177,14 @@ class UdpRelay:
             try:
                 self._listener.sendto(self._view[:n], session.client)
             except OSError as exc:
-                emit(
-                    Note(f"cannot send to {format_sockaddr(session.client)}: {exc.strerror}", origin="relay")
-                )
+                # The target's reply is lost (our send buffer full, the
+                # client's address unreachable): said -v or not, once per
+                # client and few a second, like a dropped client datagram.
+                tail = self._reply_failures.check(session.client, session.last)
+                if tail is not None:
+                    why = (exc.strerror or str(exc)).lower()
+                    text = f"reply to {format_sockaddr(session.client)} dropped: {why}"
+                    emit(Note(text + tail, "warning", "relay"))
 
     def _say_failure(self, client: tuple[str, int], now: float, why: str) -> None:
         """Warn that ``client``'s datagram was dropped because of ``why`` (once per client, few a second)."""
