@@ -1,4 +1,4 @@
-"""The seed's client steps with the plain socket module, done right.
+"""The four steps of a TCP client, with the plain socket module, done right.
 
     python examples/tcp_client.py PORT [LINE ...]
 

@@ -1,4 +1,4 @@
-"""The seed's six TCP server steps with the plain socket module, done right.
+"""The six steps of a TCP server, with the plain socket module, done right.
 
     python examples/tcp_server.py [PORT]        (then: python examples/tcp_client.py PORT)
 

@@ -15,8 +15,9 @@ the relay (stream and UDP) and the library's ``serve()`` all bind with
 * ``SO_REUSEADDR``, so a restart does not fail while old connections sit in
   TIME_WAIT; ``reuse_port`` (``SO_REUSEPORT``) is the place for several
   worker processes on one port;
-* **Unix socket files**: a file left by a listener that died is replaced, a
-  live socket or any other file never; the file is removed on close.
+* **Unix socket files**: a file left by a listener that died is replaced
+  (said under ``-v``: a Note of origin ``bind``), a live socket or any other
+  file never; the file is removed on close.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from types import TracebackType
 
 from wirecat.address import Address, as_address, check_unix_path, format_hostport, format_sockaddr
 from wirecat.errors import BindError, ProgramError, UsageError
+from wirecat.events import Note, emit
 from wirecat.limits import DEFAULT_BACKLOG
 from wirecat.resolve import resolve
 from wirecat.sockets import Op, translate_os_error
@@ -283,6 +285,8 @@ def bind_unix(address: Address, *, backlog: int = DEFAULT_BACKLOG) -> socket.soc
                     f"another listener is using {address}", "stop it first, or choose another path"
                 )
             os.unlink(path)  # stale: its listener is gone
+            # Under -v: a file was removed, and the user may wonder where it went.
+            emit(Note(f"replaced the stale socket file {path} (no listener was using it)", origin="bind"))
     sock = new_socket(socket.AF_UNIX, kind)
     try:
         sock.bind(path)

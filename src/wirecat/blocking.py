@@ -10,10 +10,11 @@ on a plain blocking socket::
         conn.send(b"hello")
         print(conn.recv())        # one whole line, however TCP split it
 
-It is the seed's client steps done right: ``sendall`` (``send`` may send only
-part), ``recv_into`` a reused buffer in a loop until a whole frame is in (TCP
-keeps no message boundaries), ``b""`` from the socket read as end of stream,
-and a ``with`` block that always closes the socket.
+It is the four steps of a TCP client (socket, connect, communicate, close)
+done right: ``sendall`` (``send`` may send only part), ``recv_into`` a
+reused buffer in a loop until a whole frame is in (TCP keeps no message
+boundaries), ``b""`` from the socket read as end of stream, and a ``with``
+block that always closes the socket.
 """
 
 from __future__ import annotations

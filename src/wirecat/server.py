@@ -1,7 +1,8 @@
 """The server: :func:`serve` and :class:`Server`.
 
-The seed's six server steps, done once and done right, so a handler only
-has to talk to one client::
+The six steps of a TCP server (socket, bind, listen, accept, communicate,
+close), done once and done right, so a handler only has to talk to one
+client::
 
     async def handler(conn):
         async for line in conn:
@@ -60,6 +61,7 @@ from wirecat.limits import (
     check_seconds,
 )
 from wirecat.listener import DrainResult, Listener
+from wirecat.report import format_bytes
 from wirecat.sockets import (
     check_tls,
     close_with_reset,
@@ -217,8 +219,19 @@ class Server(Listener):
             async with asyncio.timeout(self._drain_timeout):
                 await conn.wait_closed()
         except TimeoutError:
+            unsent = conn.write_buffer_size
             conn.abort()
             conn.end_reason += f"; unsent data dropped after {self._drain_timeout:g} s, reset"
+            # -v or not: what the handler sent never arrived, and the peer
+            # (reset) cannot say why.
+            emit(
+                Note(
+                    f"{conn.peer}: {format_bytes(unsent)} the peer did not take within"
+                    f" {self._drain_timeout:g} s of closing were dropped; the connection was reset",
+                    "warning",
+                    "server",
+                )
+            )
 
 
 async def serve(

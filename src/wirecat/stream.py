@@ -444,6 +444,17 @@ class Connection(asyncio.Protocol):
         return 0 if self._transport is None else self._transport.get_write_buffer_size()
 
     @property
+    def is_stopping(self) -> bool:
+        """True once the server's graceful shutdown asked this connection to end.
+
+        ``recv()`` then returns end of stream at the next frame boundary, as
+        if the peer had closed: a handler that sees this after its loop can
+        tell its peer why before returning (``wirecat chat`` does). False on
+        a client's connection, which no server shuts down.
+        """
+        return self._stopping
+
+    @property
     def is_closing(self) -> bool:
         """True once close() or abort() was called, or the connection is gone."""
         return self._closing or self._lost

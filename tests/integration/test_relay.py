@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import re
 import signal
 import socket
 import struct
@@ -16,7 +18,7 @@ import pytest
 
 from tests.conftest import WIRECAT, random_payload, recv_to_eof, sha256
 from wirecat.protocol.proxy import ProxyHeader, ProxyHeaderReader, encode_v1
-from wirecat.testing import read_line_matching
+from wirecat.testing import free_port, read_line_matching
 
 TIMEOUT = 20.0
 MiB = 1 << 20
@@ -569,3 +571,133 @@ def test_library_relay_in_process(loop: str) -> None:
 
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(asyncio.wait_for(main(), 30))
+
+
+def _stderr_lines_until(proc: object, pattern: str, count: int) -> list[str]:
+    """Every stderr line up to the ``count``-th that matches ``pattern`` (with a deadline each)."""
+    lines: list[str] = []
+    matched = 0
+    while matched < count:
+        line = read_line_matching(proc.popen.stderr, r".*", timeout=TIMEOUT).group(0)  # type: ignore[attr-defined]
+        lines.append(line)
+        matched += bool(re.search(pattern, line))
+    return lines
+
+
+def test_udp_relay_names_a_client_over_the_limit_once_without_v(spawn) -> None:
+    """Each datagram of a client over --max-conns is dropped; it is said once, -v or not."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as target:
+        target.bind(("127.0.0.1", 0))
+        target.settimeout(TIMEOUT)
+        target_address = f"udp:127.0.0.1:{target.getsockname()[1]}"
+        with (
+            running_relay(spawn, "udp:0", target_address, "--max-conns", "1") as (proc, port),
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as first,
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as over,
+        ):
+            first.sendto(b"first", ("127.0.0.1", port))
+            assert target.recvfrom(100)[0] == b"first"  # the one session
+            for _ in range(3):
+                over.sendto(b"over", ("127.0.0.1", port))
+            first.sendto(b"again", ("127.0.0.1", port))
+            # One listening socket, read in order: the three were handled before this.
+            assert target.recvfrom(100)[0] == b"again"
+            over_name = f"127.0.0.1:{over.getsockname()[1]}"
+            proc.popen.send_signal(signal.SIGTERM)  # type: ignore[attr-defined]
+            code, _, err = proc.finish(timeout=TIMEOUT)  # type: ignore[attr-defined]
+    assert code == 0, err
+    named = [line for line in err.decode().splitlines() if over_name in line]
+    assert len(named) == 1, err
+    assert named[0].startswith(f"wirecat: refused {over_name}: "), named
+
+
+def test_udp_relay_says_the_target_refused_a_datagram_once_per_client(spawn) -> None:
+    """Nothing listens on the target: each datagram is dropped (ICMP port unreachable);
+    a warning says it once per client, -v or not, where it used to be said under -v only."""
+    target = f"udp:127.0.0.1:{free_port(udp=True)}"
+    with (
+        running_relay(spawn, "udp:0", target, "-v") as (proc, port),
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock,
+    ):
+        lines: list[str] = []
+        for _ in range(3):
+            sock.sendto(b"anyone?", ("127.0.0.1", port))
+            # Under -v each datagram's session is said to end: wait for it before the next.
+            lines += _stderr_lines_until(proc, r"ended: the target refused", 1)
+        name = f"127.0.0.1:{sock.getsockname()[1]}"
+    warning = f"wirecat: datagram from {name} dropped: nothing is listening on UDP {target[4:]}"
+    assert lines.count(warning) == 1, lines
+
+
+def test_udp_relay_warns_of_a_refusing_target_without_v(spawn) -> None:
+    target = f"udp:127.0.0.1:{free_port(udp=True)}"
+    with (
+        running_relay(spawn, "udp:0", target) as (proc, port),
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock,
+    ):
+        sock.sendto(b"anyone?", ("127.0.0.1", port))
+        assert read_line_matching(proc.popen.stderr, r"dropped: nothing is listening on UDP", timeout=TIMEOUT)  # type: ignore[attr-defined]
+
+
+def test_udp_relay_warns_once_per_client_of_replies_it_cannot_send() -> None:
+    """A target's reply that cannot be sent on (a full send buffer: ENOBUFS) is said once
+    per client, -v or not (it was an info note per datagram). In-process: the failure is
+    injected at the listening socket's sendto."""
+    import asyncio
+    import errno
+
+    import wirecat
+    from wirecat import events
+
+    class FailingSend:
+        """The relay's listening socket, whose sendto always fails (and is counted)."""
+
+        def __init__(self, sock: socket.socket, tried: asyncio.Event) -> None:
+            self.sock = sock
+            self.tried = tried
+            self.attempts = 0
+
+        def sendto(self, data: object, address: object) -> int:
+            self.attempts += 1
+            if self.attempts == 3:
+                self.tried.set()
+            raise OSError(errno.ENOBUFS, os.strerror(errno.ENOBUFS))
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.sock, name)
+
+    async def main() -> list[events.Note]:
+        notes: list[events.Note] = []
+        unsubscribe = events.subscribe(lambda e: notes.append(e) if isinstance(e, events.Note) else None)
+        loop = asyncio.get_running_loop()
+        tried = asyncio.Event()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as target:
+            target.bind(("127.0.0.1", 0))
+            target.setblocking(False)
+
+            def answer() -> None:
+                data, sender = target.recvfrom(100)
+                target.sendto(data, sender)
+
+            loop.add_reader(target.fileno(), answer)
+            relay = await wirecat.relay("udp:127.0.0.1:0", f"udp:127.0.0.1:{target.getsockname()[1]}")
+            real = relay._listener  # type: ignore[union-attr]
+            relay._listener = FailingSend(real, tried)  # type: ignore[union-attr]
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+                    port = int(relay.address.rsplit(":", 1)[1])
+                    for n in range(3):
+                        client.sendto(b"%d" % n, ("127.0.0.1", port))
+                    await asyncio.wait_for(tried.wait(), TIMEOUT)  # all three replies failed
+                    name = f"127.0.0.1:{client.getsockname()[1]}"
+            finally:
+                loop.remove_reader(target.fileno())
+                relay._listener = real  # type: ignore[union-attr]
+                relay.close()
+                unsubscribe()
+        return [note for note in notes if note.level == "warning" and name in note.text]
+
+    warnings = asyncio.run(main())
+    assert len(warnings) == 1, warnings
+    assert warnings[0].text.startswith("reply to 127.0.0.1:"), warnings
+    assert warnings[0].text.endswith(" dropped: no buffer space available"), warnings

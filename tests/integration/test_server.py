@@ -594,6 +594,74 @@ def test_shutdown_flushes_what_the_handler_sent(run) -> None:
     run(main())
 
 
+def test_a_handler_can_tell_its_peer_the_server_is_shutting_down(run) -> None:
+    """``conn.is_stopping``: the end of stream is the server's, and the handler may say so."""
+
+    async def polite(conn: Connection) -> None:
+        async for frame in conn:
+            await conn.send(frame)
+        await conn.send(b"shutting down" if conn.is_stopping else b"you closed")
+
+    async def main() -> None:
+        server = await wirecat.serve(polite, "127.0.0.1:0", framing=Lines())
+        leaving = await wirecat.connect(server.address, framing=Lines())
+        staying = await wirecat.connect(server.address, framing=Lines())
+        await leaving.send(b"hi")
+        await staying.send(b"hi")
+        assert (await leaving.recv(), await staying.recv()) == (b"hi", b"hi")  # both handlers run
+        leaving.send_eof()
+        assert await leaving.recv() == b"you closed"
+        stopping = asyncio.create_task(server.shutdown())
+        assert await staying.recv() == b"shutting down"
+        assert await staying.recv() is None
+        assert (await stopping).cut == 0
+        assert not staying.is_stopping  # a client's connection: no server shuts it down
+        for conn in (leaving, staying):
+            conn.close()
+            await conn.wait_closed()
+
+    run(main())
+
+
+def test_data_a_closing_peer_never_takes_is_dropped_with_a_warning(run, caplog) -> None:
+    """A handler returned with replies queued for a peer that does not read: after
+    drain_timeout they are dropped and the peer reset, and a warning says so (it was
+    said only in the connection's end_reason, under -v)."""
+    big = random.Random(4).randbytes(16 << 20)  # more than the kernel's buffers hold
+
+    async def hurried(conn: Connection) -> None:
+        conn.write(big)  # and return at once: the close is left to flush it
+
+    async def main() -> None:
+        server = await wirecat.serve(hurried, "127.0.0.1:0", drain_timeout=0.3)
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        closed: list[wirecat.events.Closed] = []
+        ended = asyncio.Event()
+
+        def on_event(event: wirecat.events.Event) -> None:
+            if isinstance(event, wirecat.events.Closed):
+                closed.append(event)
+                ended.set()
+
+        unsubscribe = wirecat.events.subscribe(on_event)
+        try:
+            # The server's side ends after 0.3 s, the client having read nothing.
+            await asyncio.wait_for(ended.wait(), TIMEOUT)
+        finally:
+            unsubscribe()
+        assert "unsent data dropped" in closed[0].ending
+        assert await to_thread(recv_until_end, sock) < len(big)
+        sock.close()
+        await server.shutdown()
+
+    with caplog.at_level(logging.WARNING, logger="wirecat.server"):
+        run(main())
+    assert (
+        "the peer did not take within 0.3 s of closing were dropped; the connection was reset" in caplog.text
+    )
+
+
 def test_a_reply_still_flushing_when_shutdown_ends_is_aborted_not_left_open(run) -> None:
     """shutdown() returns with no connection's socket left open, even one cut mid-flush."""
     big = b"r" * (64 << 20)

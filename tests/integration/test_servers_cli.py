@@ -266,6 +266,20 @@ def test_chat_names_messages_nick_who_and_leaving(spawn) -> None:
     assert stop(server)[0] == 0
 
 
+def test_chat_members_are_told_the_server_is_shutting_down(spawn) -> None:
+    """On SIGTERM each member gets one line saying why its stream ends (it used to see
+    the others leave, "* user2 left", and then end of stream)."""
+    server, port = start(spawn, "chat", "0")
+    with client(port) as a_sock, client(port) as b_sock:
+        a, b = LineReader(a_sock), LineReader(b_sock)
+        a.until(b"* user2 joined")
+        assert b.line().startswith(b"* welcome, user2")
+        code, err = stop(server)
+        assert code == 0, err
+        for reader in (a, b):
+            assert reader.pending + recv_to_eof(reader.sock) == b"* the server is shutting down; bye\n"
+
+
 def test_chat_a_stalled_client_never_stalls_the_others(spawn) -> None:
     """One client stops reading; the others still get every line, in order."""
     server, port = start(spawn, "chat", "0", "--max-queue", "262144", "-v")

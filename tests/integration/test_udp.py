@@ -379,6 +379,49 @@ def test_one_peer_mode_ignores_other_peers(spawn) -> None:
     assert f"ignored datagram from {b_name}".encode() in err
 
 
+def test_one_peer_mode_names_each_ignored_sender_once_without_v(spawn) -> None:
+    """Datagrams dropped for another peer's sake are said, -v or not, once per sender."""
+    server = spawn(WIRECAT, "listen", "-u", "0")
+    port = server.listening_port()
+    with _peer("127.0.0.1", port) as a, _peer("127.0.0.1", port) as b, _peer("127.0.0.1", port) as c:
+        a.send(b"a1\n")
+        assert _read_exactly(server.popen.stdout, 3) == b"a1\n"  # a is the peer now
+        for _ in range(3):
+            b.send(b"b\n")
+        c.send(b"c\n")
+        a.send(b"a2\n")
+        # One socket queue, read in order: b's and c's datagrams were handled before this.
+        assert _read_exactly(server.popen.stdout, 3) == b"a2\n"
+        a_name, b_name, c_name = (f"127.0.0.1:{s.getsockname()[1]}" for s in (a, b, c))
+    _code, out, err = _stop(server)
+    assert out == b""
+    lines = err.decode().splitlines()
+    for name in (b_name, c_name):
+        line = f"wirecat: ignored datagram from {name}: serving {a_name} only (-k serves many peers)"
+        assert lines.count(line) == 1, lines
+    assert len([line for line in lines if "ignored datagram" in line]) == 2, lines
+
+
+def test_a_flood_of_senders_is_not_named_one_by_one(spawn) -> None:
+    """30 other senders at once: 10 named (wirecat.notices' burst), the rest not one line each."""
+    server = spawn(WIRECAT, "listen", "-u", "0")
+    port = server.listening_port()
+    with _peer("127.0.0.1", port) as a:
+        a.send(b"a1\n")
+        assert _read_exactly(server.popen.stdout, 3) == b"a1\n"
+        others = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(30)]
+        try:
+            for sock in others:
+                sock.sendto(b"x\n", ("127.0.0.1", port))
+            a.send(b"a2\n")
+            assert _read_exactly(server.popen.stdout, 3) == b"a2\n"  # the 30 were handled first
+        finally:
+            for sock in others:
+                sock.close()
+    _code, _out, err = _stop(server)
+    assert len([line for line in err.decode().splitlines() if "ignored datagram" in line]) == 10, err
+
+
 def test_deny_drops_a_peer(spawn) -> None:
     server = spawn(WIRECAT, "listen", "-u", "-k", "-v", "--deny", "127.0.0.1", "0")
     port = server.listening_port()

@@ -170,22 +170,31 @@ def test_keep_open_listener_removes_its_file_on_sigint(spawn, sock_path: Path) -
     assert not sock_path.exists()
 
 
-def test_stale_socket_file_is_replaced(spawn, sock_path: Path) -> None:
+@pytest.mark.parametrize("verbose", [[], ["-v"]], ids=["quiet", "verbose"])
+def test_stale_socket_file_is_replaced(spawn, sock_path: Path, verbose: list[str]) -> None:
     # A listener that died without unlinking leaves a socket file nobody answers on.
     dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     dead.bind(str(sock_path))
     dead.listen()
     dead.close()
     assert is_socket(sock_path)
-    server, _ = start_listener(spawn, "-U", str(sock_path))
+    proc = spawn(WIRECAT, "listen", *verbose, "-U", str(sock_path))
+    assert proc.popen.stderr is not None
+    # Said under -v, before the listening line: a file was removed, and the user may look for it.
+    lines = [read_line_matching(proc.popen.stderr, r".*", timeout=TIMEOUT).group(0)]
+    if verbose:
+        assert lines[0] == f"wirecat: replaced the stale socket file {sock_path} (no listener was using it)"
+        lines.append(read_line_matching(proc.popen.stderr, r".*", timeout=TIMEOUT).group(0))
+    assert lines[-1] == f"wirecat: listening on unix:{sock_path}", lines
     with unix_client(sock_path) as client:
         client.sendall(b"fresh")
         client.shutdown(socket.SHUT_WR)
-        assert server.popen.stdin is not None
-        server.popen.stdin.close()
+        assert proc.popen.stdin is not None
+        proc.popen.stdin.close()
         assert recv_all(client) == b""
-    code, out, err = server.finish()
+    code, out, err = proc.finish()
     assert (code, out) == (0, b"fresh"), err
+    assert b"stale" not in err
 
 
 def test_live_socket_is_never_replaced(sock_path: Path) -> None:

@@ -12,8 +12,8 @@ import pytest
 SRC = Path(__file__).resolve().parents[2] / "src" / "wirecat"
 # DESIGN.md: the sans-IO core (errors, limits, addresses, framing, protocol
 # headers, and the pure decisions: access lists, admission, the connection
-# race) imports no I/O, and of wirecat only itself. No socket, selectors,
-# asyncio, ssl, threading, subprocess or os.
+# race, which senders a notice names) imports no I/O, and of wirecat only
+# itself. No socket, selectors, asyncio, ssl, threading, subprocess or os.
 SANS_IO = [
     "errors.py",
     "limits.py",
@@ -22,6 +22,7 @@ SANS_IO = [
     "access.py",
     "admission.py",
     "happy_eyeballs.py",
+    "notices.py",
     *(f"framing/{p.name}" for p in sorted((SRC / "framing").glob("*.py"))),
     *(f"protocol/{p.name}" for p in sorted((SRC / "protocol").glob("*.py"))),
 ]

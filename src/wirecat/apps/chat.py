@@ -3,7 +3,9 @@
 Each client gets a name (``user1``, ``user2``... or its own with
 ``/nick NAME``); every line it sends goes to everyone else as
 ``<name> line``; joins, leaves and renames are announced with ``* ``;
-``/who`` lists who is here and ``/quit`` leaves.
+``/who`` lists who is here and ``/quit`` leaves. When the server shuts
+down, each member is told so (``* the server is shutting down; bye``) before
+its end of stream, rather than seeing the others leave one by one.
 
 A slow client never stalls the others. Lines are written to each member
 without waiting (``Connection.write``); a member whose unsent backlog passes
@@ -26,6 +28,8 @@ __all__ = ["ChatRoom"]
 #: Names are short ASCII words, so that ``<name>`` cannot fake another line's sender.
 _NAME = re.compile(rb"[A-Za-z0-9_.-]{1,32}")
 _HELP = b"* commands: /nick NAME, /who, /quit"
+#: Said to each member when the server's graceful shutdown ends its stream.
+_SHUTTING_DOWN = b"* the server is shutting down; bye"
 
 
 class ChatRoom:
@@ -55,12 +59,19 @@ class ChatRoom:
             async for line in conn:
                 if not self._on_line(conn, line):
                     break
+            else:
+                if conn.is_stopping:
+                    # Not the member's end of stream but the server's: say so,
+                    # or it looks like any other disconnection.
+                    self._send(conn, _SHUTTING_DOWN)
         except FrameError as exc:
             self._send(conn, f"* {exc}; bye".encode())
             raise
         finally:
             gone = self.members.pop(conn, None)
-            if gone is not None:
+            # In a shutdown everyone goes, and each is told why: "* NAME left"
+            # lines from the others would only bury that.
+            if gone is not None and not conn.is_stopping:
                 self._broadcast(b"* " + gone + b" left")
 
     def _on_line(self, conn: Connection, line: bytes) -> bool:

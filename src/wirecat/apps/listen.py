@@ -1,4 +1,4 @@
-"""``wirecat listen``: the seed's server steps, joined to stdin and stdout.
+"""``wirecat listen``: the six steps of a TCP server, joined to stdin and stdout.
 
 socket → bind → listen → accept → communicate → close, for real:
 

@@ -11,8 +11,11 @@ The rules both datagram jobs keep are in :mod:`wirecat.datagram`.
     it has been silent (no datagram either way) for ``--udp-idle`` seconds.
 
     * One peer by default, like the TCP listener's one client: the first
-      admitted datagram picks the peer; datagrams from anyone else are dropped
-      (noted under ``-v``), as nc and ncat do. stdin is read once there is a peer and goes to it.
+      admitted datagram picks the peer; datagrams from anyone else are
+      dropped, as nc and ncat do, but not in silence: ``ignored datagram from
+      X: serving Y only (-k serves many peers)`` is said, ``-v`` or not, once
+      per sender (and for a few senders a second at most:
+      :mod:`wirecat.notices`). stdin is read once there is a peer and goes to it.
       The listener exits 0 when the peer's session expires (there is no FIN to
       wait for), with exit 6 if ``-i`` passes first, and with exit 6 if ``-w``
       passes before any datagram arrived.
@@ -23,10 +26,12 @@ The rules both datagram jobs keep are in :mod:`wirecat.datagram`.
       the latest datagram, as the issue asks and a request/response user
       expects. stdin is not read while there is no live peer, so nothing typed
       is lost. ``--max-conns`` bounds the live sessions: a new peer over the
-      limit is dropped and logged (always: the operator must see it). The
+      limit is dropped and logged (always: the operator must see it; once
+      per sender, as above). The
       listener runs until Ctrl-C or SIGTERM, or until stdout is closed.
     * ``--allow``/``--deny``: datagrams from a refused address are dropped,
-      never printed nor answered (noted under ``-v``, once per address). A Unix peer has no IP
+      never printed nor answered (noted under ``-v``, once per address, as
+      for streams, where a refused client is said under ``-v``). A Unix peer has no IP
       address and is always admitted, as for streams.
 
     ``-v`` shows ``new peer ADDR`` and ``peer ADDR expired`` lines. A Unix
@@ -60,6 +65,7 @@ from wirecat.errors import ConnectError, ConnectTimeout, IdleTimeout, WirecatErr
 from wirecat.events import Event, Listening, Note, Refused, emit
 from wirecat.lifetime import IdleClock
 from wirecat.limits import DEFAULT_UDP_IDLE
+from wirecat.notices import SenderNotices
 from wirecat.options import ListenOptions
 from wirecat.report import Reporter, format_bytes, quiet
 from wirecat.session import SessionOptions, SessionResult, session_closed
@@ -70,8 +76,10 @@ __all__ = ["udp_listen_stdio"]
 
 #: Pause before sending again to a peer whose queue was full.
 _RETRY_SECONDS = 0.01
-#: Addresses remembered so a dropped peer is noted once, not per datagram.
-_NOTED_LIMIT = 4096
+#: The notices that name the sender of a dropped datagram, one budget each
+#: (see :class:`~wirecat.notices.SenderNotices`: a forged-source flood must
+#: not become one stderr line per packet).
+_NOTICE_KINDS = ("unnamed", "denied", "ignored", "full")
 
 
 # ---------------------------------------------------------------------------
@@ -163,7 +171,8 @@ class _Listener:
         self.heard_any = False  # for -w: has any datagram come at all?
         self.stdin = DatagramStdin(session.send, session.crlf, report)
         self.out: collections.deque[tuple[_Peer, bytes]] = collections.deque()
-        self.noted: set[tuple[str, SockAddr]] = set()
+        #: Who was named in each kind of notice (each sender once; bounded).
+        self.notices = {kind: SenderNotices() for kind in _NOTICE_KINDS}
         #: When to try a send again that found no room (see :meth:`_flush`).
         self.retry_at: float | None = None
         self.buffer = bytearray(READ_SIZE)
@@ -284,14 +293,16 @@ class _Listener:
             if self.session.receive:
                 write_stdout(self.view[:n])
 
-    def _note(self, kind: str, sockaddr: SockAddr, event: Event) -> None:
-        """Emit ``event`` once per (kind, address), so a flood does not flood stderr."""
-        if (kind, sockaddr) in self.noted:
-            return
-        if len(self.noted) >= _NOTED_LIMIT:
-            self.noted.clear()
-        self.noted.add((kind, sockaddr))
-        emit(event)
+    def _note(self, kind: str, sockaddr: SockAddr, event: Callable[[str], Event]) -> None:
+        """Emit ``event(suffix)`` if this kind of notice is due for ``sockaddr``.
+
+        Once per sender and kind, a few new senders per second at most (a
+        flood of forged source addresses must not flood stderr); the suffix
+        counts the senders that went unnamed meanwhile.
+        """
+        suffix = self.notices[kind].check(sockaddr, time.monotonic())
+        if suffix is not None:
+            emit(event(suffix))
 
     def _admit(self, sock: socket.socket, sockaddr: SockAddr | None) -> _Peer | None:
         """The session this datagram belongs to (made if new), or None to drop it."""
@@ -300,7 +311,7 @@ class _Listener:
             self._note(
                 "unnamed",
                 "",
-                Note("datagram from an unnamed Unix socket: it cannot get replies", origin="udp"),
+                lambda _: Note("datagram from an unnamed Unix socket: it cannot get replies", origin="udp"),
             )
             return _Peer(sock, "", "unix:(unnamed)", time.monotonic())
         key = (sock.fileno(), sockaddr)
@@ -311,20 +322,23 @@ class _Listener:
         name = format_sockaddr(sockaddr)
         refusal = self.options.admission.decide(peer_host(sockaddr), name, len(self.peers), unit="peer")
         if refusal is not None and refusal.reason == "access":
-            self._note("denied", sockaddr, Refused(name, refusal.reason, refusal.why, "udp"))
+            why = refusal.why
+            self._note("denied", sockaddr, lambda tail: Refused(name, "access", why + tail, "udp"))
             return None
         if not self.keep_open and self.first is not None:
-            # Said once per sender, -v or not: its datagrams are dropped.
+            # Said once per sender, -v or not: its datagrams are dropped, and
+            # nc and ncat drop them without a word.
             text = f"ignored datagram from {name}: serving {self.first.name} only (-k serves many peers)"
-            self._note("ignored", sockaddr, Note(text, "warning", "udp"))
+            self._note("ignored", sockaddr, lambda tail: Note(text + tail, "warning", "udp"))
             return None
         if refusal is not None:
-            self._note("full", sockaddr, Refused(name, refusal.reason, refusal.why, "udp"))
+            why = refusal.why
+            self._note("full", sockaddr, lambda tail: Refused(name, "full", why + tail, "udp"))
             return None
         peer = _Peer(sock, sockaddr, name, time.monotonic())
         self.peers[key] = peer
         self.heard_any = True
-        self.noted.discard(("full", sockaddr))
+        self.notices["full"].forget(sockaddr)  # refused again later (full again): say it again
         if not self.keep_open:
             self.first = peer
         self.report(f"new peer {name} ({len(self.peers)} live)")

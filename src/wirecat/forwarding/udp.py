@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 
 from wirecat import trace
@@ -12,6 +13,7 @@ from wirecat.bind import bind
 from wirecat.errors import UsageError
 from wirecat.events import Listening, Note, Refused, emit
 from wirecat.listener import DrainResult
+from wirecat.notices import SenderNotices
 from wirecat.resolve import resolve
 
 __all__ = ["UdpRelay"]
@@ -56,6 +58,12 @@ class UdpRelay:
         self._admission = admission
         self._idle = idle
         self._sessions: dict[tuple[str, int], _UdpSession] = {}
+        # A client with no session is refused, or fails to get one, on each
+        # datagram it sends: say it once per client, a few clients a second at
+        # most (UDP source addresses cost nothing to forge: wirecat.notices).
+        self._refusals = SenderNotices()
+        self._failures = SenderNotices()
+        self._reply_failures = SenderNotices()
         self._buffer = bytearray(_UDP_BUFFER)
         self._view = memoryview(self._buffer)
         self._done: asyncio.Future[None] = self._loop.create_future()
@@ -124,27 +132,33 @@ class UdpRelay:
             try:
                 session.sock.send(self._view[:n])
             except OSError as exc:
-                self._forget(client, f"the target refused: {exc.strerror}")
+                self._target_refused(client, exc)
 
     def _new_session(self, client: tuple[str, int]) -> _UdpSession | None:
         name = format_sockaddr(client)
         refusal = self._admission.decide(peer_host(client), name, len(self._sessions), unit="UDP session")
+        now = self._loop.time()
         if refusal is not None:
-            emit(Refused(name, refusal.reason, refusal.why, "relay"))
+            tail = self._refusals.check(client, now)
+            if tail is not None:
+                emit(Refused(name, refusal.reason, refusal.why + tail, "relay"))
             return None
         try:
             sock = trace.new_socket(self._family, socket.SOCK_DGRAM)
         except OSError as exc:  # out of descriptors: drop this datagram, keep serving
-            emit(Note(f"{name}: cannot open a socket to the target: {exc.strerror}", "warning", "relay"))
+            self._say_failure(client, now, f"cannot open a socket to the target: {exc.strerror}")
             return None
         try:
             sock.setblocking(False)
             sock.connect(self._target_sockaddr)  # a datagram connect: only sets the default peer
         except OSError as exc:
             sock.close()
-            emit(Note(f"{name}: cannot reach the target {self._target}: {exc.strerror}", "warning", "relay"))
+            self._say_failure(client, now, f"cannot reach the target {self._target}: {exc.strerror}")
             return None
-        session = _UdpSession(sock, client, self._loop.time())
+        # Admitted: a later refusal (full again after this session ends) is
+        # news. (Not a failure: a target that is down fails every new session.)
+        self._refusals.forget(client)
+        session = _UdpSession(sock, client, now)
         self._sessions[client] = session
         self._loop.add_reader(sock.fileno(), self._from_target, session)
         emit(Note(f"new UDP session for {name}", origin="relay"))
@@ -157,15 +171,40 @@ class UdpRelay:
             except BlockingIOError:
                 return
             except OSError as exc:  # ICMP port unreachable from the target
-                self._forget(session.client, f"the target refused: {exc.strerror}")
+                self._target_refused(session.client, exc)
                 return
             session.last = self._loop.time()
             try:
                 self._listener.sendto(self._view[:n], session.client)
             except OSError as exc:
-                emit(
-                    Note(f"cannot send to {format_sockaddr(session.client)}: {exc.strerror}", origin="relay")
-                )
+                # The target's reply is lost (our send buffer full, the
+                # client's address unreachable): said -v or not, once per
+                # client and few a second, like a dropped client datagram.
+                tail = self._reply_failures.check(session.client, session.last)
+                if tail is not None:
+                    why = (exc.strerror or str(exc)).lower()
+                    text = f"reply to {format_sockaddr(session.client)} dropped: {why}"
+                    emit(Note(text + tail, "warning", "relay"))
+
+    def _say_failure(self, client: tuple[str, int], now: float, why: str) -> None:
+        """Warn that ``client``'s datagram was dropped because of ``why`` (once per client, few a second)."""
+        tail = self._failures.check(client, now)
+        if tail is not None:
+            emit(Note(f"datagram from {format_sockaddr(client)} dropped: {why}{tail}", "warning", "relay"))
+
+    def _target_refused(self, client: tuple[str, int], exc: OSError) -> None:
+        """The target refused what came from ``client`` (ICMP port unreachable): end its session.
+
+        Said -v or not (once per client, few a second: wirecat.notices), as
+        the stream relay says a target that is down: the client's datagram
+        was dropped, and UDP tells the client nothing.
+        """
+        self._forget(client, f"the target refused: {exc.strerror}")
+        if exc.errno == errno.ECONNREFUSED:
+            why = f"nothing is listening on UDP {self._target}"
+        else:
+            why = f"the target {self._target}: {(exc.strerror or str(exc)).lower()}"
+        self._say_failure(client, self._loop.time(), why)
 
     def _forget(self, client: tuple[str, int], why: str) -> None:
         session = self._sessions.pop(client, None)
