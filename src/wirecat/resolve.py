@@ -11,17 +11,25 @@ and the same errors wherever it is used:
   IPv6...), starting with the one the system prefers (RFC 6724, as
   ``getaddrinfo`` orders them), ready for a Happy Eyeballs race;
 * "no such name" and "no address of that family" are :class:`ResolveError`.
+
+:func:`service_port` looks a port up by name (``http``, ``ssh``) in the
+system's services database, as nc does; :func:`wirecat.address.parse_address`
+takes it as its ``service`` argument.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 from typing import NamedTuple
 
 from wirecat.address import check_host, check_ip_address, format_hostport
 from wirecat.errors import ResolveError, UsageError
 
-__all__ = ["SocketAddress", "resolve"]
+__all__ = ["SERVICES_FILE", "SocketAddress", "resolve", "service_port"]
+
+#: Where glibc's "files" source of the services database is (netbase on Debian and Ubuntu).
+SERVICES_FILE = "/etc/services"
 
 #: getaddrinfo() errors meaning "no address (of that family)"; not named everywhere.
 _EAI_NO_ADDRESS = tuple(getattr(socket, n) for n in ("EAI_NODATA", "EAI_ADDRFAMILY") if hasattr(socket, n))
@@ -102,3 +110,36 @@ def resolve(
     while any(queues):
         ordered.extend(queue.pop(0) for queue in queues if queue)
     return ordered
+
+
+def service_port(name: str, datagram: bool = False) -> int:
+    """The port of service ``name`` (``http``, ``ssh``): ``getservbyname`` with
+    ``"tcp"`` (or ``"udp"`` for ``datagram``), which reads the system's
+    services database (:data:`SERVICES_FILE`, through NSS).
+
+    Raises:
+        UsageError: the database does not know the name for that protocol
+            (the message says if it knows it for the other one), or there is
+            no database at all.
+    """
+    protocol, other = ("udp", "tcp") if datagram else ("tcp", "udp")
+    try:
+        return socket.getservbyname(name, protocol)
+    except (OSError, ValueError, UnicodeError):
+        pass  # OSError: "service/proto not found"; the others cannot happen for a checked name
+    if not os.path.exists(SERVICES_FILE):
+        raise UsageError(
+            f"cannot look up port {name!r}: this system has no services database ({SERVICES_FILE})",
+            "give the port as a number (on Debian and Ubuntu, the netbase package provides it)",
+        )
+    try:
+        socket.getservbyname(name, other)
+    except (OSError, ValueError, UnicodeError):
+        raise UsageError(
+            f"bad port {name!r}: no such service in {SERVICES_FILE}",
+            "give a number from 1 to 65535, or a service name such as http",
+        ) from None
+    raise UsageError(
+        f"{name!r} is a {other.upper()} service in {SERVICES_FILE}, not a {protocol.upper()} one",
+        "give the port as a number",
+    )

@@ -23,7 +23,9 @@ __all__ = [
     "program_from",
     "reporter",
     "seconds",
+    "service_port",
     "session_options",
+    "source_from",
 ]
 
 
@@ -142,17 +144,27 @@ def session_options(args: argparse.Namespace) -> SessionOptions:
     )
 
 
+def service_port(name: str, datagram: bool) -> int:
+    """A port given by service name (``http``), as nc takes it: see :func:`wirecat.resolve.service_port`."""
+    from wirecat.resolve import service_port as lookup  # only when a name is given
+
+    return lookup(name, datagram)
+
+
 def address_from(words: list[str], args: argparse.Namespace, *, default_host: str = "") -> Address:
-    """Turn the positional words (HOST PORT, HOST:PORT, unix:PATH, -U PATH) into an Address."""
+    """Turn the positional words (HOST PORT, HOST:PORT, unix:PATH, -U PATH) into an Address.
+
+    A port may be a service name (``http``), looked up in the services database.
+    """
     if args.unix:
         if len(words) != 1:
             raise UsageError("-U takes one socket path and no port", "e.g. wirecat connect -U /tmp/app.sock")
         path = check_unix_path(words[0].removeprefix("unix:"))
         return Address(path=path, datagram=args.udp)
     if len(words) == 2:
-        return parse_address(words[0], words[1], datagram=args.udp)
+        return parse_address(words[0], words[1], datagram=args.udp, service=service_port)
     if len(words) == 1:
-        return parse_address(words[0], datagram=args.udp, default_host=default_host)
+        return parse_address(words[0], datagram=args.udp, default_host=default_host, service=service_port)
     raise UsageError(f"expected an address and a port, got {len(words)} words: {' '.join(words)!r}")
 
 
@@ -160,7 +172,9 @@ def source_from(args: argparse.Namespace) -> tuple[str, int] | None:
     """``-s ADDR`` and ``-p``/``--source-port PORT`` as a (host, port) to bind, or None."""
     if args.source is None and args.source_port is None:
         return None
-    port = parse_port(args.source_port, what="source port") if args.source_port is not None else 0
+    port = 0
+    if args.source_port is not None:
+        port = parse_port(args.source_port, what="source port", service=service_port, datagram=args.udp)
     return (args.source or "").strip("[]"), port
 
 

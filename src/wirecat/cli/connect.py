@@ -32,7 +32,10 @@ __all__ = ["register"]
 def register(parser: argparse.ArgumentParser) -> None:
     """Add connect's arguments to its subparser."""
     parser.add_argument(
-        "target", nargs="+", metavar="HOST PORT", help="HOST PORT, HOST:PORT, [::1]:PORT or unix:PATH"
+        "target",
+        nargs="+",
+        metavar="HOST PORT",
+        help="HOST PORT, HOST:PORT, [::1]:PORT or unix:PATH; PORT is a number or a service name (http)",
     )
     add_address_flags(parser)
     add_session_flags(parser)

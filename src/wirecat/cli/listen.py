@@ -28,7 +28,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         metavar="[HOST] PORT",
         help="PORT (on 127.0.0.1, or ::1 with -6), HOST PORT, HOST:PORT, [::]:PORT or unix:PATH;"
-        " port 0 picks a free one",
+        " PORT is a number or a service name (http); port 0 picks a free one",
     )
     add_address_flags(parser)
     add_session_flags(parser)

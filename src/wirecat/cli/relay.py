@@ -70,11 +70,13 @@ def register(parser: argparse.ArgumentParser) -> None:
 def handle(args: argparse.Namespace) -> int:
     """Relay until SIGINT/SIGTERM."""
     from wirecat.address import parse_address
+    from wirecat.cli.common import service_port
     from wirecat.forwarding import relay
     from wirecat.sockets import family_of
 
-    listen = parse_address(args.listen)  # no host: relay() listens on loopback, in the family
-    target = parse_address(args.target)
+    # No host: relay() listens on loopback, in the family. A port may be a service name.
+    listen = parse_address(args.listen, service=service_port)
+    target = parse_address(args.target, service=service_port)
     family = family_of(ipv4=args.ipv4, ipv6=args.ipv6)
 
     def start() -> Awaitable[Listener | UdpRelay]:

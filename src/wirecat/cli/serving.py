@@ -64,7 +64,7 @@ def add_server_flags(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         metavar="[HOST] PORT",
         help="PORT (on 127.0.0.1, or ::1 with -6), HOST PORT, HOST:PORT, [::]:PORT or unix:PATH;"
-        " port 0 picks a free one",
+        " PORT is a number or a service name (http); port 0 picks a free one",
     )
     parser.add_argument("-U", "--unix", action="store_true", help="the address is a Unix socket path")
     add_limit_flags(parser)
