@@ -23,7 +23,7 @@ import os
 import socket
 from typing import NamedTuple
 
-from wirecat.address import check_host, check_ip_address, format_hostport
+from wirecat.address import check_host, check_ip_address, format_hostport, ip_version
 from wirecat.errors import ResolveError, UsageError
 
 __all__ = ["SERVICES_FILE", "SocketAddress", "resolve", "service_port"]
@@ -61,7 +61,8 @@ def resolve(
 
     Raises:
         ResolveError: the name is unknown, or has no address of ``family``.
-        UsageError: ``numeric`` (``-n``) was given and ``host`` is a name.
+        UsageError: ``numeric`` (``-n``) was given and ``host`` is a name;
+            ``host`` is an IP address of another family than ``family``.
     """
     if not host and not passive:
         # getaddrinfo(None) would answer with loopback: a host left out is a slip.
@@ -69,6 +70,7 @@ def resolve(
     if host:
         # What can be known without a lookup is a usage error before one.
         check_host(host)
+        _check_family(host, family)
         if numeric:
             try:
                 check_ip_address(host)
@@ -110,6 +112,21 @@ def resolve(
     while any(queues):
         ordered.extend(queue.pop(0) for queue in queues if queue)
     return ordered
+
+
+def _check_family(host: str, family: socket.AddressFamily) -> None:
+    """An IP address of the other family than the one asked for is a usage
+    error: no lookup can change it (getaddrinfo would say "no address")."""
+    if family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    version = ip_version(host)
+    wanted = 4 if family == socket.AF_INET else 6
+    if version is not None and version != wanted:
+        raise UsageError(
+            f"{host} is an IPv{version} address, but only IPv{wanted} was asked for",
+            f"give an IPv{wanted} address, or allow both families",
+            setting="family",
+        )
 
 
 def service_port(name: str, datagram: bool = False) -> int:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from wirecat.address import Address, check_unix_path, parse_address, parse_port
+from wirecat.address import Address, check_unix_path, ip_version, parse_address, parse_port
 from wirecat.errors import UsageError
 from wirecat.limits import MAX_SECONDS
 from wirecat.report import Reporter, quiet
 
 if TYPE_CHECKING:
+    import socket
+
     from wirecat.apps.program import Program
     from wirecat.session import SessionOptions
 
@@ -19,6 +21,7 @@ __all__ = [
     "add_exec_flags",
     "add_session_flags",
     "address_from",
+    "family_from",
     "positive_seconds",
     "program_from",
     "reporter",
@@ -142,6 +145,31 @@ def session_options(args: argparse.Namespace) -> SessionOptions:
         idle_timeout=args.idle_timeout,
         crlf=args.crlf,
     )
+
+
+def family_from(args: argparse.Namespace, *hosts: str) -> socket.AddressFamily:
+    """The address family ``-4``/``-6`` ask for (AF_UNSPEC for either).
+
+    An IP address among ``hosts`` (what the user wrote; names and "" pass)
+    of the other family is a usage error here, naming the flag: the library
+    would say the same without it, and a lookup could never help.
+
+    Raises:
+        UsageError: ``-4`` and ``-6`` together, or an address of the other family.
+    """
+    from wirecat.sockets import family_of  # (socket is loaded anyway; sockets is not, for --help)
+
+    family = family_of(ipv4=args.ipv4, ipv6=args.ipv6)
+    if args.ipv4 or args.ipv6:
+        flag, wanted = ("-4", 4) if args.ipv4 else ("-6", 6)
+        for host in hosts:
+            version = ip_version(host.strip("[]"))
+            if version is not None and version != wanted:
+                raise UsageError(
+                    f"{host} is an IPv{version} address but {flag} was given",
+                    f"drop {flag}, or give an IPv{wanted} address",
+                )
+    return family
 
 
 def service_port(name: str, datagram: bool) -> int:

@@ -70,14 +70,15 @@ def register(parser: argparse.ArgumentParser) -> None:
 def handle(args: argparse.Namespace) -> int:
     """Relay until SIGINT/SIGTERM."""
     from wirecat.address import parse_address
-    from wirecat.cli.common import service_port
+    from wirecat.cli.common import family_from, service_port
     from wirecat.forwarding import relay
-    from wirecat.sockets import family_of
 
     # No host: relay() listens on loopback, in the family. A port may be a service name.
     listen = parse_address(args.listen, service=service_port)
     target = parse_address(args.target, service=service_port)
-    family = family_of(ipv4=args.ipv4, ipv6=args.ipv6)
+    # -4/-6 are the listening side's family (and a target name's); a target
+    # given as an address keeps its own (README), so only LISTEN is checked.
+    family = family_from(args, listen.host)
 
     def start() -> Awaitable[Listener | UdpRelay]:
         return relay(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 
-from wirecat.cli.common import reporter, seconds, service_port
+from wirecat.cli.common import family_from, reporter, seconds, service_port
 from wirecat.errors import UsageError
 from wirecat.limits import DEFAULT_SCAN_CONCURRENCY, DEFAULT_SCAN_TIMEOUT
 from wirecat.stdio import print_out
@@ -70,7 +70,6 @@ def handle(args: argparse.Namespace) -> int:
     """Run the scan; print open ports; return 0 if any is open, else 1."""
     from wirecat.address import parse_ports
     from wirecat.apps.scan import PortResult, PortState, scan_ports
-    from wirecat.sockets import family_of
 
     if args.udp:
         raise UsageError(
@@ -88,7 +87,7 @@ def handle(args: argparse.Namespace) -> int:
     result = scan_ports(
         args.host,
         ports,
-        family=family_of(ipv4=args.ipv4, ipv6=args.ipv6),
+        family=family_from(args, args.host),
         numeric=args.numeric,
         timeout=args.timeout,
         concurrency=args.concurrency,
