@@ -9,6 +9,8 @@ the real DNS: where a name must fail to resolve, a child Python replaces
 from __future__ import annotations
 
 import json
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -17,7 +19,7 @@ import pytest
 
 from tests.conftest import WIRECAT, run_wirecat
 from tests.integration.test_connect import TIMEOUT, Peer
-from wirecat.testing import free_port
+from wirecat.testing import free_port, read_line_matching
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -434,3 +436,55 @@ def test_scan_reads_the_systems_services_database() -> None:
     assert "127.0.0.1:22 " in reported, reported
     assert "127.0.0.1:80 " in reported, reported
     assert "scanned 2 ports of 127.0.0.1" in reported, reported
+
+
+# -- a relay whose target is down ---------------------------------------------------------------------
+
+#: One client reset, said at once (without -v), and the count of those that followed.
+RESET_LINE = re.compile(
+    r"^wirecat: 127\.0\.0\.1:\d+: connection refused by 127\.0\.0\.1:(\d+): nothing is listening there;"
+    r" check the port; the client was reset$"
+)
+HELD_LINE = re.compile(
+    r"^wirecat: (\d+) more clients? (?:were|was) reset: connection refused by 127\.0\.0\.1:(\d+):"
+    r" nothing is listening there; check the port$"
+)
+
+
+def test_a_relay_whose_target_is_down_says_why_and_the_client_sees_a_reset(spawn) -> None:
+    down = free_port()
+    relay = spawn(WIRECAT, "relay", "0", f"127.0.0.1:{down}")  # no -v
+    port = relay.listening_port()
+    result = run_wirecat("connect", "127.0.0.1", str(port))
+    # What the client sees (README, relay): a reset, exit 7, and where to look.
+    assert (result.returncode, result.stderr.decode()) == (
+        7,
+        f"wirecat: connection with 127.0.0.1:{port} was reset by the peer: nothing came first, as when a"
+        " relay's target is down (the relay's log says why)\n",
+    )
+    match = read_line_matching(relay.popen.stderr, RESET_LINE.pattern, timeout=TIMEOUT)
+    assert int(match.group(1)) == down
+
+
+def test_a_flood_of_clients_to_a_dead_target_is_not_a_line_each(spawn) -> None:
+    down = free_port()
+    relay = spawn(WIRECAT, "relay", "0", f"127.0.0.1:{down}")
+    port = relay.listening_port()
+    clients = 40
+    for _ in range(clients):
+        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+            try:
+                assert sock.recv(1) == b""
+            except ConnectionResetError:
+                pass  # the reset: the relay has counted this client by now
+    relay.popen.send_signal(signal.SIGTERM)  # the end says what the rate limit held back
+    code, _, err = relay.finish(timeout=TIMEOUT)
+    assert code == 0, err
+    lines = err.decode().splitlines()
+    said = [line for line in lines if RESET_LINE.match(line)]
+    held = [HELD_LINE.match(line) for line in lines]
+    counts = [int(m.group(1)) for m in held if m]
+    # Every client accounted for, in fewer lines than clients: at most one a second.
+    assert len(said) + sum(counts) == clients, lines
+    assert len(said) + len(counts) < clients, lines
+    assert said, lines  # the first one at once, with its reason

@@ -169,7 +169,14 @@ async def relay(
     bound = bind(listen_at, family=family, backlog=backlog, blocking=False)
     # The accept loop of serve(), with no Connection: the runner takes each socket as it is.
     emit(Listening(tuple(bound.names), "relay"))
-    listener = Listener(bound, admission, runner.run, drain_timeout=drain_timeout, origin="relay")
+    listener = Listener(
+        bound,
+        admission,
+        runner.run,
+        drain_timeout=drain_timeout,
+        origin="relay",
+        on_finish=runner.resets.flush,
+    )
     listener._start_accepting()
     return listener
 
