@@ -488,3 +488,9 @@ def test_a_flood_of_clients_to_a_dead_target_is_not_a_line_each(spawn) -> None:
     assert len(said) + sum(counts) == clients, lines
     assert len(said) + len(counts) < clients, lines
     assert said, lines  # the first one at once, with its reason
+
+
+def test_the_help_and_the_exit_code_of_a_program_that_cannot_run_agree() -> None:
+    # README's table says the same: 9, a bad local resource (test_exec.py runs the cases).
+    text = run_wirecat("--help").stdout.decode()
+    assert "9 bad local file or program (an --exec program that\nis not there or cannot run)" in text

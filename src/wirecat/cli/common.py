@@ -113,7 +113,7 @@ def add_exec_flags(parser: argparse.ArgumentParser) -> None:
         dest="exec_help",
         action="store_true",
         help="PROG [ARGS...]: run PROG with its stdin and stdout joined to the connection, no shell"
-        " (everything after --exec is the program's)",
+        " (everything after --exec is the program's; a PROG that is not there or cannot run: exit 9)",
     )
     parser.set_defaults(exec_argv=None)
     group.add_argument("--sh-exec", metavar="COMMAND", help="the same through /bin/sh -c COMMAND")

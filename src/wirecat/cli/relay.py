@@ -40,11 +40,15 @@ def register(parser: argparse.ArgumentParser) -> None:
         type=seconds,
         default=DEFAULT_CONNECT_TIMEOUT,
         metavar="SECS",
-        help="give up on the target after SECS and reset the client; 0 waits as long as the kernel does"
-        f" (about 2 minutes) (default {DEFAULT_CONNECT_TIMEOUT:g})",
+        help="give up on the target after SECS and reset the client (its read fails: ECONNRESET, exit 7"
+        " in wirecat connect; the reason is logged, at most a line a second); 0 waits as long as the"
+        f" kernel does (about 2 minutes) (default {DEFAULT_CONNECT_TIMEOUT:g})",
     )
     group.add_argument(
-        "-s", "--source", metavar="ADDR", help="the local address connections to the target come from"
+        "-s",
+        "--source",
+        metavar="ADDR",
+        help="the local address connections to the target come from (TCP targets; the target's family)",
     )
     group.add_argument(
         "--proxy-protocol",

@@ -64,10 +64,12 @@ netcat spellings work too:
   wirecat HOST PORT            = wirecat connect HOST PORT
   wirecat -l [-p] PORT         = wirecat listen PORT
   wirecat -z HOST PORTS        = wirecat scan HOST PORTS
+a PORT may be a service name (http, ssh), from /etc/services.
 
 exit codes: 0 ok, 1 other failure, 2 usage, 3 unknown host, 4 refused or
 unreachable, 5 cannot listen, 6 timeout, 7 reset by peer, 8 cut off (-q, a
-server's drain timeout), 9 bad local file or program, 130 interrupted (Ctrl-C).
+server's drain timeout), 9 bad local file or program (an --exec program that
+is not there or cannot run), 130 interrupted (Ctrl-C).
 """
 
 
