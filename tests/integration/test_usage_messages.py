@@ -377,13 +377,17 @@ PORT_0 = "port 0 cannot be connected to: 0 asks a listener for any free port; gi
             " any free port; give the port the target listens on",
         ),
         (
+            ["relay", "8080", "80"],  # a port alone is where to listen, not where to go
+            "wirecat: the target :80 has no host: write HOST:PORT, e.g. 127.0.0.1:80",
+        ),
+        (
             ["relay", "udp:0", "udp:127.0.0.1:0"],
             "wirecat: the target 127.0.0.1:0 has port 0, which cannot be connected to: 0 asks a listener for"
             " any free port; give the port the target listens on",
         ),
     ],
 )
-def test_port_0_to_connect_to_is_a_usage_error_before_any_client(argv: list[str], line: str) -> None:
+def test_port_0_or_no_host_to_connect_to_is_a_usage_error_before_any_client(argv: list[str], line: str) -> None:
     # The relay's used to listen, then reset every client with a warning.
     assert_error(argv, 2, line)
 
@@ -494,3 +498,10 @@ def test_the_help_and_the_exit_code_of_a_program_that_cannot_run_agree() -> None
     # README's table says the same: 9, a bad local resource (test_exec.py runs the cases).
     text = run_wirecat("--help").stdout.decode()
     assert "9 bad local file or program (an --exec program that\nis not there or cannot run)" in text
+
+
+def test_help_with_a_command_is_that_commands_help() -> None:
+    result = run_wirecat("help", "scan")
+    assert (result.returncode, result.stderr) == (0, b"")
+    assert result.stdout.decode().startswith("usage: wirecat scan ")
+    assert_error(["help", "sacn"], 2, "wirecat: unknown command 'sacn': did you mean 'scan'?")

@@ -222,6 +222,22 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str], list[str]]:
     return args, program, typo_words
 
 
+def _command_help(name: str) -> None:
+    """Print ``wirecat NAME --help``.
+
+    Raises:
+        UsageError: no command has that name (with the nearest one).
+    """
+    known = [command for command, *_ in SUBCOMMANDS]
+    if name not in known:
+        from wirecat.cli.unknown import close_match
+
+        near = close_match(name, known)
+        hint = f"did you mean {near!r}?" if near else "see 'wirecat --help' for the commands"
+        raise UsageError(f"unknown command {name!r}", hint)
+    build_parser(name).commands[name].print_help()
+
+
 def _on_sigterm(signum: int, frame: object) -> None:
     # Unwind like Ctrl-C so `finally` blocks run (a Unix listener removes its file).
     raise SystemExit(128 + signum)
@@ -322,6 +338,9 @@ def run(argv: list[str]) -> int:
 
             raise no_command()
         if argv[0] in ("-h", "--help", "help"):
+            if argv[0] == "help" and len(argv) > 1:  # `wirecat help listen`, as git has it
+                _command_help(argv[1])
+                return 0
             print_out(_top_help())
             return 0
         args, program, typo_words = _parse(argv)

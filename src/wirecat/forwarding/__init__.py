@@ -130,6 +130,10 @@ async def relay(
             "drop the source address",
         )
     if not destination.is_unix:
+        if not destination.host:  # `relay 8080 80`: a port alone is where to listen, not where to go
+            raise UsageError(
+                f"the target {destination} has no host", f"write HOST:PORT, e.g. 127.0.0.1:{destination.port}"
+            )
         if destination.port == 0:
             raise UsageError(
                 f"the target {destination} has port 0, which cannot be connected to",
