@@ -387,7 +387,7 @@ PORT_0 = "port 0 cannot be connected to: 0 asks a listener for any free port; gi
         ),
     ],
 )
-def test_port_0_or_no_host_to_connect_to_is_a_usage_error_before_any_client(argv: list[str], line: str) -> None:
+def test_port_0_or_no_host_to_connect_to_is_refused_before_any_client(argv: list[str], line: str) -> None:
     # The relay's used to listen, then reset every client with a warning.
     assert_error(argv, 2, line)
 
