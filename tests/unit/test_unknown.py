@@ -100,3 +100,24 @@ def test_addresses_are_left_to_connect(words: list[str]) -> None:
 )
 def test_typo_hint(words: list[str], hint: str | None) -> None:
     assert typo_hint(words, COMMANDS) == hint
+
+
+@pytest.mark.parametrize(
+    "argv", [["127.0.0.1", "{port}"], ["connect", "-v", "127.0.0.1", "{port}", "-w", "5"]]
+)
+def test_difflib_is_loaded_only_to_say_a_mistake(argv: list[str]) -> None:
+    """It costs ~9 ms of start-up: a netcat spelling that works (here: refused) never loads it."""
+    import subprocess
+    import sys
+
+    from wirecat.testing import free_port
+
+    words = [a.format(port=free_port()) for a in argv]
+    code = (
+        "import sys\n"
+        "from wirecat.cli import main\n"
+        f"code = main({words!r})\n"
+        "print(code, 'difflib' in sys.modules, 'asyncio' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["4", "False", "False"]  # (4: refused, so the whole path ran)
