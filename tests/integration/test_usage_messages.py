@@ -101,6 +101,25 @@ def test_a_word_that_is_no_command_nor_a_host_and_port(argv: list[str], line: st
     assert_error(argv, 2, line)
 
 
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        # Two words are a host and a port: what is wrong with them is said, not "unknown command".
+        (
+            ["localhost", "nosuchservice"],
+            "wirecat: bad port 'nosuchservice': no such service in /etc/services: give a number from 1 to"
+            " 65535, or a service name such as http",
+        ),
+        (
+            ["myhost", "99999"],
+            "wirecat: bad port '99999': give a number from 0 to 65535, or a service name such as http",
+        ),
+    ],
+)
+def test_a_host_and_a_bad_port_is_about_the_port(argv: list[str], line: str) -> None:
+    assert_error(argv, 2, line)
+
+
 def test_a_mistyped_command_that_can_be_a_host_is_tried_as_one_then_named() -> None:
     # `wirecat lisen 9000` is `nc lisen 9000`: a host may have any name. When
     # none has this one, the error names the command it was close to.
@@ -415,9 +434,10 @@ def test_listen_takes_a_service_name(spawn) -> None:
     assert (code, out) == (0, b"to the named port\n")
 
 
-def test_an_unknown_service_name_is_a_usage_error() -> None:
+@pytest.mark.parametrize("command", [["connect"], []])
+def test_an_unknown_service_name_is_a_usage_error(command: list[str]) -> None:
     assert_error(
-        ["connect", "127.0.0.1", "nosuchservice"],
+        [*command, "127.0.0.1", "nosuchservice"],
         2,
         "wirecat: bad port 'nosuchservice': no such service in /etc/services: give a number from 1 to 65535,"
         " or a service name such as http",

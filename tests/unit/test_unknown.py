@@ -83,6 +83,8 @@ def test_words_that_are_no_command_nor_an_address(words: list[str], is_address: 
         ["9000"],
         ["unix:/x", "y"],
         ["[::1]", "80", "x"],
+        ["localhost", "nosuchservice"],  # a host and a bad port: the port's own error
+        ["myhost", "99999"],
     ],
 )
 def test_addresses_are_left_to_connect(words: list[str]) -> None:

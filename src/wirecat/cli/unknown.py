@@ -159,13 +159,16 @@ def check_netcat_words(words: list[str], commands: list[str], *, is_address: boo
 
     Raises:
         UsageError: ``unknown command 'X'``: the first word cannot be a host
-            with these words (a name with no dot or colon, and a count of
-            words, or a port, that an address does not have).
+            with these words: a name with no dot or colon, and a count of
+            words an address does not have, or two words that are no host
+            and port and a first one close to a command (``exlpain recv``).
     """
     first = words[0]
     if is_address or not _may_be_a_command(first):
         return
     near = close_match(first, commands)
+    if near is None and len(words) == 2:
+        return  # a host and a bad port (`wirecat myhost 99999`): the port's error says so
     if near is not None:
         hint = f"did you mean {near!r}?"
     elif len(words) == 1:
