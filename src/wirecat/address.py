@@ -9,7 +9,11 @@ Forms accepted everywhere (CLI and library alike)::
     unix:@NAME       unix:@name            (Linux abstract namespace)
     udp:host:port    the same, datagram transport
 
-Nothing here resolves names or opens sockets: that is ``wirecat.sockets``.
+A port is a number; where the caller passes a ``service`` lookup (the CLI
+passes :func:`wirecat.resolve.service_port`), it may also be a service name
+(``http``, ``ssh``), as nc allows. Nothing here resolves names, reads the
+services database or opens sockets: that is ``wirecat.resolve`` and
+``wirecat.sockets``.
 What can be known without the network is checked here, so that bad input is
 a usage error before any lookup or socket: a host name that cannot be a name
 (:func:`check_host`), a Unix socket path over the kernel's limit
@@ -18,9 +22,15 @@ a usage error before any lookup or socket: a host name that cannot be a name
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from wirecat.errors import UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    #: Looks a service name up: ``(name, datagram) -> port``; raises UsageError if unknown.
+    ServiceLookup = Callable[[str, bool], int]
 
 __all__ = [
     "MAX_UNIX_PATH",
@@ -32,13 +42,19 @@ __all__ = [
     "check_unix_path",
     "format_hostport",
     "format_sockaddr",
+    "ip_version",
     "is_ip_address",
+    "is_service_name",
     "parse_address",
     "parse_port",
     "parse_ports",
 ]
 
 _PORT_HINT = "give a number from 0 to 65535"
+_PORT_OR_SERVICE_HINT = "give a number from 0 to 65535, or a service name such as http"
+#: Longest service name looked up: RFC 6335 §5.1 allows 15 characters; the
+#: services database has none longer, and nothing longer is sent to it.
+_MAX_SERVICE_NAME = 32
 
 #: Longest Unix socket path, in bytes: ``sun_path`` holds 108 bytes with the
 #: terminating NUL on Linux; an abstract name (``@name``) has 107 after its
@@ -123,6 +139,13 @@ def _is_ip_literal(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def ip_version(host: str) -> int | None:
+    """4 or 6 for an IP address literal (an IPv6 one may carry a ``%zone``); None for a name."""
+    if not is_ip_address(host):
+        return None
+    return 6 if ":" in host else 4
 
 
 def check_ip_address(host: str) -> str:
@@ -244,27 +267,58 @@ def format_sockaddr(sockaddr: object) -> str:
     return f"unix:{text}" if text else "unix:(unnamed)"
 
 
-def parse_port(text: str, *, what: str = "port") -> int:
-    """Parse a port number (0 to 65535).
+def is_service_name(text: str) -> bool:
+    """Whether ``text`` has the form of a service name (``http``, ``http-alt``,
+    ``kerberos_master``): ASCII letters, digits, ``-`` and ``_``, with at least
+    one letter (RFC 6335 §5.1, and the underscores /etc/services holds)."""
+    return (
+        0 < len(text) <= _MAX_SERVICE_NAME
+        and text.isascii()
+        and text.replace("-", "").replace("_", "").isalnum()
+        and any(c.isalpha() for c in text)
+    )
+
+
+def parse_port(
+    text: str, *, what: str = "port", service: ServiceLookup | None = None, datagram: bool = False
+) -> int:
+    """Parse a port number (0 to 65535), or a service name where ``service`` is given.
+
+    Args:
+        text: what the user wrote.
+        what: how the message names it (``"source port"``).
+        service: looks a service name up, ``(name, datagram) -> port``
+            (:func:`wirecat.resolve.service_port`); None accepts numbers only.
+        datagram: the name is a UDP service, not a TCP one.
 
     Raises:
-        UsageError: for anything but a decimal number in range.
+        UsageError: for anything but a decimal number in range, or a service
+            name the lookup does not know.
     """
     # isascii(): str.isdigit() also accepts "¹" and "٣", which int() refuses.
-    if not (text.isascii() and text.isdigit()) or int(text) > 65535:
-        raise UsageError(f"bad {what} {text!r}", _PORT_HINT)
-    return int(text)
+    if text.isascii() and text.isdigit() and int(text) <= 65535:
+        return int(text)
+    if service is not None and is_service_name(text):
+        return service(text, datagram)
+    raise UsageError(f"bad {what} {text!r}", _PORT_HINT if service is None else _PORT_OR_SERVICE_HINT)
 
 
-def parse_ports(text: str) -> list[int]:
+def parse_ports(text: str, *, service: ServiceLookup | None = None) -> list[int]:
     """Parse a port list such as ``22,80,8000-8100`` into sorted unique ports.
 
+    With ``service`` (see :func:`parse_port`), an item may be a TCP service
+    name (``ssh,http``); a range is numbers only, since names hold dashes
+    (``http-alt``).
+
     Raises:
-        UsageError: for an empty list, a bad number, or a range that runs
-            backwards.
+        UsageError: for an empty list, a bad number or name, or a range that
+            runs backwards.
     """
     ports: set[int] = set()
     for item in text.split(","):
+        if service is not None and is_service_name(item.strip()):
+            ports.add(service(item.strip(), False))
+            continue
         low_text, dash, high_text = item.strip().partition("-")
         low = parse_port(low_text)
         high = parse_port(high_text) if dash else low
@@ -281,7 +335,12 @@ def _strip_brackets(host: str) -> str:
 
 
 def parse_address(
-    text: str, port: str | None = None, *, datagram: bool = False, default_host: str = ""
+    text: str,
+    port: str | None = None,
+    *,
+    datagram: bool = False,
+    default_host: str = "",
+    service: ServiceLookup | None = None,
 ) -> Address:
     """Parse an address written by a user.
 
@@ -291,6 +350,9 @@ def parse_address(
         port: the port as a separate word (``wirecat connect HOST PORT``).
         datagram: use a datagram transport (overridden to True by ``udp:``).
         default_host: used when ``text`` is only ``:port`` or a bare port.
+        service: looks up a port written as a service name (``host:http``,
+            and a bare name where a bare port is accepted); see
+            :func:`parse_port`. None: ports are numbers.
 
     Raises:
         UsageError: the text is not one of the accepted forms.
@@ -308,9 +370,17 @@ def parse_address(
         text = text[len("tcp:") :]
     if port is not None:
         host = check_host(_strip_brackets(text))
-        return Address(host=host, port=parse_port(port), datagram=datagram)
+        number = parse_port(port, service=service, datagram=datagram)
+        return Address(host=host, port=number, datagram=datagram)
     if text.isascii() and text.isdigit():
         return Address(host=default_host, port=parse_port(text), datagram=datagram)
+    if service is not None and is_service_name(text):
+        # A bare word: a port given by name (`listen http`), or else a host
+        # without its port, which the message below says.
+        try:
+            return Address(host=default_host, port=service(text, datagram), datagram=datagram)
+        except UsageError:
+            pass
     if text.startswith("["):
         end = text.find("]")
         if end < 0 or not text[end + 1 :].startswith(":"):
@@ -322,5 +392,5 @@ def parse_address(
             raise UsageError(f"address {text!r} has no port", "write HOST:PORT")
         if ":" in host:
             raise UsageError(f"ambiguous address {text!r}", "write an IPv6 address in brackets: [::1]:PORT")
-    port_number = parse_port(port_text)
+    port_number = parse_port(port_text, service=service, datagram=datagram)
     return Address(host=check_host(host) if host else default_host, port=port_number, datagram=datagram)

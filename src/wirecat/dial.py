@@ -37,11 +37,11 @@ from typing import TYPE_CHECKING
 
 from wirecat.address import (
     Address,
-    check_ip_address,
     check_remote_port,
     check_unix_path,
     format_hostport,
     format_sockaddr,
+    ip_version,
 )
 from wirecat.errors import ConnectError, ConnectTimeout, ProgramError, UsageError, WirecatError
 from wirecat.events import AttemptFailed, Connected, Connecting, emit
@@ -55,7 +55,7 @@ from wirecat.trace import new_socket
 if TYPE_CHECKING:
     import asyncio  # only for annotations: the blocking commands never import it
 
-__all__ = ["adial", "bind_source", "dial", "race_async", "race_blocking"]
+__all__ = ["adial", "bind_source", "dial", "race_async", "race_blocking", "source_family"]
 
 #: A source address to bind before connecting: (host or "", port or 0).
 Source = tuple[str, int]
@@ -93,24 +93,50 @@ def _attempt_socket(address: SocketAddress, source: Source | None) -> socket.soc
     return sock
 
 
-def _source_family(host: str, family: socket.AddressFamily) -> socket.AddressFamily:
-    """The family a ``-s`` source address forces on the target (a socket has one family)."""
-    try:
-        check_ip_address(host)
-        source_family = socket.getaddrinfo(host, 0, family, 0, 0, socket.AI_NUMERICHOST)[0][0]
-    except (socket.gaierror, UsageError):
+def source_family(
+    host: str, family: socket.AddressFamily = socket.AF_UNSPEC, target: str = ""
+) -> socket.AddressFamily:
+    """The family a source address (``-s``) forces on the connection: a socket has one.
+
+    Pure (no lookup), so a relay can check its ``source`` once at start
+    rather than fail every client.
+
+    Args:
+        host: the source address; it must be an IP address.
+        family: the family asked for (``-4``/``-6``), or AF_UNSPEC.
+        target: the target's host; when it is an IP address, its family must match.
+
+    Raises:
+        UsageError: the source is not an IP address, or is of another family
+            than ``family`` or the target's address.
+    """
+    version = ip_version(host)
+    if version is None:
         if family != socket.AF_UNSPEC:
             wanted = "IPv4" if family == socket.AF_INET else "IPv6"
-            raise UsageError(f"source address {host!r} is not an {wanted} address") from None
-        raise UsageError(f"source address {host!r} is not an IP address", "give -s an IP address") from None
-    return socket.AddressFamily(source_family)
+            raise UsageError(f"source address {host!r} is not an {wanted} address")
+        raise UsageError(f"source address {host!r} is not an IP address", "give -s an IP address")
+    source = socket.AF_INET6 if version == 6 else socket.AF_INET
+    if family not in (socket.AF_UNSPEC, source):
+        wanted = "IPv4" if family == socket.AF_INET else "IPv6"
+        raise UsageError(f"source address {host!r} is not an {wanted} address")
+    target_version = ip_version(target) if target else None
+    if target_version is not None and target_version != version:
+        # Else the lookup of the target in the source's family fails, and
+        # says "no IPv6 address" of an address: true, and no help.
+        raise UsageError(
+            f"source address {host!r} is an IPv{version} address but the target {target!r} is an"
+            f" IPv{target_version} one",
+            "a connection has one family: give a source address of the target's family",
+        )
+    return source
 
 
 def _targets(
     address: Address, family: socket.AddressFamily, source: Source | None, numeric: bool
 ) -> list[SocketAddress]:
     if source is not None and source[0]:
-        family = _source_family(source[0], family)
+        family = source_family(source[0], family, address.host)
     return resolve(address.host, address.port, family=family, numeric=numeric)
 
 

@@ -76,6 +76,9 @@ class Listener:
             name); the connection counts against the limit until it returns.
         drain_timeout: how long :meth:`shutdown` lets busy connections finish.
         origin: how its events name it (``server``, ``relay``).
+        on_finish: called once, when the listener is closed and no
+            connection is left (the end of :meth:`serve_forever`): the relay
+            says the warnings it was holding.
     """
 
     def __init__(
@@ -86,8 +89,10 @@ class Listener:
         *,
         drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
         origin: str = "server",
+        on_finish: Callable[[], None] | None = None,
     ) -> None:
         self._bound = bound
+        self._on_finish = on_finish
         self._listeners = bound.sockets
         self._admission = admission
         self._run_socket = run
@@ -137,8 +142,8 @@ class Listener:
         if self._backoff is not None:
             self._backoff.cancel()
         self._bound.close()  # (and a Unix socket file is removed)
-        if not self._tasks and not self._done.done():
-            self._done.set_result(None)
+        if not self._tasks:
+            self._finish()
 
     async def shutdown(self, drain_timeout: float | None = None) -> DrainResult:
         """Graceful shutdown: stop accepting, let handlers finish, close.
@@ -195,7 +200,10 @@ class Listener:
             await asyncio.wait(tasks)
 
     def _finish(self) -> None:
+        """Closed, and no connection left: the end (once)."""
         if not self._done.done():
+            if self._on_finish is not None:
+                self._on_finish()
             self._done.set_result(None)
 
     async def serve_forever(self) -> None:
@@ -288,7 +296,7 @@ class Listener:
             # wrapper coroutine: a frame per connection costs a few hundred bytes.)
             close_with_reset(sock)
         if self._closed:
-            if not self._tasks and not self._done.done():
-                self._done.set_result(None)
+            if not self._tasks:
+                self._finish()
         elif not self._accepting and self._backoff is None:
             self._start_accepting()

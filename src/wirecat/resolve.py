@@ -11,17 +11,25 @@ and the same errors wherever it is used:
   IPv6...), starting with the one the system prefers (RFC 6724, as
   ``getaddrinfo`` orders them), ready for a Happy Eyeballs race;
 * "no such name" and "no address of that family" are :class:`ResolveError`.
+
+:func:`service_port` looks a port up by name (``http``, ``ssh``) in the
+system's services database, as nc does; :func:`wirecat.address.parse_address`
+takes it as its ``service`` argument.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 from typing import NamedTuple
 
-from wirecat.address import check_host, check_ip_address, format_hostport
+from wirecat.address import check_host, check_ip_address, format_hostport, ip_version
 from wirecat.errors import ResolveError, UsageError
 
-__all__ = ["SocketAddress", "resolve"]
+__all__ = ["SERVICES_FILE", "SocketAddress", "resolve", "service_port"]
+
+#: Where glibc's "files" source of the services database is (netbase on Debian and Ubuntu).
+SERVICES_FILE = "/etc/services"
 
 #: getaddrinfo() errors meaning "no address (of that family)"; not named everywhere.
 _EAI_NO_ADDRESS = tuple(getattr(socket, n) for n in ("EAI_NODATA", "EAI_ADDRFAMILY") if hasattr(socket, n))
@@ -53,7 +61,8 @@ def resolve(
 
     Raises:
         ResolveError: the name is unknown, or has no address of ``family``.
-        UsageError: ``numeric`` (``-n``) was given and ``host`` is a name.
+        UsageError: ``numeric`` (``-n``) was given and ``host`` is a name;
+            ``host`` is an IP address of another family than ``family``.
     """
     if not host and not passive:
         # getaddrinfo(None) would answer with loopback: a host left out is a slip.
@@ -61,6 +70,7 @@ def resolve(
     if host:
         # What can be known without a lookup is a usage error before one.
         check_host(host)
+        _check_family(host, family)
         if numeric:
             try:
                 check_ip_address(host)
@@ -102,3 +112,51 @@ def resolve(
     while any(queues):
         ordered.extend(queue.pop(0) for queue in queues if queue)
     return ordered
+
+
+def _check_family(host: str, family: socket.AddressFamily) -> None:
+    """An IP address of the other family than the one asked for is a usage
+    error: no lookup can change it (getaddrinfo would say "no address")."""
+    if family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    version = ip_version(host)
+    wanted = 4 if family == socket.AF_INET else 6
+    if version is not None and version != wanted:
+        raise UsageError(
+            f"{host} is an IPv{version} address, but only IPv{wanted} was asked for",
+            f"give an IPv{wanted} address, or allow both families",
+            setting="family",
+        )
+
+
+def service_port(name: str, datagram: bool = False) -> int:
+    """The port of service ``name`` (``http``, ``ssh``): ``getservbyname`` with
+    ``"tcp"`` (or ``"udp"`` for ``datagram``), which reads the system's
+    services database (:data:`SERVICES_FILE`, through NSS).
+
+    Raises:
+        UsageError: the database does not know the name for that protocol
+            (the message says if it knows it for the other one), or there is
+            no database at all.
+    """
+    protocol, other = ("udp", "tcp") if datagram else ("tcp", "udp")
+    try:
+        return socket.getservbyname(name, protocol)
+    except (OSError, ValueError, UnicodeError):
+        pass  # OSError: "service/proto not found"; the others cannot happen for a checked name
+    if not os.path.exists(SERVICES_FILE):
+        raise UsageError(
+            f"cannot look up port {name!r}: this system has no services database ({SERVICES_FILE})",
+            "give the port as a number (on Debian and Ubuntu, the netbase package provides it)",
+        )
+    try:
+        socket.getservbyname(name, other)
+    except (OSError, ValueError, UnicodeError):
+        raise UsageError(
+            f"bad port {name!r}: no such service in {SERVICES_FILE}",
+            "give a number from 1 to 65535, or a service name such as http",
+        ) from None
+    raise UsageError(
+        f"{name!r} is a {other.upper()} service in {SERVICES_FILE}, not a {protocol.upper()} one",
+        "give the port as a number",
+    )

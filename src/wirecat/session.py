@@ -284,9 +284,22 @@ def _run_session(
         os.close(null_fd)  # (never under a running pump: its number could be reused)
     sent = sender.pump.count if sender else 0
     received = receiver.pump.count if receiver else 0
+    if isinstance(error, PeerReset) and received == 0:
+        # A reset before any byte came back is what a relay sends each client
+        # while its target is down (README, relay): say so, and where the reason is.
+        if error.hint == _STOPPED_READING:
+            error.hint = (
+                "nothing came back: the peer stopped reading, or it is a relay whose target is down"
+                " (the relay's log says why)"
+            )
+        elif not error.hint:
+            error.hint = "nothing came first, as when a relay's target is down (the relay's log says why)"
     if error is not None:
         ending = error.message
     return SessionResult(sent, received, time.monotonic() - start, closed_first, ending, error, pumps_running)
+
+
+_STOPPED_READING = "the peer stopped reading; check what it expects"
 
 
 def _send_error(exc: PumpError, peer: str) -> WirecatError | None:
@@ -294,8 +307,7 @@ def _send_error(exc: PumpError, peer: str) -> WirecatError | None:
         return stdin_error(exc.error)
     if exc.error.errno in (errno.EPIPE, errno.ECONNRESET):
         return PeerReset(
-            f"{peer} closed the connection before it had all our data",
-            "the peer stopped reading; check what it expects",
+            f"{peer} closed the connection before it had all our data", _STOPPED_READING
         ).caused_by(exc.error)
     return translate_os_error(exc.error, Op.SEND, peer)
 

@@ -29,7 +29,7 @@ def closed_port() -> int:
 USAGE_CASES = [
     pytest.param(["connect", "127.0.0.1", "99999"], "port", id="port-too-big"),
     pytest.param(["connect", "127.0.0.1", "65536"], "port", id="port-65536"),
-    pytest.param(["connect", "127.0.0.1", "http"], "port", id="port-not-a-number"),
+    pytest.param(["connect", "127.0.0.1", "nosuchservice"], "port", id="port-not-a-number-nor-a-service"),
     pytest.param(["connect", "127.0.0.1:"], "", id="port-missing-after-colon"),
     pytest.param(["listen", "70000"], "port", id="listen-port-too-big"),
     pytest.param(["connect", "127.0.0.1"], "", id="no-port"),

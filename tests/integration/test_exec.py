@@ -161,14 +161,32 @@ def test_a_public_listener_with_allow_is_fine(spawn) -> None:
 
 
 @pytest.mark.parametrize(
-    "args",
-    [["--exec", "no-such-program-here"], ["--exec", "/etc/passwd"], ["--exec"], ["--sh-exec", " "]],
+    ("args", "code", "line"),
+    [
+        # A program that is not there or cannot be run: a bad local resource (exit 9,
+        # as the README's table and `wirecat --help` say), not a usage error.
+        (
+            ["--exec", "no-such-program-here"],
+            9,
+            "wirecat: program 'no-such-program-here' not found: give a full path, or check PATH",
+        ),
+        (
+            ["--exec", "/etc/passwd"],
+            9,
+            "wirecat: cannot run '/etc/passwd': it is not an executable file: check its permissions",
+        ),
+        (["--exec", "/etc"], 9, "wirecat: cannot run '/etc': it is a directory: give the program inside it"),
+        # A command line that names no program at all is a usage error.
+        (["--exec"], 2, "wirecat: --exec needs a program: e.g. --exec /bin/cat (it must come last)"),
+        (["--sh-exec", " "], 2, 'wirecat: --sh-exec needs a command: e.g. --sh-exec "tr a-z A-Z"'),
+    ],
 )
-def test_a_program_that_cannot_run_is_refused_before_listening(args: list[str]) -> None:
-    result = run_wirecat("listen", "0", *args)
-    assert result.returncode == 2
-    assert b"listening on" not in result.stderr
-    assert result.stderr.startswith(b"wirecat: ")
+@pytest.mark.parametrize("command", [["listen", "0"], ["connect", "127.0.0.1", "9"]])
+def test_a_program_that_cannot_run_is_refused_before_any_socket(
+    command: list[str], args: list[str], code: int, line: str
+) -> None:
+    result = run_wirecat(*command, *args)
+    assert (result.returncode, result.stderr.decode()) == (code, line + "\n")
 
 
 def test_connect_exec_exits_with_the_programs_status(spawn) -> None:

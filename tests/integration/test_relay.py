@@ -516,16 +516,17 @@ def test_udp_and_tcp_cannot_be_mixed() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["-4", "[::1]:0", "127.0.0.1:9"], b"'::1' has no IPv4 address"),
-        (["-6", "udp:127.0.0.1:0", "udp:[::1]:9"], b"'127.0.0.1' has no IPv6 address"),
+        (["-4", "[::1]:0", "127.0.0.1:9"], b"::1 is an IPv6 address but -4 was given"),
+        (["-6", "udp:127.0.0.1:0", "udp:[::1]:9"], b"127.0.0.1 is an IPv4 address but -6 was given"),
     ],
 )
 def test_one_family_applies_to_both_sides(args: list[str], message: bytes) -> None:
-    """``-4``/``-6`` hold for the listening side and for a UDP target, as for a TCP target."""
+    """``-4``/``-6`` hold for the listening side and for a UDP target, as for a TCP target;
+    a listening address of the other family is a usage error (issue 12), not "no such address"."""
     from tests.conftest import run_wirecat
 
     result = run_wirecat("relay", *args)
-    assert result.returncode == 3, result.stderr
+    assert result.returncode == 2, result.stderr
     assert message in result.stderr
 
 

@@ -98,7 +98,7 @@ def test_netcat_spelling_with_timeout_glued(open_port: int) -> None:
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("ports", ["99999", "80-20", "http", "", "1,,2"])
+@pytest.mark.parametrize("ports", ["99999", "80-20", "nosuchservice", "http-8000", "", "1,,2"])
 def test_bad_port_list_is_a_usage_error(ports: str) -> None:
     result = run_wirecat("scan", "127.0.0.1", ports)
     assert result.returncode == 2

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wirecat.address import Address, format_hostport, parse_address, parse_port, parse_ports
+from wirecat.address import Address, format_hostport, is_service_name, parse_address, parse_port, parse_ports
 from wirecat.errors import UsageError
 
 GOOD = [
@@ -90,3 +90,102 @@ def test_parse_address_fails_only_with_usage_error(text: str) -> None:
         parse_address(text)
     except UsageError:
         pass
+
+
+# -- ports by service name (issue 12): looked up only through the lookup the caller passes ------------
+
+#: A stand-in for the services database: no file is read, and it says which protocol was asked.
+SERVICES = {
+    ("http", "tcp"): 80,
+    ("http-alt", "tcp"): 8080,
+    ("domain", "udp"): 53,
+    ("kerberos_master", "tcp"): 751,
+}
+
+
+def stand_in_services(name: str, datagram: bool) -> int:
+    try:
+        return SERVICES[name, "udp" if datagram else "tcp"]
+    except KeyError:
+        raise UsageError(f"bad port {name!r}: no such service") from None
+
+
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        (("localhost", "http"), Address("localhost", 80)),
+        (("localhost:http-alt",), Address("localhost", 8080)),
+        (("[::1]:http",), Address("::1", 80)),
+        (("udp:127.0.0.1:domain",), Address("127.0.0.1", 53, datagram=True)),
+        (("kerberos_master",), Address("", 751)),  # a bare name where a bare port goes (listen http)
+        (("localhost", "8080"), Address("localhost", 8080)),  # numbers never reach the lookup
+    ],
+)
+def test_a_port_may_be_a_service_name_where_a_lookup_is_given(
+    words: tuple[str, ...], expected: Address
+) -> None:
+    assert parse_address(*words, service=stand_in_services) == expected
+
+
+def test_the_protocol_of_the_lookup_follows_the_transport() -> None:
+    assert parse_address("127.0.0.1", "domain", datagram=True, service=stand_in_services).port == 53
+    with pytest.raises(UsageError, match="no such service"):
+        parse_address("127.0.0.1", "domain", service=stand_in_services)  # a TCP lookup
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        # Without a lookup (the library's default), a name is a bad port, as before.
+        (("localhost", "http"), "bad port 'http': give a number from 0 to 65535"),
+        # With one: what cannot be a name never reaches it; an unknown name is its error.
+        (
+            ("localhost", "ht tp"),
+            "bad port 'ht tp': give a number from 0 to 65535, or a service name such as http",
+        ),
+        (("localhost", "nosuch"), "bad port 'nosuch': no such service"),
+        # A bare word that is no service is a host without its port.
+        (("nosuch",), "address 'nosuch' has no port: write HOST:PORT"),
+    ],
+)
+def test_service_name_errors(words: tuple[str, ...], message: str) -> None:
+    lookup = stand_in_services if words != ("localhost", "http") else None
+    with pytest.raises(UsageError) as caught:
+        parse_address(*words, service=lookup)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("http", True),
+        ("http-alt", True),
+        ("kerberos_master", True),
+        ("x25", True),
+        ("80", False),
+        ("8000-8100", False),
+        ("-", False),
+        ("", False),
+        ("ht tp", False),
+        ("ssh\0", False),
+        ("héllo", False),
+        ("a" * 33, False),
+    ],
+)
+def test_what_has_the_form_of_a_service_name(text: str, expected: bool) -> None:
+    assert is_service_name(text) is expected
+
+
+def test_port_lists_take_service_names_but_ranges_take_numbers() -> None:
+    assert parse_ports("http,22,http-alt,8000-8001", service=stand_in_services) == [22, 80, 8000, 8001, 8080]
+    with pytest.raises(UsageError, match="bad port 'http-8000': no such service"):
+        parse_ports("http-8000", service=stand_in_services)  # a range of names is not one
+
+
+@given(st.text(max_size=30), st.text(max_size=20))
+def test_parse_address_with_a_lookup_fails_only_with_usage_error(text: str, port: str) -> None:
+    for words in ((text,), (text, port)):
+        try:
+            parse_address(*words, service=stand_in_services)
+        except UsageError:
+            pass

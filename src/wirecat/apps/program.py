@@ -70,8 +70,10 @@ class Program(NamedTuple):
         """The Program the flags ask for, or None; checks that it can be run.
 
         Raises:
-            UsageError: both flags, an empty command, or a program that does
-                not exist or cannot be run (exit 2, before any listening).
+            UsageError: both flags, or an empty command (exit 2).
+            ProgramError: a program that does not exist or cannot be run
+                (exit 9, "bad local resource", as a file that cannot be
+                opened); checked before any listening or connecting.
         """
         if exec_argv is not None and sh_exec is not None:
             raise UsageError("--exec and --sh-exec cannot go together", "give one of them")
@@ -88,11 +90,16 @@ class Program(NamedTuple):
         path = exec_argv[0]
         found = shutil.which(path) if os.sep not in path else (path if os.access(path, os.X_OK) else None)
         if found is None or os.path.isdir(found):
+            # The command line was well formed: what is wrong is a file on
+            # this machine, the same kind of failure as a program the kernel
+            # will not start (run_program), hence ProgramError and not usage.
+            if os.sep in path and os.path.isdir(path):
+                raise ProgramError(f"cannot run {path!r}: it is a directory", "give the program inside it")
             if os.sep in path and os.path.exists(path):
-                raise UsageError(
+                raise ProgramError(
                     f"cannot run {path!r}: it is not an executable file", "check its permissions"
                 )
-            raise UsageError(f"program {path!r} not found", "give a full path, or check PATH")
+            raise ProgramError(f"program {path!r} not found", "give a full path, or check PATH")
         return cls((found, *exec_argv[1:]), stderr_to_peer)
 
     def __str__(self) -> str:

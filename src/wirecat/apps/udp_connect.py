@@ -63,7 +63,7 @@ from wirecat.datagram import (
     tune,
     warn_truncated,
 )
-from wirecat.dial import bind_source
+from wirecat.dial import bind_source, source_family
 from wirecat.errors import BindError, ConnectError, IdleTimeout
 from wirecat.events import emit
 from wirecat.lifetime import IdleClock
@@ -154,10 +154,15 @@ class _Client:
             self.sock = self._open_unix()
         else:
             check_remote_port(target.port)
+            family = options.family
+            if options.source is not None and options.source[0]:
+                # As dial() does: the source's family is the socket's (else the
+                # bind of a v6 source to a v4 socket says "unknown host").
+                family = source_family(options.source[0], family, target.host)
             self.endpoints = resolve(
                 target.host,
                 target.port,
-                family=options.family,
+                family=family,
                 datagram=True,
                 numeric=options.numeric,
             )

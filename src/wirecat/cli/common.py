@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from wirecat.address import Address, check_unix_path, parse_address, parse_port
+from wirecat.address import Address, check_unix_path, ip_version, parse_address, parse_port
 from wirecat.errors import UsageError
 from wirecat.limits import MAX_SECONDS
 from wirecat.report import Reporter, quiet
 
 if TYPE_CHECKING:
+    import socket
+
     from wirecat.apps.program import Program
     from wirecat.session import SessionOptions
 
@@ -19,11 +21,14 @@ __all__ = [
     "add_exec_flags",
     "add_session_flags",
     "address_from",
+    "family_from",
     "positive_seconds",
     "program_from",
     "reporter",
     "seconds",
+    "service_port",
     "session_options",
+    "source_from",
 ]
 
 
@@ -108,7 +113,7 @@ def add_exec_flags(parser: argparse.ArgumentParser) -> None:
         dest="exec_help",
         action="store_true",
         help="PROG [ARGS...]: run PROG with its stdin and stdout joined to the connection, no shell"
-        " (everything after --exec is the program's)",
+        " (everything after --exec is the program's; a PROG that is not there or cannot run: exit 9)",
     )
     parser.set_defaults(exec_argv=None)
     group.add_argument("--sh-exec", metavar="COMMAND", help="the same through /bin/sh -c COMMAND")
@@ -142,17 +147,52 @@ def session_options(args: argparse.Namespace) -> SessionOptions:
     )
 
 
+def family_from(args: argparse.Namespace, *hosts: str) -> socket.AddressFamily:
+    """The address family ``-4``/``-6`` ask for (AF_UNSPEC for either).
+
+    An IP address among ``hosts`` (what the user wrote; names and "" pass)
+    of the other family is a usage error here, naming the flag: the library
+    would say the same without it, and a lookup could never help.
+
+    Raises:
+        UsageError: ``-4`` and ``-6`` together, or an address of the other family.
+    """
+    from wirecat.sockets import family_of  # (socket is loaded anyway; sockets is not, for --help)
+
+    family = family_of(ipv4=args.ipv4, ipv6=args.ipv6)
+    if args.ipv4 or args.ipv6:
+        flag, wanted = ("-4", 4) if args.ipv4 else ("-6", 6)
+        for host in hosts:
+            version = ip_version(host.strip("[]"))
+            if version is not None and version != wanted:
+                raise UsageError(
+                    f"{host} is an IPv{version} address but {flag} was given",
+                    f"drop {flag}, or give an IPv{wanted} address",
+                )
+    return family
+
+
+def service_port(name: str, datagram: bool) -> int:
+    """A port given by service name (``http``), as nc takes it: see :func:`wirecat.resolve.service_port`."""
+    from wirecat.resolve import service_port as lookup  # only when a name is given
+
+    return lookup(name, datagram)
+
+
 def address_from(words: list[str], args: argparse.Namespace, *, default_host: str = "") -> Address:
-    """Turn the positional words (HOST PORT, HOST:PORT, unix:PATH, -U PATH) into an Address."""
+    """Turn the positional words (HOST PORT, HOST:PORT, unix:PATH, -U PATH) into an Address.
+
+    A port may be a service name (``http``), looked up in the services database.
+    """
     if args.unix:
         if len(words) != 1:
             raise UsageError("-U takes one socket path and no port", "e.g. wirecat connect -U /tmp/app.sock")
         path = check_unix_path(words[0].removeprefix("unix:"))
         return Address(path=path, datagram=args.udp)
     if len(words) == 2:
-        return parse_address(words[0], words[1], datagram=args.udp)
+        return parse_address(words[0], words[1], datagram=args.udp, service=service_port)
     if len(words) == 1:
-        return parse_address(words[0], datagram=args.udp, default_host=default_host)
+        return parse_address(words[0], datagram=args.udp, default_host=default_host, service=service_port)
     raise UsageError(f"expected an address and a port, got {len(words)} words: {' '.join(words)!r}")
 
 
@@ -160,7 +200,9 @@ def source_from(args: argparse.Namespace) -> tuple[str, int] | None:
     """``-s ADDR`` and ``-p``/``--source-port PORT`` as a (host, port) to bind, or None."""
     if args.source is None and args.source_port is None:
         return None
-    port = parse_port(args.source_port, what="source port") if args.source_port is not None else 0
+    port = 0
+    if args.source_port is not None:
+        port = parse_port(args.source_port, what="source port", service=service_port, datagram=args.udp)
     return (args.source or "").strip("[]"), port
 
 

@@ -11,6 +11,7 @@ from wirecat.cli.common import (
     add_exec_flags,
     add_session_flags,
     address_from,
+    family_from,
     program_from,
     reporter,
     seconds,
@@ -32,7 +33,10 @@ __all__ = ["register"]
 def register(parser: argparse.ArgumentParser) -> None:
     """Add connect's arguments to its subparser."""
     parser.add_argument(
-        "target", nargs="+", metavar="HOST PORT", help="HOST PORT, HOST:PORT, [::1]:PORT or unix:PATH"
+        "target",
+        nargs="+",
+        metavar="HOST PORT",
+        help="HOST PORT, HOST:PORT, [::1]:PORT or unix:PATH; PORT is a number or a service name (http)",
     )
     add_address_flags(parser)
     add_session_flags(parser)
@@ -54,7 +58,6 @@ def register(parser: argparse.ArgumentParser) -> None:
 def handle(args: argparse.Namespace) -> int:
     """Run connect; return the exit code."""
     from wirecat.apps.connect import ConnectOptions, connect_stdio
-    from wirecat.sockets import family_of
 
     if args.keep_open:
         raise UsageError(
@@ -62,6 +65,15 @@ def handle(args: argparse.Namespace) -> int:
             "for TCP keepalive (traditional nc -k) use --keepalive",
         )
     target = address_from(args.target, args)
+    if not target.is_unix and not target.host:
+        # `wirecat 9000`: a port alone is nc's listen spelling minus -l, or a
+        # host left out; resolving "" would connect to loopback by surprise.
+        raise UsageError(
+            f"no host to connect to on port {target.port}",
+            f"write 'wirecat connect HOST {target.port}'; to wait for clients on it, 'wirecat listen"
+            f" {target.port}'",
+        )
+    family = family_from(args, target.host, args.source or "")
     if target.is_unix and (args.source is not None or args.source_port is not None):
         raise UsageError("-s and -p are for TCP and UDP", "a Unix socket client has no address to bind")
     if args.wait_reply is not None and not target.datagram:
@@ -69,7 +81,7 @@ def handle(args: argparse.Namespace) -> int:
             "--wait-reply is for UDP (-u)", "over TCP wirecat waits for the peer to close anyway"
         )
     options = ConnectOptions(
-        family=family_of(ipv4=args.ipv4, ipv6=args.ipv6),
+        family=family,
         timeout=args.timeout,
         source=source_from(args),
         numeric=args.numeric,

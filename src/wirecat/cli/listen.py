@@ -9,6 +9,7 @@ from wirecat.cli.common import (
     add_exec_flags,
     add_session_flags,
     address_from,
+    family_from,
     positive_seconds,
     program_from,
     reporter,
@@ -28,7 +29,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         metavar="[HOST] PORT",
         help="PORT (on 127.0.0.1, or ::1 with -6), HOST PORT, HOST:PORT, [::]:PORT or unix:PATH;"
-        " port 0 picks a free one",
+        " PORT is a number or a service name (http); port 0 picks a free one",
     )
     add_address_flags(parser)
     add_session_flags(parser)
@@ -80,11 +81,11 @@ def handle(args: argparse.Namespace) -> int:
     from wirecat.access import AccessList
     from wirecat.apps.listen import ListenOptions, listen_stdio
     from wirecat.bind import listen_address
-    from wirecat.sockets import family_of
 
-    family = family_of(ipv4=args.ipv4, ipv6=args.ipv6)
+    given = address_from(args.address, args)
+    family = family_from(args, given.host)
     # Loopback by default, in the family asked for (-6: ::1): the binder's rule.
-    address = listen_address(address_from(args.address, args), family=family)
+    address = listen_address(given, family=family)
     program = program_from(args)
     _refuse_ignored_flags(args, address.datagram)
     if args.max_conns is None:

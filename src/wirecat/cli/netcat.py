@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from wirecat.errors import UsageError
 
-__all__ = ["split_program", "translate"]
+__all__ = ["first_positional", "named_command", "split_program", "translate"]
 
 #: Short flags that take a value, in every subcommand that has them.
 _VALUED = set("pwiqs")
@@ -75,6 +75,19 @@ def _first_positional(words: list[str]) -> int | None:
         else:
             return i
     return None
+
+
+def first_positional(words: list[str]) -> str | None:
+    """The first word of (unbundled) ``words`` that is neither a flag nor a short flag's value."""
+    at = _first_positional(words)
+    return None if at is None else words[at]
+
+
+def named_command(argv: list[str], subcommands: list[str]) -> str | None:
+    """The subcommand ``argv`` names, or None where it is a netcat spelling
+    (``wirecat HOST PORT``, ``wirecat -l PORT``) and the command is implied."""
+    word = first_positional(_unbundle(split_program(argv)[0]))
+    return word if word in subcommands else None
 
 
 def translate(argv: list[str], subcommands: list[str]) -> list[str]:

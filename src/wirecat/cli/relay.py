@@ -40,11 +40,15 @@ def register(parser: argparse.ArgumentParser) -> None:
         type=seconds,
         default=DEFAULT_CONNECT_TIMEOUT,
         metavar="SECS",
-        help="give up on the target after SECS and reset the client; 0 waits as long as the kernel does"
-        f" (about 2 minutes) (default {DEFAULT_CONNECT_TIMEOUT:g})",
+        help="give up on the target after SECS and reset the client (its read fails: ECONNRESET, exit 7"
+        " in wirecat connect; the reason is logged, at most a line a second); 0 waits as long as the"
+        f" kernel does (about 2 minutes) (default {DEFAULT_CONNECT_TIMEOUT:g})",
     )
     group.add_argument(
-        "-s", "--source", metavar="ADDR", help="the local address connections to the target come from"
+        "-s",
+        "--source",
+        metavar="ADDR",
+        help="the local address connections to the target come from (TCP targets; the target's family)",
     )
     group.add_argument(
         "--proxy-protocol",
@@ -70,12 +74,15 @@ def register(parser: argparse.ArgumentParser) -> None:
 def handle(args: argparse.Namespace) -> int:
     """Relay until SIGINT/SIGTERM."""
     from wirecat.address import parse_address
+    from wirecat.cli.common import family_from, service_port
     from wirecat.forwarding import relay
-    from wirecat.sockets import family_of
 
-    listen = parse_address(args.listen)  # no host: relay() listens on loopback, in the family
-    target = parse_address(args.target)
-    family = family_of(ipv4=args.ipv4, ipv6=args.ipv6)
+    # No host: relay() listens on loopback, in the family. A port may be a service name.
+    listen = parse_address(args.listen, service=service_port)
+    target = parse_address(args.target, service=service_port)
+    # -4/-6 are the listening side's family (and a target name's); a target
+    # given as an address keeps its own (README), so only LISTEN is checked.
+    family = family_from(args, listen.host)
 
     def start() -> Awaitable[Listener | UdpRelay]:
         return relay(

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from _typeshed import SupportsWrite
 
 from wirecat.cli.output import JsonOutput, TextOutput
-from wirecat.errors import EXIT_INTERRUPTED, ProgramError, UsageError, WirecatError
+from wirecat.errors import EXIT_INTERRUPTED, ProgramError, ResolveError, UsageError, WirecatError
 
 __all__ = ["Parser", "run"]
 
@@ -64,15 +64,26 @@ netcat spellings work too:
   wirecat HOST PORT            = wirecat connect HOST PORT
   wirecat -l [-p] PORT         = wirecat listen PORT
   wirecat -z HOST PORTS        = wirecat scan HOST PORTS
+a PORT may be a service name (http, ssh), from /etc/services.
 
 exit codes: 0 ok, 1 other failure, 2 usage, 3 unknown host, 4 refused or
 unreachable, 5 cannot listen, 6 timeout, 7 reset by peer, 8 cut off (-q, a
-server's drain timeout), 9 bad local file or program, 130 interrupted (Ctrl-C).
+server's drain timeout), 9 bad local file or program (an --exec program that
+is not there or cannot run), 130 interrupted (Ctrl-C).
 """
 
 
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one ``wirecat: …`` line and exit 2."""
+    """An ArgumentParser whose errors are one ``wirecat: …`` line and exit 2.
+
+    Long flags are never abbreviated (``allow_abbrev=False``): an
+    abbreviation that works today would change meaning, or stop working,
+    the day a flag with the same start is added, and scripts are where
+    wirecat runs. A near miss gets a did-you-mean instead (cli/unknown.py).
+    """
+
+    #: The command parsers, by name (set by :func:`build_parser` on the top-level one).
+    commands: dict[str, argparse.ArgumentParser]
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(message, f"see '{self.prog} --help'")
@@ -123,7 +134,8 @@ def _top_help() -> str:
 
 def build_parser(only: str | None = None) -> Parser:
     """The parser, with one subparser per entry of :data:`SUBCOMMANDS` (or just ``only``)."""
-    parser = Parser(prog="wirecat", add_help=False)
+    parser = Parser(prog="wirecat", add_help=False, allow_abbrev=False)
+    parser.commands = {}
     commands = parser.add_subparsers(dest="command", parser_class=Parser)
     for name, module, summary, example in SUBCOMMANDS:
         if only is not None and name != only:
@@ -133,7 +145,9 @@ def build_parser(only: str | None = None) -> Parser:
             help=summary,
             description=f"{summary}\n\nexample: {example}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
+            allow_abbrev=False,
         )
+        parser.commands[name] = sub
         sub.add_argument("--debug", action="store_true", help="show a traceback on errors")
         if name != "explain":
             sub.add_argument(
@@ -145,6 +159,83 @@ def build_parser(only: str | None = None) -> Parser:
             )
         importlib.import_module(module).register(sub)
     return parser
+
+
+def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str], list[str]]:
+    """Translate and parse ``argv``: (the arguments, the ``--exec`` program's
+    words, the words of a netcat spelling whose first may be a mistyped command).
+
+    Raises:
+        UsageError: for an unknown flag or command (named with the nearest
+            real one), a missing address, and argparse's own complaints.
+    """
+    from wirecat.cli.netcat import first_positional, named_command, split_program, translate
+    from wirecat.cli.unknown import check_netcat_words, flags_of, unknown_flag
+
+    known = [name for name, *_ in SUBCOMMANDS]
+    argv, program = split_program(argv)  # `--exec PROG ARGS...`: the program's words
+    argv, trace_mode = _take_trace(argv)
+    named = named_command(argv, known) is not None
+    argv = translate(argv, known)
+    command, rest = argv[0], argv[1:]
+    if program and command in ("connect", "listen") and first_positional(rest) is None:
+        what = "HOST PORT" if command == "connect" else "PORT"
+        raise UsageError(
+            f"{command} needs {what} before --exec",
+            f"everything after --exec is the program's: e.g. wirecat {command} {what} --exec PROG",
+        )
+    parser = build_parser(command)
+    # Unknown flags first: argparse would complain of a missing HOST PORT
+    # before it mentions the flag it did not know (`wirecat --frobnicate`).
+    flag = unknown_flag(rest, flags_of(parser.commands[command]))
+    if flag is not None:
+        from wirecat.cli.unknown import unknown_flag_error
+
+        has_words = first_positional(rest) is not None
+        raise unknown_flag_error(flag, command, build_parser().commands, named=named, has_words=has_words)
+    if not named and command == "connect" and first_positional(rest) is None:
+        from wirecat.cli.unknown import no_command
+
+        raise no_command()  # `wirecat -v`: flags, and nothing to run or connect to
+    # The command's own parser, intermixed: flags may come after the address
+    # (`wirecat connect host -v 80`), as they may in nc; argparse's plain
+    # parse takes "host" alone for HOST PORT and leaves "80" over.
+    args, extras = parser.commands[command].parse_known_intermixed_args(rest)
+    args.command = command
+    if extras:
+        from wirecat.cli.unknown import unexpected_word
+
+        raise unexpected_word(extras[0], command)
+    args.trace = trace_mode
+    typo_words: list[str] = []
+    if not named and command == "connect" and not args.unix:
+        from wirecat.cli.common import address_from
+
+        try:
+            target = address_from(args.target, args)
+        except UsageError:
+            is_address = False
+        else:
+            is_address = target.is_unix or bool(target.host)
+        check_netcat_words(args.target, known, is_address=is_address)
+        typo_words = args.target
+    return args, program, typo_words
+
+
+def _command_help(name: str) -> None:
+    """Print ``wirecat NAME --help``.
+
+    Raises:
+        UsageError: no command has that name (with the nearest one).
+    """
+    known = [command for command, *_ in SUBCOMMANDS]
+    if name not in known:
+        from wirecat.cli.unknown import close_match
+
+        near = close_match(name, known)
+        hint = f"did you mean {near!r}?" if near else "see 'wirecat --help' for the commands"
+        raise UsageError(f"unknown command {name!r}", hint)
+    build_parser(name).commands[name].print_help()
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
@@ -236,23 +327,24 @@ def run(argv: list[str]) -> int:
 
     ensure_standard_fds()  # before any socket can take fd 0, 1 or 2
     outputs: list[TextOutput | JsonOutput] = []
+    typo_words: list[str] = []
     try:
         argv, as_json, log_file = _take_json(argv)
         outputs = _set_up_output(as_json, log_file)
         if not argv:
-            _say(_top_help().rstrip("\n"))  # a usage error: the help goes where errors go
-            return 2
+            if not as_json:  # (stderr carries JSON lines only under --json)
+                _say(_top_help().rstrip("\n"))  # a usage error: the help goes where errors go
+            from wirecat.cli.unknown import no_command
+
+            raise no_command()
         if argv[0] in ("-h", "--help", "help"):
+            if argv[0] == "help" and len(argv) > 1:  # `wirecat help listen`, as git has it
+                _command_help(argv[1])
+                return 0
             print_out(_top_help())
             return 0
-        from wirecat.cli.netcat import split_program, translate
-
-        known = [name for name, *_ in SUBCOMMANDS]
-        argv, program = split_program(argv)  # `--exec PROG ARGS...`: the program's words
-        argv, trace_mode = _take_trace(argv)
-        argv = translate(argv, known)
-        args = build_parser(argv[0] if argv[0] in known else None).parse_args(argv)
-        args.trace = trace_mode
+        args, program, typo_words = _parse(argv)
+        trace_mode = args.trace
         for output in outputs:
             output.verbose = getattr(args, "verbose", 0)
         if program:
@@ -272,6 +364,11 @@ def run(argv: list[str]) -> int:
     except WirecatError as exc:
         if debug:
             raise
+        if isinstance(exc, ResolveError) and typo_words:
+            # `wirecat lisen 9000`: tried as a host, as nc would; none has that name.
+            from wirecat.cli.unknown import typo_hint
+
+            exc.hint = typo_hint(typo_words, [name for name, *_ in SUBCOMMANDS]) or exc.hint
         if outputs:
             events.emit(events.Failed(describe(exc), exc.exit_code, origin="cli"))
         else:  # the output could not be set up (--log-json): say it plainly

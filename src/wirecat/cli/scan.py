@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 
-from wirecat.cli.common import reporter, seconds
+from wirecat.cli.common import family_from, reporter, seconds, service_port
 from wirecat.errors import UsageError
 from wirecat.limits import DEFAULT_SCAN_CONCURRENCY, DEFAULT_SCAN_TIMEOUT
 from wirecat.stdio import print_out
@@ -34,7 +34,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         "ports",
         nargs="+",
         metavar="PORTS",
-        help="ports and ranges such as 22,80,8000-8100 (several words are joined, as nc allows)",
+        help="ports, ranges and service names such as 22,80,8000-8100,https (several words are joined,"
+        " as nc allows)",
     )
     parser.add_argument(
         "-w",
@@ -69,13 +70,12 @@ def handle(args: argparse.Namespace) -> int:
     """Run the scan; print open ports; return 0 if any is open, else 1."""
     from wirecat.address import parse_ports
     from wirecat.apps.scan import PortResult, PortState, scan_ports
-    from wirecat.sockets import family_of
 
     if args.udp:
         raise UsageError(
             "scan is TCP only", "a UDP port gives no answer to tell open from filtered without a protocol"
         )
-    ports = parse_ports(",".join(args.ports))
+    ports = parse_ports(",".join(args.ports), service=service_port)
     report = reporter(args)
 
     def show(result: PortResult) -> None:
@@ -87,7 +87,7 @@ def handle(args: argparse.Namespace) -> int:
     result = scan_ports(
         args.host,
         ports,
-        family=family_of(ipv4=args.ipv4, ipv6=args.ipv6),
+        family=family_from(args, args.host),
         numeric=args.numeric,
         timeout=args.timeout,
         concurrency=args.concurrency,

@@ -64,7 +64,7 @@ def add_server_flags(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         metavar="[HOST] PORT",
         help="PORT (on 127.0.0.1, or ::1 with -6), HOST PORT, HOST:PORT, [::]:PORT or unix:PATH;"
-        " port 0 picks a free one",
+        " PORT is a number or a service name (http); port 0 picks a free one",
     )
     parser.add_argument("-U", "--unix", action="store_true", help="the address is a Unix socket path")
     add_limit_flags(parser)
@@ -171,14 +171,13 @@ def run_server(args: argparse.Namespace, handler: Handler, framing: Framer | Non
     Prints ``listening on HOST:PORT`` for every address (scripts parse it),
     and the signal that stopped it under -v. Returns the exit code (0).
     """
-    from wirecat.cli.common import address_from
+    from wirecat.cli.common import address_from, family_from
     from wirecat.errors import UsageError
     from wirecat.server import serve
-    from wirecat.sockets import family_of
 
     args.udp = False
     address = address_from(args.address, args)  # no host: serve() listens on loopback, in the family
-    family = family_of(ipv4=args.ipv4, ipv6=args.ipv6)
+    family = family_from(args, address.host)
     if address.datagram:
         raise UsageError("this server speaks TCP or Unix streams, not UDP")
 

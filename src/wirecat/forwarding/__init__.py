@@ -36,6 +36,7 @@ from typing import Literal
 from wirecat.address import Address, as_address, is_ip_address
 from wirecat.admission import Admission
 from wirecat.bind import bind, listen_address
+from wirecat.dial import source_family
 from wirecat.errors import UsageError
 from wirecat.events import Listening, emit
 from wirecat.forwarding.engine import RelayResult
@@ -119,6 +120,27 @@ async def relay(
         raise UsageError(f"bad udp_idle {udp_idle!r}", "give a number of seconds > 0")
     # An IP address target says its own family; -4/-6 choose among a name's addresses.
     target_family = socket.AF_UNSPEC if is_ip_address(destination.host) else family
+    # What would fail every client's connection to the target fails the start
+    # instead: each client would be reset, with the reason in a warning only.
+    if source is not None and (destination.is_unix or destination.datagram):
+        # Refused, not ignored: a source that changes nothing would be a silent surprise.
+        raise UsageError(
+            "a source address applies to TCP targets only, and the target is "
+            + ("UDP" if destination.datagram else "a Unix socket"),
+            "drop the source address",
+        )
+    if not destination.is_unix:
+        if not destination.host:  # `relay 8080 80`: a port alone is where to listen, not where to go
+            raise UsageError(
+                f"the target {destination} has no host", f"write HOST:PORT, e.g. 127.0.0.1:{destination.port}"
+            )
+        if destination.port == 0:
+            raise UsageError(
+                f"the target {destination} has port 0, which cannot be connected to",
+                "0 asks a listener for any free port; give the port the target listens on",
+            )
+        if source is not None and source[0]:
+            source_family(source[0], target_family, destination.host)
     if listen_at.datagram != destination.datagram:
         raise UsageError(
             f"cannot relay between {listen_at} ({_kind(listen_at)}) and {destination} ({_kind(destination)})",
@@ -151,7 +173,14 @@ async def relay(
     bound = bind(listen_at, family=family, backlog=backlog, blocking=False)
     # The accept loop of serve(), with no Connection: the runner takes each socket as it is.
     emit(Listening(tuple(bound.names), "relay"))
-    listener = Listener(bound, admission, runner.run, drain_timeout=drain_timeout, origin="relay")
+    listener = Listener(
+        bound,
+        admission,
+        runner.run,
+        drain_timeout=drain_timeout,
+        origin="relay",
+        on_finish=runner.resets.flush,
+    )
     listener._start_accepting()
     return listener
 

@@ -23,6 +23,60 @@ from wirecat.sockets import (
 
 __all__ = ["StreamRelay"]
 
+#: How often, at most, the relay says that clients were reset because the
+#: target failed (or their PROXY header did). One line per client is right
+#: for the odd failure, and unbounded under a flood: a dead target with a
+#: health checker, a retry loop or a scan behind it would write a line per
+#: connection attempt, burying everything else in the log (nginx and HAProxy
+#: log each one; a terminal tool should not). So the first failure after a
+#: quiet interval is said at once, with its reason; those that follow within
+#: the interval are counted (and said one by one under -v only) and said as
+#: one line per reason when it ends.
+_WARNING_INTERVAL = 1.0
+#: Distinct reasons counted in one interval; more are counted together. The
+#: target's failures read the same for every client, but a bad PROXY header's
+#: names the client, and memory must not grow with a flood either.
+_MAX_REASONS = 8
+
+
+class _ResetLog:
+    """The warnings for clients reset because their connection to the target
+    could not be made: at most one line per reason per interval (see above)."""
+
+    def __init__(self, interval: float = _WARNING_INTERVAL) -> None:
+        self.interval = interval
+        self._quiet_until = 0.0  # (loop time) failures before this are held, not said
+        self._held: dict[str, int] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    def reset(self, peer: str, reason: str) -> None:
+        """Client ``peer`` was reset for ``reason``: say it now, or count it for later."""
+        loop = asyncio.get_running_loop()
+        line = f"{peer}: {reason}; the client was reset"
+        if loop.time() >= self._quiet_until and not self._held:
+            emit(Note(line, "warning", "relay"))
+            self._quiet_until = loop.time() + self.interval
+            return
+        emit(Note(line, "info", "relay"))  # each one under -v
+        key = reason if reason in self._held or len(self._held) < _MAX_REASONS else ""
+        self._held[key] = self._held.get(key, 0) + 1
+        if self._timer is None:
+            self._timer = loop.call_at(self._quiet_until, self.flush)
+
+    def flush(self) -> None:
+        """Say what is held (at the end of an interval, and when the relay stops)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        held, self._held = self._held, {}
+        for reason, count in held.items():
+            clients = f"{count} more client{'s were' if count > 1 else ' was'} reset"
+            emit(
+                Note(f"{clients}: {reason}" if reason else f"{clients} for other reasons", "warning", "relay")
+            )
+        if held:  # a flood goes on: the next interval's failures are held too
+            self._quiet_until = asyncio.get_running_loop().time() + self.interval
+
 
 class StreamRelay:
     """What the server runs for each accepted client of a stream relay."""
@@ -48,6 +102,8 @@ class StreamRelay:
         self.proxy_protocol = proxy_protocol
         self.accept_proxy_protocol = accept_proxy_protocol
         self.relayed = 0
+        #: The warnings for clients reset because the target failed, rate-limited.
+        self.resets = _ResetLog()
 
     async def run(self, client: socket.socket, peer: str) -> None:
         """Relay one client until both directions are done; log how it went."""
@@ -88,12 +144,11 @@ class StreamRelay:
             # No target (down, timed out, reset at once), or a bad PROXY
             # header: the client never gets a stream, and a reset says so (a
             # FIN would be an empty reply, a success to most clients).
-            emit(Note(f"{peer}: {exc}; the client was reset", "warning", "relay"))
+            self.resets.reset(peer, str(exc))
             close_with_reset(client)
             return
         except OSError as exc:  # e.g. the target went away while we sent the PROXY header
-            error = translate_os_error(exc, Op.RELAY, where)
-            emit(Note(f"{peer}: {error}; the client was reset", "warning", "relay"))
+            self.resets.reset(peer, str(translate_os_error(exc, Op.RELAY, where)))
             close_with_reset(client)
             return
         finally:
