@@ -46,6 +46,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = ("README.md", "docs/API.md")
 #: The marker, on the line before a fence, of a block that is not a whole program.
 FRAGMENT = "<!-- fragment -->"
+#: The marker of a session block whose every command fails with the line shown after it.
+ERRORS = "<!-- errors -->"
 TIMEOUT = 30.0
 
 pytestmark = pytest.mark.timeout(120)
@@ -59,6 +61,7 @@ class Block(NamedTuple):
     language: str
     code: str
     fragment: bool
+    errors: bool = False
 
     @property
     def id(self) -> str:
@@ -88,7 +91,8 @@ def blocks_of(doc: str) -> list[Block]:
             index += 1
         index += 1  # the closing fence
         language = fence[3:].strip().lower()
-        found.append(Block(doc, start + 1, language, "\n".join(body) + "\n", before == FRAGMENT))
+        code = "\n".join(body) + "\n"
+        found.append(Block(doc, start + 1, language, code, before == FRAGMENT, before == ERRORS))
     return found
 
 
@@ -271,15 +275,10 @@ def wirecat_commands(block: Block) -> list[list[str]]:
 
 def parse_like_the_cli(argv: list[str]) -> object:
     """Parse ``argv`` the way ``wirecat.cli.run.run`` does, stopping before the command runs."""
-    from wirecat.cli.netcat import split_program, translate
-    from wirecat.cli.run import SUBCOMMANDS, _take_json, _take_trace, build_parser
+    from wirecat.cli.run import _take_json, parse_command_line
 
     argv, _, _ = _take_json(argv)
-    known = [name for name, *_ in SUBCOMMANDS]
-    argv, program = split_program(argv)
-    argv, _ = _take_trace(argv)
-    argv = translate(argv, known)
-    args = build_parser(argv[0] if argv[0] in known else None).parse_args(argv)
+    args, program, _ = parse_command_line(argv)
     if program:
         assert "exec_argv" in args, f"{args.command} has no --exec"
     words = getattr(args, "address", None) or getattr(args, "target", None)
@@ -293,7 +292,7 @@ def parse_like_the_cli(argv: list[str]) -> object:
     return args.handler
 
 
-SHELL_COMMANDS = [(block, argv) for block in SHELL for argv in wirecat_commands(block)]
+SHELL_COMMANDS = [(block, argv) for block in SHELL if not block.errors for argv in wirecat_commands(block)]
 
 
 def test_the_shell_blocks_have_wirecat_commands() -> None:
@@ -318,3 +317,55 @@ def test_the_command_line_check_can_fail() -> None:
     ):
         with pytest.raises(UsageError):
             parse_like_the_cli(argv)
+
+
+# -- sessions that show errors ------------------------------------------------------------------
+
+#: Runs wirecat with a resolver that knows no names (no query leaves the machine).
+_NO_DNS = r"""
+import socket, sys
+_real = socket.getaddrinfo
+def _numeric_only(host, port, family=0, type=0, proto=0, flags=0):
+    return _real(host, port, family, type, proto, flags | socket.AI_NUMERICHOST)
+socket.getaddrinfo = _numeric_only
+from wirecat.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def error_sessions() -> list[tuple[Block, list[str], str]]:
+    """(block, argv, the error line shown) for each command of an ``<!-- errors -->`` block."""
+    found: list[tuple[Block, list[str], str]] = []
+    for block in (b for b in SHELL if b.errors):
+        lines = block.code.splitlines()
+        for i, line in enumerate(lines):
+            if line.startswith("$ "):
+                argv = shlex.split(line[2:])
+                assert argv[0] == "wirecat", f"{block.id}: {line}"
+                shown = lines[i + 1] if i + 1 < len(lines) else ""
+                found.append((block, argv[1:], shown))
+    return found
+
+
+ERROR_SESSIONS = error_sessions()
+
+
+def test_the_error_sessions_are_found() -> None:
+    assert len(ERROR_SESSIONS) >= 3, ERROR_SESSIONS
+
+
+@pytest.mark.parametrize(
+    ("block", "argv", "shown"), ERROR_SESSIONS, ids=[f"{b.id}:{' '.join(a)}" for b, a, _ in ERROR_SESSIONS]
+)
+def test_an_error_shown_is_the_error_wirecat_gives(block: Block, argv: list[str], shown: str) -> None:
+    # Run for real (the commands shown fail before any socket; the resolver
+    # knows no names): the README's words must be wirecat's, line for line.
+    result = subprocess.run(
+        [sys.executable, "-c", _NO_DNS, *argv],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 2, (block.id, result)
+    assert result.stderr.decode().splitlines() == [shown], block.id

@@ -161,7 +161,7 @@ def build_parser(only: str | None = None) -> Parser:
     return parser
 
 
-def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str], list[str]]:
+def parse_command_line(argv: list[str]) -> tuple[argparse.Namespace, list[str], list[str]]:
     """Translate and parse ``argv``: (the arguments, the ``--exec`` program's
     words, the words of a netcat spelling whose first may be a mistyped command).
 
@@ -343,7 +343,7 @@ def run(argv: list[str]) -> int:
                 return 0
             print_out(_top_help())
             return 0
-        args, program, typo_words = _parse(argv)
+        args, program, typo_words = parse_command_line(argv)
         trace_mode = args.trace
         for output in outputs:
             output.verbose = getattr(args, "verbose", 0)
