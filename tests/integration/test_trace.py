@@ -380,9 +380,9 @@ def test_demo_step_pauses_in_a_terminal() -> None:
         assert "socket.socket(" not in child.before  # nothing ran before Enter
         child.sendline("")
         child.expect(r"listener = socket\.socket\(AF_INET, SOCK_STREAM\)")
-        child.expect(r"\[next: server bind; Enter to go on\]")
+        child.expect(r"\[next: server reuseaddr; Enter to go on\]")
         child.sendline("")
-        child.expect(r"listener\.bind\(")
+        child.expect(r"listener\.setsockopt\(SOL_SOCKET, SO_REUSEADDR, 1\)")
         child.sendeof()  # end of input: the rest runs without pauses
         child.expect(pexpect.EOF)
     finally:

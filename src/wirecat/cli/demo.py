@@ -56,8 +56,9 @@ def handle(args: argparse.Namespace) -> int:
         print_out(format_step(step, columns=columns) + "\n")  # at once, even through a pipe
 
     def pause(name: str) -> None:
-        side, _, what = name.partition(" ")
-        print_out(f"   [next: {side} {what}; Enter to go on] ")
+        # Called in the main thread (run_demo's conductor), never in a side's:
+        # Ctrl-C here ends the demo at once, with exit 130.
+        print_out(f"   [next: {name}; Enter to go on] ")
         if not sys.stdin.readline():  # end of input: stop pausing, run to the end
             nonlocal interactive
             interactive = False
