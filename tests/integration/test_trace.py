@@ -228,7 +228,7 @@ def test_trace_explain_adds_the_cheat_sheet_line() -> None:
         result = run_wirecat("connect", "--trace=explain", "127.0.0.1", str(port))
         thread.join(TIMEOUT)
     err = result.stderr.decode()
-    assert "shutdown(SHUT_WR)    # End one direction" in err
+    assert "shutdown(SHUT_WR)    # End our sending side" in err
     assert re.search(r"socket\(AF_INET, SOCK_STREAM\) -> fd \d+    # Create an endpoint", err)
 
 
