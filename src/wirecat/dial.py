@@ -50,7 +50,7 @@ from wirecat.limits import DEFAULT_HAPPY_EYEBALLS_DELAY
 from wirecat.report import Reporter, quiet
 from wirecat.resolve import SocketAddress, resolve
 from wirecat.sockets import Op, translate_os_error
-from wirecat.trace import new_socket
+from wirecat.trace import getaddrinfo, new_socket
 
 if TYPE_CHECKING:
     import asyncio  # only for annotations: the blocking commands never import it
@@ -97,7 +97,7 @@ def _source_family(host: str, family: socket.AddressFamily) -> socket.AddressFam
     """The family a ``-s`` source address forces on the target (a socket has one family)."""
     try:
         check_ip_address(host)
-        source_family = socket.getaddrinfo(host, 0, family, 0, 0, socket.AI_NUMERICHOST)[0][0]
+        source_family = getaddrinfo(host, 0, family, 0, 0, socket.AI_NUMERICHOST)[0][0]
     except (socket.gaierror, UsageError):
         if family != socket.AF_UNSPEC:
             wanted = "IPv4" if family == socket.AF_INET else "IPv6"

@@ -207,15 +207,22 @@ class Pump:
         assert self._tracer is not None
         result = f"{n} bytes" if n else "0 bytes (end of stream)"
         explain = None
+        # Each line is labelled with the descriptor the system call takes
+        # first, as strace shows it: write(dst), sendfile(dst, src), but
+        # readv(src) and splice(src, dst).
+        fd = self.src_fd
         if call == "readv":
             args = f"fd {self.src_fd}, {self.chunk}"
             explain = "recv" if self.src_kind == FdKind.SOCKET else None
         elif call == "write":
             args = f"fd {self.dst_fd}, {n}"
             explain = "send" if self.dst_kind == FdKind.SOCKET else None
+            fd = self.dst_fd
         else:
             args = f"fd {self.src_fd} -> fd {self.dst_fd}, {self.chunk}"
-        self._tracer.call(call, args, result, fd=self.src_fd, data=data, explain=explain)
+            if call == "sendfile":
+                fd = self.dst_fd
+        self._tracer.call(call, args, result, fd=fd, data=data, explain=explain)
 
     def _wait(self) -> None:
         """Block until the source is readable and the destination writable.
