@@ -211,7 +211,7 @@ class Pump:
         # first, as strace shows it: write(dst), sendfile(dst, src), but
         # readv(src) and splice(src, dst).
         fd = self.src_fd
-        if call == "readv":
+        if call in ("readv", "read"):
             args = f"fd {self.src_fd}, {self.chunk}"
             explain = "recv" if self.src_kind == FdKind.SOCKET else None
         elif call == "write":
@@ -257,6 +257,8 @@ class Pump:
             return False  # nothing after all
         except OSError as exc:
             raise PumpError("src", exc) from exc
+        if self._tracer is not None and data:  # a real read(), past the urgent mark: show it
+            self._traced("read", len(data), memoryview(data))
         if not data:
             return False
         self._write_all(data)

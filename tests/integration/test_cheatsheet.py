@@ -300,7 +300,7 @@ def test_suggest_never_offers_the_unrelated() -> None:
         ("getsockopt", "getsockopt(SOL_SOCKET, SO_ERROR) -> 0", "connected", "errno of what failed"),
         ("getsockopt", "getsockopt(SOL_SOCKET, SO_ERROR) -> 111 (ECONNREFUSED)", "what failed", "connected"),
         ("recv", "recv(65536) -> 0 bytes (end of stream)", "end of stream", "UP TO"),
-        ("recv", "recv(65536) -> 5 bytes", "UP TO", "end of stream"),
+        ("recv", "recv(65536) -> 5 bytes", "UP TO", "will send nothing more"),
         ("recv_into", "recv_into(262144) -> 0 bytes (end of stream)", "end of stream", "buffer you provide"),
         ("connect", "connect(127.0.0.1:80) -> EINPROGRESS", "handshake has started", "three-way"),
         ("connect", "connect(AF_UNSPEC) -> ok", "dissolves the connection", "three-way"),
@@ -365,6 +365,21 @@ def test_the_demo_never_does_what_a_pitfall_calls_wrong() -> None:
         assert _code(step.call) not in wrong, (
             f"demo step {step.call!r} is the pitfall {wrong[_code(step.call)]}"
         )
+
+
+def test_no_example_does_what_a_pitfall_calls_wrong() -> None:
+    """settimeout(5) was a pitfall's wrong code while the examples used it."""
+    wrong = {
+        _code(p.mistake): f"{entry.name}: {p.mistake}"
+        for entry in entries()
+        for p in entry.pitfalls
+        if _code(p.mistake) != _code(p.right)
+    }
+    for entry in entries():
+        for line in entry.example.splitlines():
+            assert _code(line) not in wrong, (
+                f"{entry.name}'s example: {line.strip()!r} is {wrong[_code(line)]}"
+            )
 
 
 @pytest.mark.parametrize("side", ["server", "client"])

@@ -354,7 +354,22 @@ def _server(
         )
     data = conn.recv(RECV_SIZE)
     with turns.slot("server recv returned") as show:
-        show("recv() returned", f"{data!r} ({len(data)} bytes)", "The bytes the client sent.")
+        whole = data.endswith(b"\n") or not data
+        show(
+            "recv() returned",
+            f"{data!r} ({len(data)} bytes)",
+            "The client's whole line came in this one recv(); else we would recv() again."
+            if whole
+            else "Part of the client's line: recv() returns what has arrived so far.",
+        )
+        # One recv() is not one message: read on until the line's newline,
+        # as a real server must (on loopback it is all there at once).
+        while data and not data.endswith(b"\n"):
+            chunk = conn.recv(RECV_SIZE)
+            data += chunk
+            show(f"data += conn.recv({RECV_SIZE})", f"{chunk!r} ({len(chunk)} bytes)", "More of the line.")
+            if not chunk:
+                break
     reply = b"hello, client\n"
     with turns.slot("server sendall reply") as show:
         conn.sendall(reply)
@@ -407,7 +422,7 @@ def _server(
         show(
             "listener.close()",
             f"None: nothing listens on {_name(bound)} any more",
-            "The server's steps: socket, bind, listen, accept, talk, close.",
+            "The server's steps: socket, SO_REUSEADDR, bind, listen, accept, talk, close.",
         )
 
 
