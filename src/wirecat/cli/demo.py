@@ -20,7 +20,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     """Add demo's arguments to its subparser."""
     parser.add_argument("-6", dest="ipv6", action="store_true", help="use IPv6 (::1) instead of 127.0.0.1")
     parser.add_argument(
-        "--step", action="store_true", help="in a terminal, pause before each step until Enter is pressed"
+        "--step",
+        action="store_true",
+        help="in a terminal, wait for Enter before each step, as long as you like (Ctrl-C ends it)",
     )
     layout = parser.add_mutually_exclusive_group()
     layout.add_argument(
