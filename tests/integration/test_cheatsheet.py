@@ -290,7 +290,7 @@ def test_suggest_never_offers_the_unrelated() -> None:
         ("settimeout", "settimeout(5.0)", "give up after N seconds", "setblocking"),
         ("shutdown", "shutdown(SHUT_WR)", "sending side", "both directions"),
         ("shutdown", "shutdown(SHUT_RDWR)", "both directions", "we can still receive"),
-        ("shutdown", "shutdown(SHUT_RD)", "Stop receiving", "FIN"),
+        ("shutdown", "shutdown(SHUT_RD)", "receiving side is done", "FIN"),
         ("socket", "socket(AF_INET, SOCK_STREAM) -> fd 3", "no address yet", "Wrap"),
         ("socket", "socket(fileno=5) -> ok (checked with getsockname())", "Wrap", "no address yet"),
         ("setsockopt", "setsockopt(SOL_SOCKET, SO_REUSEADDR, 1) -> ok", "TIME_WAIT", "Nagle"),
