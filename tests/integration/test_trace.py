@@ -585,3 +585,39 @@ def test_library_resolve_is_traced() -> None:
     finally:
         trace.disable()
     assert lines == ["getaddrinfo('127.0.0.1', 80, AF_UNSPEC, SOCK_STREAM) -> 127.0.0.1:80"]
+
+
+def test_trace_shows_both_splices_through_the_private_pipe(tmp_path: Path) -> None:
+    """socket → file goes socket → our pipe → file: two splice() calls, and the trace showed one."""
+    with listener() as server:
+        port = server.getsockname()[1]
+
+        def serve() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.sendall(b"to a file\n")
+                conn.shutdown(socket.SHUT_WR)
+                while conn.recv(100):
+                    pass
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        out = tmp_path / "out"
+        with out.open("wb") as sink:
+            result = subprocess.run(
+                [WIRECAT, "connect", "--trace", "127.0.0.1", str(port)],
+                stdin=subprocess.DEVNULL,
+                stdout=sink,
+                stderr=subprocess.PIPE,
+                timeout=30,
+                check=False,
+            )
+        thread.join(TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes() == b"to a file\n"
+    err = result.stderr.decode()
+    into = re.search(r"fd (\d+)  splice\(fd \1 -> pipe, \d+\) -> 10 bytes", err)
+    out_of = re.search(r"fd 1  splice\(pipe -> fd 1, 10\) -> 10 bytes", err)
+    assert into, err
+    assert out_of, err
+    assert into.start() < out_of.start()
