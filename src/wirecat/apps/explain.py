@@ -56,7 +56,8 @@ def render_list(fmt: str = "text") -> str:
         )
     lines += [
         "",
-        "Names are found in any case, with or without socket. or SO_ (wirecat explain reuseaddr).",
+        "Any case and form will do (so_reuseaddr, sock.recv(), reuseaddr), and other names",
+        "too (select: see selectors; accept4: see accept).",
         "Also: wirecat explain --pitfalls, --server, --client, --all; --format markdown|yaml|json",
     ]
     return "\n".join(lines) + "\n"
