@@ -246,7 +246,7 @@ def _is_live_socket(path: str, kind: int) -> bool:
     listed = _listed_as_bound(path)
     if listed is not None:
         return listed
-    probe = socket.socket(socket.AF_UNIX, kind)
+    probe = new_socket(socket.AF_UNIX, kind)  # a real connect(): --trace shows it
     try:
         probe.connect(path)
     except OSError:

@@ -207,15 +207,23 @@ class Pump:
         assert self._tracer is not None
         result = f"{n} bytes" if n else "0 bytes (end of stream)"
         explain = None
-        if call == "readv":
+        # Each line is labelled with the descriptor the system call takes
+        # first, as strace shows it: write(dst), sendfile(dst, src), but
+        # readv(src) and splice(src, dst). (Our private pipe is shown as
+        # "pipe", its line under the other end: see _splice_via_pipe.)
+        fd = self.src_fd
+        if call in ("readv", "read"):
             args = f"fd {self.src_fd}, {self.chunk}"
             explain = "recv" if self.src_kind == FdKind.SOCKET else None
         elif call == "write":
             args = f"fd {self.dst_fd}, {n}"
             explain = "send" if self.dst_kind == FdKind.SOCKET else None
+            fd = self.dst_fd
         else:
             args = f"fd {self.src_fd} -> fd {self.dst_fd}, {self.chunk}"
-        self._tracer.call(call, args, result, fd=self.src_fd, data=data, explain=explain)
+            if call == "sendfile":
+                fd = self.dst_fd
+        self._tracer.call(call, args, result, fd=fd, data=data, explain=explain)
 
     def _wait(self) -> None:
         """Block until the source is readable and the destination writable.
@@ -250,6 +258,8 @@ class Pump:
             return False  # nothing after all
         except OSError as exc:
             raise PumpError("src", exc) from exc
+        if self._tracer is not None and data:  # a real read(), past the urgent mark: show it
+            self._traced("read", len(data), memoryview(data))
         if not data:
             return False
         self._write_all(data)
@@ -311,8 +321,9 @@ class Pump:
                     if refused(exc, moved_any=not first):
                         return False
                     raise PumpError("src", exc) from exc
-                if self._tracer is not None:
-                    self._traced("splice", n)  # socket -> our pipe -> destination
+                if self._tracer is not None:  # socket -> our pipe (-> destination, below)
+                    result = f"{n} bytes" if n else "0 bytes (end of stream)"
+                    self._tracer.call("splice", f"fd {self.src_fd} -> pipe, {chunk}", result, fd=self.src_fd)
                 if n == 0:
                     if self.src_kind == FdKind.SOCKET and self._copy_once():
                         continue  # not the end: splice() stopped at TCP's urgent mark
@@ -320,7 +331,12 @@ class Pump:
                 left = n
                 while left:
                     try:
-                        left -= splice(read_end, self.dst_fd, left, flags=flags)
+                        m = splice(read_end, self.dst_fd, left, flags=flags)
+                        if self._tracer is not None:  # a second splice(), the pipe's way out
+                            self._tracer.call(
+                                "splice", f"pipe -> fd {self.dst_fd}, {left}", f"{m} bytes", fd=self.dst_fd
+                            )
+                        left -= m
                     except BlockingIOError:
                         self._dst_ready.poll()
                     except OSError as exc:

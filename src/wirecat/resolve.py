@@ -23,6 +23,7 @@ import os
 import socket
 from typing import NamedTuple
 
+from wirecat import trace
 from wirecat.address import check_host, check_ip_address, format_hostport, ip_version
 from wirecat.errors import ResolveError, UsageError
 
@@ -84,7 +85,7 @@ def resolve(
         # An ASCII name as bytes: a str would go through the "idna" codec,
         # ~1 ms of import for a name check_host has already made.
         name = (host.encode("ascii") if host.isascii() else host) if host else None
-        infos = socket.getaddrinfo(name, port, family, kind, 0, flags)
+        infos = trace.getaddrinfo(name, port, family, kind, 0, flags)  # socket.getaddrinfo, traced
     except (UnicodeError, ValueError) as exc:
         # The name cannot be encoded for the resolver (check_host should have said so).
         raise UsageError(f"{host!r} is not a valid host name: {exc}") from exc

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from wirecat import trace
 from wirecat.address import (
     format_sockaddr,
 )
@@ -226,7 +227,14 @@ def _disconnect(fd: int) -> bool:
 
         _libc_connect = ctypes.CDLL(None, use_errno=True).connect
     unspec = struct.pack("H14x", socket.AF_UNSPEC)  # struct sockaddr with sa_family 0
-    return int(_libc_connect(fd, unspec, len(unspec))) == 0
+    done = int(_libc_connect(fd, unspec, len(unspec))) == 0
+    tracer = trace.current()
+    if tracer is not None:  # a real connect() on the socket, made past its methods: say so
+        import ctypes
+
+        result = "ok" if done else f"error {errno.errorcode.get(ctypes.get_errno(), '?')}"
+        tracer.call("connect", "AF_UNSPEC", result, fd=fd)
+    return done
 
 
 _libc_connect: Any = None

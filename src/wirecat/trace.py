@@ -36,23 +36,34 @@ from __future__ import annotations
 import socket as _socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from wirecat.report import say
 
 __all__ = [
     "MODES",
+    "AddrInfo",
     "TracedSocket",
     "Tracer",
     "current",
     "disable",
     "enable",
     "format_address",
+    "getaddrinfo",
     "hexdump",
     "new_socket",
     "socket",
     "wrap",
+]
+
+#: One answer of getaddrinfo(): (family, type, proto, canonname, sockaddr).
+AddrInfo = tuple[
+    _socket.AddressFamily,
+    _socket.SocketKind,
+    int,
+    str,
+    tuple[str, int] | tuple[str, int, int, int] | tuple[int, bytes],
 ]
 
 #: What a trace shows: the calls; the calls and what each is for; the calls and their bytes.
@@ -68,18 +79,43 @@ _TYPES: dict[int, str] = {_socket.SOCK_STREAM: "SOCK_STREAM", _socket.SOCK_DGRAM
 _base = _socket.socket
 _HOWS = {_socket.SHUT_RD: "SHUT_RD", _socket.SHUT_WR: "SHUT_WR", _socket.SHUT_RDWR: "SHUT_RDWR"}
 _LEVELS = {_socket.SOL_SOCKET: "SOL_SOCKET", _socket.IPPROTO_TCP: "IPPROTO_TCP"}
-_OPTIONS = {
-    (_socket.SOL_SOCKET, _socket.SO_REUSEADDR): "SO_REUSEADDR",
-    (_socket.SOL_SOCKET, _socket.SO_KEEPALIVE): "SO_KEEPALIVE",
-    (_socket.SOL_SOCKET, _socket.SO_ERROR): "SO_ERROR",
-    (_socket.SOL_SOCKET, _socket.SO_RCVBUF): "SO_RCVBUF",
-    (_socket.SOL_SOCKET, _socket.SO_SNDBUF): "SO_SNDBUF",
-    (_socket.SOL_SOCKET, _socket.SO_TYPE): "SO_TYPE",
-    (_socket.IPPROTO_TCP, _socket.TCP_NODELAY): "TCP_NODELAY",
+#: The options shown by name: every one wirecat sets or reads, and those a
+#: learner's own code is likely to (a number would say nothing).
+_OPTIONS: dict[tuple[int, int], str] = {
+    (level, getattr(_socket, name)): name
+    for level, names in (
+        (
+            _socket.SOL_SOCKET,
+            "SO_REUSEADDR SO_REUSEPORT SO_KEEPALIVE SO_LINGER SO_ERROR SO_RCVBUF SO_SNDBUF"
+            " SO_RCVTIMEO SO_SNDTIMEO SO_TYPE SO_BROADCAST",
+        ),
+        (_socket.IPPROTO_TCP, "TCP_NODELAY TCP_KEEPIDLE TCP_KEEPINTVL TCP_KEEPCNT"),
+    )
+    for name in names.split()
+    if hasattr(_socket, name)
 }
 if hasattr(_socket, "IPV6_V6ONLY"):
     _LEVELS[_socket.IPPROTO_IPV6] = "IPPROTO_IPV6"
     _OPTIONS[(_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY)] = "IPV6_V6ONLY"
+#: getaddrinfo()'s errors (socket.gaierror) by number: they are not errno values.
+_EAI_NAMES = {getattr(_socket, name): name for name in dir(_socket) if name.startswith("EAI_")}
+
+
+def _option_value(name: str, value: object) -> str:
+    """An option's value as a reader wants it: the C structs decoded (SO_LINGER, timeouts)."""
+    if isinstance(value, (bytes, bytearray)):
+        import struct
+
+        try:
+            if name == "SO_LINGER":
+                on, seconds = struct.unpack("ii", value)
+                return f"on, {seconds} s" if on else "off"
+            if name in ("SO_RCVTIMEO", "SO_SNDTIMEO"):
+                seconds, micro = struct.unpack("ll", value)
+                return f"{seconds + micro / 1e6:g} s"
+        except struct.error:
+            pass
+    return repr(value)
 
 
 def format_address(address: object) -> str:
@@ -110,6 +146,8 @@ def hexdump(data: bytes | bytearray | memoryview, indent: str = "    ") -> list[
 def _errno_name(exc: OSError) -> str:
     import errno
 
+    if isinstance(exc, _socket.gaierror):
+        return f"error {_EAI_NAMES.get(exc.errno, type(exc).__name__)}"
     name = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
     return f"error {name}"
 
@@ -161,35 +199,39 @@ class Tracer:
         """Report that ``name(args)`` was called and returned ``result`` (None: nothing to say).
 
         Args:
-            fd: the file descriptor the call was made on.
+            fd: the file descriptor the call was made on (for a call on two,
+                the first argument of the system call, as strace shows it);
+                None for a call on none (``getaddrinfo``).
             data: the bytes moved, dumped in ``bytes`` mode.
             explain: the cheat sheet entry to explain it with (``name`` by default).
         """
         stamp = f"[{time.monotonic() - self._started:10.6f}] " if self._timestamps else ""
         where = f"fd {fd}  " if fd is not None else ""
-        line = f"{stamp}{self.label + ' ' if self.label else ''}{where}{name}({args})"
-        if result is not None:
-            line += f" -> {result}"
-        lines = [line]
+        said = f"{name}({args})" if result is None else f"{name}({args}) -> {result}"
+        lines = [f"{stamp}{self.label + ' ' if self.label else ''}{where}{said}"]
         if self.mode == "explain":
-            from wirecat.cheatsheet import summary_of
+            from wirecat.cheatsheet import explain_call
 
-            summary = summary_of(explain or name)
-            if summary:
-                lines[0] += f"    # {summary}"
+            # The note that fits this call's arguments and result:
+            # setblocking(True) is not setblocking(False).
+            note = explain_call(explain or name, said)
+            if note:
+                lines[0] += f"    # {note}"
         elif self.mode == "bytes" and data:
             lines += hexdump(data)
         with self._lock:
             for text in lines:
                 self._write(text)
 
-    def failed(self, name: str, args: str, exc: BaseException, *, fd: int | None = None) -> None:
+    def failed(
+        self, name: str, args: str, exc: BaseException, *, fd: int | None = None, explain: str | None = None
+    ) -> None:
         """Report a call that raised."""
         if isinstance(exc, OSError):
             reason = _errno_name(exc) if exc.errno else type(exc).__name__
         else:
             reason = type(exc).__name__
-        self.call(name, args, reason, fd=fd)
+        self.call(name, args, reason, fd=fd, explain=explain)
 
 
 def _write_stderr(line: str) -> None:
@@ -263,17 +305,37 @@ class TracedSocket(_socket.socket):
     def _kind_text(family: int, kind: int) -> str:
         return f"{_FAMILIES.get(family, str(family))}, {_TYPES.get(kind & 0xF, str(kind))}"
 
-    def _run(self, name: str, args: str, call: Callable[[], Any], result: Callable[[Any], str | None]) -> Any:
+    def _run(
+        self,
+        name: str,
+        args: str,
+        call: Callable[[], Any],
+        result: Callable[[Any], str | None],
+        explain: str | None = None,
+    ) -> Any:
         fd = self.fileno()
         try:
             value = call()
         except BlockingIOError:
             raise  # not a failure: "nothing now", the event loop asks again
         except OSError as exc:
-            self._tracer.failed(name, args, exc, fd=fd)
+            self._tracer.failed(name, args, exc, fd=fd, explain=explain)
             raise
-        self._tracer.call(name, args, result(value), fd=fd)
+        self._tracer.call(name, args, result(value), fd=fd, explain=explain)
         return value
+
+    def _stream_or_datagram(self) -> str | None:
+        """The entry that explains connect/send/recv on this socket: None (the call's
+        own), or SOCK_DGRAM, whose notes say what they mean for datagrams (a UDP
+        connect() sends nothing, send() is never partial, recv() takes one datagram)."""
+        return "SOCK_DGRAM" if self.type & 0xF == _socket.SOCK_DGRAM else None
+
+    def _got(self, count: int) -> str:
+        if count:
+            return f"{count} bytes"
+        if self.type & 0xF == _socket.SOCK_DGRAM:
+            return "0 bytes (an empty datagram)"  # datagrams have no end of stream
+        return "0 bytes (end of stream)"
 
     # -- setting up --------------------------------------------------------------------------
 
@@ -302,8 +364,19 @@ class TracedSocket(_socket.socket):
         return sock, address
 
     def connect(self, address: Any, /) -> None:
-        """connect(), traced."""
-        self._run("connect", format_address(address), lambda: _base.connect(self, address), _ok)
+        """connect(), traced; on a non-blocking socket its EINPROGRESS too (an event loop's connect)."""
+        text = format_address(address)
+        explain = self._stream_or_datagram()
+        try:
+            self._run("connect", text, lambda: _base.connect(self, address), _ok, explain)
+        except BlockingIOError as exc:
+            # Not "nothing now", as for recv(): the handshake has started, and
+            # a learner should see the connect() an event loop makes.
+            import errno
+
+            what = errno.errorcode.get(exc.errno or 0, "BlockingIOError")
+            self._tracer.call("connect", text, what, fd=self.fileno(), explain=explain)
+            raise
 
     def connect_ex(self, address: Any, /) -> int:
         """connect_ex(), traced (EINPROGRESS shown as such)."""
@@ -319,13 +392,22 @@ class TracedSocket(_socket.socket):
     def setsockopt(self, level: int, option: int, value: Any, *args: Any) -> None:
         """setsockopt(), traced with the option's name."""
         name = _OPTIONS.get((level, option), str(option))
-        text = f"{_LEVELS.get(level, str(level))}, {name}, {value!r}"
+        text = f"{_LEVELS.get(level, str(level))}, {name}, {_option_value(name, value)}"
         self._run("setsockopt", text, lambda: _base.setsockopt(self, level, option, value, *args), _ok)
 
     def getsockopt(self, level: int, option: int, *args: Any) -> Any:
         """getsockopt(), traced."""
-        text = f"{_LEVELS.get(level, str(level))}, {_OPTIONS.get((level, option), str(option))}"
-        return self._run("getsockopt", text, lambda: _base.getsockopt(self, level, option, *args), repr)
+        name = _OPTIONS.get((level, option), str(option))
+        text = f"{_LEVELS.get(level, str(level))}, {name}"
+
+        def result(value: object) -> str:
+            if name == "SO_ERROR" and isinstance(value, int) and value:
+                import errno
+
+                return f"{value} ({errno.errorcode.get(value, '?')})"
+            return _option_value(name, value)
+
+        return self._run("getsockopt", text, lambda: _base.getsockopt(self, level, option, *args), result)
 
     def getsockname(self) -> Any:
         """getsockname(), traced."""
@@ -350,7 +432,15 @@ class TracedSocket(_socket.socket):
     def send(self, data: Any, flags: int = 0, /) -> int:
         """send(), traced: shows how much of it was taken."""
         size = _size(data)
-        count = int(self._run("send", f"{size} bytes", lambda: _base.send(self, data, flags), _bytes))
+        count = int(
+            self._run(
+                "send",
+                f"{size} bytes",
+                lambda: _base.send(self, data, flags),
+                _bytes,
+                self._stream_or_datagram(),
+            )
+        )
         self._dump(memoryview(data)[:count])
         return count
 
@@ -369,7 +459,13 @@ class TracedSocket(_socket.socket):
 
     def recv(self, bufsize: int, flags: int = 0, /) -> bytes:
         """recv(), traced: shows how many bytes came (0: end of stream)."""
-        data: bytes = self._run("recv", str(bufsize), lambda: _base.recv(self, bufsize, flags), _got)
+        data: bytes = self._run(
+            "recv",
+            str(bufsize),
+            lambda: _base.recv(self, bufsize, flags),
+            lambda got: self._got(len(got)),
+            self._stream_or_datagram(),
+        )
         self._dump(data)
         return data
 
@@ -378,7 +474,11 @@ class TracedSocket(_socket.socket):
         size = nbytes or _size(buffer)
         count = int(
             self._run(
-                "recv_into", str(size), lambda: _base.recv_into(self, buffer, nbytes, flags), _got_count
+                "recv_into",
+                str(size),
+                lambda: _base.recv_into(self, buffer, nbytes, flags),
+                self._got,
+                self._stream_or_datagram(),
             )
         )
         self._dump(memoryview(buffer)[:count])
@@ -440,14 +540,6 @@ def _bytes(count: int) -> str:
     return f"{count} bytes"
 
 
-def _got(data: bytes) -> str:
-    return f"{len(data)} bytes" if data else "0 bytes (end of stream)"
-
-
-def _got_count(count: int) -> str:
-    return f"{count} bytes" if count else "0 bytes (end of stream)"
-
-
 def socket(
     family: int = _socket.AF_INET,
     type: int = _socket.SOCK_STREAM,
@@ -476,3 +568,30 @@ def new_socket(family: int, kind: int, proto: int = 0) -> _socket.socket:
     if tracer is None:
         return _socket.socket(family, kind, proto)
     return TracedSocket(family, kind, proto, tracer=tracer)
+
+
+def getaddrinfo(
+    host: str | bytes | None, port: int, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0
+) -> Sequence[AddrInfo]:
+    """``socket.getaddrinfo``, reported when tracing is on (a name lookup is a call a learner should see).
+
+    The answer is shown as getaddrinfo gave it, in the system's order
+    (``[::1]:80, 127.0.0.1:80``); an error by its ``EAI_`` name.
+    """
+    tracer = _current
+    if tracer is None:
+        return _socket.getaddrinfo(host, port, family, type, proto, flags)
+    shown = host.decode() if isinstance(host, bytes) else host
+    words = [repr(shown) if shown is not None else "None", str(port)]
+    words.append(_FAMILIES.get(family, "AF_UNSPEC") if family else "AF_UNSPEC")
+    if type:
+        words.append(_TYPES.get(type, str(type)))
+    words += [name for name in ("AI_PASSIVE", "AI_NUMERICHOST") if flags & getattr(_socket, name)]
+    args = ", ".join(words)
+    try:
+        infos = _socket.getaddrinfo(host, port, family, type, proto, flags)
+    except OSError as exc:
+        tracer.failed("getaddrinfo", args, exc)
+        raise
+    tracer.call("getaddrinfo", args, ", ".join(format_address(info[4]) for info in infos) or "nothing")
+    return infos

@@ -6,6 +6,7 @@ import re
 import socket
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -17,6 +18,7 @@ pytestmark = pytest.mark.timeout(60)
 # The calls a learner must see, in the order they happen.
 STEPS_IN_ORDER = [
     r"SERVER  listener = socket\.socket\(",
+    r"SERVER  listener\.setsockopt\(SOL_SOCKET, SO_REUSEADDR, 1\)",
     r"SERVER  listener\.bind\(",
     r"SERVER  listener\.listen\(",
     r"SERVER  conn, addr = listener\.accept\(\)",
@@ -131,7 +133,81 @@ def test_library_call_leaves_no_thread_or_socket() -> None:
     assert tuple(steps) == result.steps
     assert result.client_bytes == len(b"hello, server\nfirst line\nsecond line\n")
     assert result.server_bytes > 0
-    assert "wirecat-demo-server" not in {t.name for t in threading.enumerate()} - before
+    left = {t.name for t in threading.enumerate()} - before
+    assert not {"wirecat-demo-server", "wirecat-demo-client"} & left
     assert format_step(steps[0]).startswith(" 1 SERVER  listener = socket.socket(AF_INET")
     with socket.socket() as probe:
         assert probe.connect_ex(result.address) != 0
+
+
+# -- demo --step: a person at the prompts ------------------------------------------------------
+
+
+def _spawn_step_demo():  # -> pexpect.spawn
+    pexpect = pytest.importorskip("pexpect")
+    return pexpect.spawn(WIRECAT, ["demo", "--step", "--interleaved"], timeout=10, encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        "server reuseaddr",  # a server step: the prompt used to be read in the server's thread
+        "client connect",  # while the server thread blocks in accept()
+        "server recv returned",  # after the server's recv() returned, before it is shown
+        "check",  # the last prompt, with both threads done
+    ],
+)
+def test_ctrl_c_at_a_step_prompt_ends_the_demo_at_once(step: str) -> None:
+    """Ctrl-C at any prompt of `demo --step` exits 130 within a second (it took 10 s)."""
+    import pexpect
+
+    child = _spawn_step_demo()
+    try:
+        while True:
+            child.expect(r"\[next: (.+?); Enter to go on\]")
+            if child.match.group(1) == step:
+                break
+            child.sendline("")
+        started = time.monotonic()
+        child.sendintr()
+        child.expect(pexpect.EOF, timeout=10)
+        elapsed = time.monotonic() - started
+    finally:
+        child.close()
+    assert child.exitstatus == 130, (child.exitstatus, child.signalstatus)
+    assert elapsed < 1.0, f"Ctrl-C took {elapsed:.2f} s to end the demo"
+    assert "Traceback" not in child.before
+
+
+def test_a_long_pause_at_a_prompt_is_not_a_stall(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A person may think longer than a turn's deadline: only a running step has one."""
+    from wirecat.apps import demo
+
+    monkeypatch.setattr(demo, "TURN_TIMEOUT", 0.2)
+    thinking = threading.Event()  # never set: wait() below is a person's pause, not a sync
+
+    def slow_reader(name: str) -> None:
+        if name in ("server bind", "client connect", "server recv returned"):
+            thinking.wait(0.5)  # longer than the deadline, at a server and at a client step
+
+    result = demo.run_demo(before_step=slow_reader)
+    assert result.steps[-1].side == "check"
+    assert "ECONNREFUSED" in result.steps[-1].result
+
+
+def test_an_exception_in_before_step_stops_both_sides() -> None:
+    """What Ctrl-C does, in-process: the caller's exception comes out, no thread is left."""
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_recv(name: str) -> None:
+        if name == "server recv returned":
+            raise Stop
+
+    before = set(threading.enumerate())
+    started = time.monotonic()
+    with pytest.raises(Stop):
+        run_demo(before_step=stop_at_recv)
+    assert time.monotonic() - started < 2.0
+    assert not [t for t in set(threading.enumerate()) - before if t.name.startswith("wirecat-demo")]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import WIRECAT, require_peer, run_wirecat
+from tests.conftest import WIRECAT, recv_to_eof, require_peer, run_wirecat
 from tests.integration.test_demo import run_demo_cli
 from wirecat import trace
 
@@ -46,7 +46,8 @@ SYSCALL_OF = {
     "shutdown": "shutdown",
 }
 
-TRACE_LINE = re.compile(r"^trace \[\s*[\d.]+\] fd (\d+)\s+(\w+)\((.*?)\)(?: -> (.*))?$")
+#: A trace line; a call on no descriptor (getaddrinfo) has no "fd N".
+TRACE_LINE = re.compile(r"^trace \[\s*[\d.]+\] (?:fd (\d+)\s+)?(\w+)\((.*?)\)(?: -> (.*))?$")
 
 
 def listener(host: str = "127.0.0.1") -> socket.socket:
@@ -78,8 +79,8 @@ def trace_calls(stderr: str) -> dict[int, list[str]]:
     calls: dict[int, list[str]] = defaultdict(list)
     for line in stderr.splitlines():
         match = TRACE_LINE.match(line)
-        if not match:
-            continue
+        if not match or match.group(1) is None:
+            continue  # not a call on a socket
         fd, name, _, result = int(match.group(1)), match.group(2), match.group(3), match.group(4) or ""
         syscall = SYSCALL_OF.get(name)
         if syscall is None:
@@ -228,7 +229,7 @@ def test_trace_explain_adds_the_cheat_sheet_line() -> None:
         result = run_wirecat("connect", "--trace=explain", "127.0.0.1", str(port))
         thread.join(TIMEOUT)
     err = result.stderr.decode()
-    assert "shutdown(SHUT_WR)    # End one direction" in err
+    assert "shutdown(SHUT_WR)    # End our sending side" in err
     assert re.search(r"socket\(AF_INET, SOCK_STREAM\) -> fd \d+    # Create an endpoint", err)
 
 
@@ -380,9 +381,9 @@ def test_demo_step_pauses_in_a_terminal() -> None:
         assert "socket.socket(" not in child.before  # nothing ran before Enter
         child.sendline("")
         child.expect(r"listener = socket\.socket\(AF_INET, SOCK_STREAM\)")
-        child.expect(r"\[next: server bind; Enter to go on\]")
+        child.expect(r"\[next: server reuseaddr; Enter to go on\]")
         child.sendline("")
-        child.expect(r"listener\.bind\(")
+        child.expect(r"listener\.setsockopt\(SOL_SOCKET, SO_REUSEADDR, 1\)")
         child.sendeof()  # end of input: the rest runs without pauses
         child.expect(pexpect.EOF)
     finally:
@@ -411,3 +412,212 @@ def test_python_m_wirecat_trace_flag_is_listed_in_help() -> None:
         [sys.executable, "-m", "wirecat", "connect", "--help"], capture_output=True, text=True, check=False
     )
     assert "--trace" in out.stdout
+
+
+# -- issue 12: the notes fit the call, the labels fit the descriptor, nothing is missed --------
+
+
+def test_trace_explain_notes_fit_each_calls_arguments() -> None:
+    """setblocking(True) was annotated with what setblocking(False) does."""
+    with listener() as server:
+        port = server.getsockname()[1]
+        thread = threading.Thread(target=lambda: server.accept()[0].close())
+        thread.start()
+        result = run_wirecat("connect", "--trace=explain", "127.0.0.1", str(port))
+        thread.join(TIMEOUT)
+    notes = {}
+    for line in result.stderr.decode().splitlines():
+        call, _, note = line.partition("    # ")
+        notes.setdefault(re.sub(r"^trace \[\s*[\d.]+\] (fd \d+\s+)?", "", call), note)
+    assert "Blocking again" in notes["setblocking(True)"]
+    assert "BlockingIOError" not in notes["setblocking(True)"]
+    assert "BlockingIOError" in notes["setblocking(False)"]
+    assert "Nagle off" in notes["setsockopt(IPPROTO_TCP, TCP_NODELAY, 1) -> ok"]
+    assert "connected" in notes["getsockopt(SOL_SOCKET, SO_ERROR) -> 0"]
+    assert "other end" in notes[f"getpeername() -> 127.0.0.1:{port}"]
+
+
+def test_trace_labels_each_call_with_its_own_descriptor() -> None:
+    """--trace=bytes labelled a write to the socket with stdin's fd 0."""
+    with one_client_server() as port:
+        result = run_wirecat("connect", "--trace=bytes", "127.0.0.1", str(port), stdin=b"hello\n")
+    assert result.returncode == 0, result.stderr
+    calls = [TRACE_LINE.match(line) for line in result.stderr.decode().splitlines()]
+    moves = [m for m in calls if m and m.group(2) in ("readv", "write")]
+    assert {m.group(2) for m in moves} == {"readv", "write"}, moves
+    for m in moves:
+        # readv(fd N, size) and write(fd N, count): the label is that N.
+        assert m.group(3).startswith(f"fd {m.group(1)},"), m.group(0)
+    socket_fd = next(m.group(1) for m in calls if m and m.group(2) == "socket")
+    assert any(m.group(2) == "write" and m.group(1) == socket_fd for m in moves)
+
+
+def test_trace_shows_getaddrinfo_for_a_host_name() -> None:
+    """The name lookup is a real call: `localhost` comes from /etc/hosts, no DNS."""
+    with one_client_server(b"ok\n") as port:
+        result = run_wirecat("connect", "--trace=explain", "localhost", str(port), stdin=b"x\n")
+    assert result.returncode == 0, result.stderr
+    err = result.stderr.decode()
+    line = re.search(rf"^trace \[\s*[\d.]+\] getaddrinfo\('localhost', {port}, .*$", err, re.M)
+    assert line, err
+    assert f"127.0.0.1:{port}" in line.group(0).split(" -> ", 1)[1]
+    assert "# Resolve a host and port" in line.group(0)
+    # Before any socket is made for it.
+    assert err.index("getaddrinfo(") < err.index("socket(AF_")
+
+
+def test_trace_shows_a_failed_lookup_by_its_eai_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lookup that fails is shown with getaddrinfo's own error name (a stand-in resolver: no DNS)."""
+    from wirecat.errors import ResolveError
+    from wirecat.resolve import resolve
+
+    def no_such_name(*args: object) -> list[object]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_name)
+    lines: list[str] = []
+    trace.enable(trace.Tracer("explain", lines.append, timestamps=False))
+    try:
+        with pytest.raises(ResolveError):
+            resolve("nowhere.test", 80)
+    finally:
+        trace.disable()
+    assert lines == [
+        "getaddrinfo('nowhere.test', 80, AF_UNSPEC, SOCK_STREAM) -> error EAI_NONAME"
+        "    # No such name (or no address of the family asked for)."
+    ]
+
+
+@pytest.mark.parametrize(("typed", "suggested"), [("byts", "--trace=bytes"), ("xyz", None)])
+def test_bad_trace_mode_suggests_only_what_help_lists(typed: str, suggested: str | None) -> None:
+    """--trace=byts suggested --trace=calls, which --help never lists."""
+    top_help = run_wirecat("--help").stdout.decode()
+    modes = re.search(r"--trace\[=([\w|]+)\]", top_help)
+    assert modes, top_help
+    listed = {"--trace", *(f"--trace={mode}" for mode in modes.group(1).split("|"))}
+    result = run_wirecat("connect", f"--trace={typed}", "127.0.0.1", "1")
+    assert result.returncode == 2
+    hint = result.stderr.decode().split(": ", 2)[2]
+    if suggested:
+        assert f"did you mean {suggested}?" in hint
+    offered = set(re.findall(r"--trace(?:=\w+)?", hint))
+    assert offered, hint
+    assert offered <= listed, hint
+
+
+def test_trace_shows_an_event_loops_nonblocking_connect(spawn) -> None:
+    """The relay's connect() to its target (EINPROGRESS, on the event loop) was missing,
+    and its copying path reported each recv_into/send twice."""
+    with one_client_server(b"reply\n") as target_port:
+        relay = spawn(WIRECAT, "relay", "--trace=bytes", "0", f"127.0.0.1:{target_port}")
+        port = relay.listening_port()
+        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as client:
+            client.sendall(b"request\n")
+            client.shutdown(socket.SHUT_WR)
+            assert recv_to_eof(client) == b"reply\n"
+        relay.popen.send_signal(signal.SIGTERM)
+        _, _, err = relay.finish(timeout=TIMEOUT)
+    text = err.decode()
+    assert re.search(rf"connect\(127\.0\.0\.1:{target_port}\) -> EINPROGRESS", text), text
+    assert "-> pipe" not in text  # no splice while the bytes are shown: no line about one
+    assert "pipe ->" not in text
+    assert len(re.findall(r"recv_into\(\d+\) -> 8 bytes", text)) == 1, text  # b"request\n", once
+    assert len(re.findall(r"send\(8 bytes\) -> 8 bytes", text)) == 1, text
+
+
+def test_udp_trace_explains_datagram_calls(tmp_path: Path) -> None:
+    """A UDP connect() is no handshake and a send() is never partial: the notes say so."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver:
+        receiver.bind(("127.0.0.1", 0))
+        receiver.settimeout(TIMEOUT)
+        port = receiver.getsockname()[1]
+        proc = subprocess.Popen(
+            [WIRECAT, "connect", "-u", "--trace=explain", "127.0.0.1", str(port)],
+            stdin=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            assert proc.stdin is not None
+            proc.stdin.write(b"ping\n")
+            proc.stdin.flush()
+            assert receiver.recv(100) == b"ping\n"
+        finally:
+            proc.kill()
+            _, err = proc.communicate(timeout=TIMEOUT)
+    text = err.decode()
+    assert re.search(
+        r"connect\(127\.0\.0\.1:\d+\) -> ok    # A datagram socket's connect\(\) sends nothing", text
+    )
+    assert re.search(r"send\(5 bytes\) -> 5 bytes    # One datagram: sent whole", text)
+    assert "three-way handshake" not in text
+
+
+def test_traced_connect_reports_einprogress() -> None:
+    lines: list[str] = []
+    tracer = trace.Tracer(write=lines.append, timestamps=False)
+    with listener() as server, trace.socket(tracer=tracer) as client:
+        client.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            client.connect(server.getsockname())
+    assert any(re.search(r"connect\(127\.0\.0\.1:\d+\) -> EINPROGRESS$", line) for line in lines), lines
+
+
+def test_traced_socket_names_options_and_decodes_their_structs() -> None:
+    import struct
+
+    lines: list[str] = []
+    tracer = trace.Tracer(write=lines.append, timestamps=False)
+    with trace.socket(tracer=tracer) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    assert any("setsockopt(SOL_SOCKET, SO_LINGER, on, 0 s) -> ok" in line for line in lines), lines
+    assert any("setsockopt(SOL_SOCKET, SO_REUSEPORT, 1) -> ok" in line for line in lines), lines
+
+
+def test_library_resolve_is_traced() -> None:
+    from wirecat.resolve import resolve
+
+    lines: list[str] = []
+    trace.enable(trace.Tracer(write=lines.append, timestamps=False))
+    try:
+        resolve("127.0.0.1", 80)
+    finally:
+        trace.disable()
+    assert lines == ["getaddrinfo('127.0.0.1', 80, AF_UNSPEC, SOCK_STREAM) -> 127.0.0.1:80"]
+
+
+def test_trace_shows_both_splices_through_the_private_pipe(tmp_path: Path) -> None:
+    """socket → file goes socket → our pipe → file: two splice() calls, and the trace showed one."""
+    with listener() as server:
+        port = server.getsockname()[1]
+
+        def serve() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.sendall(b"to a file\n")
+                conn.shutdown(socket.SHUT_WR)
+                while conn.recv(100):
+                    pass
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        out = tmp_path / "out"
+        with out.open("wb") as sink:
+            result = subprocess.run(
+                [WIRECAT, "connect", "--trace", "127.0.0.1", str(port)],
+                stdin=subprocess.DEVNULL,
+                stdout=sink,
+                stderr=subprocess.PIPE,
+                timeout=30,
+                check=False,
+            )
+        thread.join(TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes() == b"to a file\n"
+    err = result.stderr.decode()
+    into = re.search(r"fd (\d+)  splice\(fd \1 -> pipe, \d+\) -> 10 bytes", err)
+    out_of = re.search(r"fd 1  splice\(pipe -> fd 1, 10\) -> 10 bytes", err)
+    assert into, err
+    assert out_of, err
+    assert into.start() < out_of.start()

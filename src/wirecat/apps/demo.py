@@ -7,13 +7,19 @@ caller. Both use the blocking ``socket`` API exactly as a learner would, and
 every :class:`Step` reports what the call really returned: the addresses, the
 file descriptors, the byte counts.
 
-Two threads print in a fixed order because each step waits for its turn in
-:data:`_SCRIPT` (a list of named slots; see :class:`_Turns`). A turn only
-orders the *reporting*; the calls themselves block as blocking calls do. For
-example the server prints "accept() blocks", then really blocks in
-``accept()``, while the client connects; the server's "accept() returned"
-step then waits for its slot, after the client's connect step, so the output
-is the same on every run.
+The server and the client each run in a thread of their own; the caller's
+thread is the conductor. It opens the slots of :data:`_SCRIPT` (a list of
+named steps; see :class:`_Turns`) one at a time, and a side waits at each of
+its steps until that step is open. A turn only orders the *reporting*; the
+calls themselves block as blocking calls do. For example the server prints
+"accept() blocks", then really blocks in ``accept()``, while the client
+connects; the server's "accept() returned" step then waits for its slot,
+after the client's connect step, so the output is the same on every run.
+
+Only the conductor waits for a person (``demo --step`` asks for Enter before
+each step) and only it has deadlines, so Ctrl-C, which Python delivers to the
+main thread, ends the demo at once wherever it is (neither side ever blocks
+on input), and a person may take as long as they like at a prompt.
 
 The lessons, each shown where it happens, correct common misreadings of the
 socket API:
@@ -56,15 +62,17 @@ TURN_TIMEOUT = 10.0
 #: What the demo prints before its first step.
 INTRO = """\
 wirecat demo: a TCP server and a client on this machine, one socket call
-at a time. The server runs in a thread, the client in the main program, both
-with Python's plain blocking socket API. Each step shows the code that ran,
-what it really returned (->) or that it is waiting (...), and what it means.
+at a time. The server and the client each run in a thread of this program,
+both with Python's plain blocking socket API. Each step shows the code that
+ran, what it really returned (->) or that it is waiting (...), and what it
+means.
 """
 
 # The order in which the steps are shown. A side that reaches a slot before
 # its turn waits there; the calls between slots run freely.
 _SCRIPT = [
     "server socket",
+    "server reuseaddr",
     "server bind",
     "server listen",
     "server accept called",
@@ -134,14 +142,16 @@ class DemoResult(NamedTuple):
 class _Tally:
     """What both sides record while the demo runs (a :class:`DemoResult` later).
 
-    Each field is written by one side only (the step list under the turn
-    hand-over), so no lock is needed.
+    Each field is written by one side only (the step list and the address
+    under the turn hand-over, which also orders the client's read of the
+    address after the server's bind), so no lock is needed.
     """
 
-    __slots__ = ("client_bytes", "server_bytes", "steps")
+    __slots__ = ("address", "client_bytes", "server_bytes", "steps")
 
     def __init__(self) -> None:
         self.steps: list[Step] = []
+        self.address: tuple[str, int] | None = None
         self.client_bytes = 0
         self.server_bytes = 0
 
@@ -189,30 +199,32 @@ MIN_COLUMN = 60
 
 
 class _Aborted(Exception):
-    """The other side failed; stop at the next turn."""
+    """The demo is ending early (the other side failed, or the caller stopped it)."""
 
 
 class _Turns:
-    """Hands out the slots of :data:`_SCRIPT` in order, to two threads.
+    """Hands out the slots of :data:`_SCRIPT` in order: the conductor opens one, a side runs it.
 
-    ``with turns.slot("client connect") as show:`` waits until every earlier
-    slot is done, runs the block, then marks the slot done. ``show`` records
-    a :class:`Step` and passes it on at once, so output follows the script.
+    A side writes ``with turns.slot("client connect") as show:``, which waits
+    until the conductor has opened that slot, runs the block, then marks the
+    slot done. ``show`` records a :class:`Step` and passes it on at once, so
+    output follows the script. The conductor (:func:`run_demo`, in the
+    caller's thread) calls :meth:`open` for each slot once the one before it
+    is done, and :meth:`wait_done` with a deadline.
     """
 
     def __init__(
         self,
         on_step: Callable[[Step], None],
         result: _Tally,
-        before_step: Callable[[str], None] | None = None,
         trace_mode: str = "calls",
     ) -> None:
         self._cond = threading.Condition()
-        self._next = 0
+        self._open = -1  # the slot the conductor let start
+        self._done = 0  # slots finished, so the index of the next one
         self._failed = False
         self._on_step = on_step
         self._result = result
-        self._before_step = before_step
         #: Traced calls not yet shown, per side (each side's tracer appends to its own).
         self.calls: dict[str, list[str]] = {"server": [], "client": [], "check": []}
         self.trace_mode = trace_mode
@@ -222,22 +234,34 @@ class _Turns:
         return Tracer(self.trace_mode, self.calls[side].append, timestamps=False)
 
     def abort(self) -> None:
-        """Wake every waiter with :class:`_Aborted` (the other side failed)."""
+        """Wake every waiter with :class:`_Aborted` (a side failed, or the caller stops)."""
         with self._cond:
             self._failed = True
             self._cond.notify_all()
 
+    def open(self, index: int) -> None:
+        """Let slot ``index`` start (the conductor calls this once slot ``index - 1`` is done)."""
+        with self._cond:
+            self._open = index
+            self._cond.notify_all()
+
+    def wait_done(self, index: int, timeout: float) -> bool:
+        """Wait until slot ``index`` is done: True, or False if the demo failed or time ran out."""
+        with self._cond:
+            done = self._cond.wait_for(lambda: self._failed or self._done > index, timeout)
+            return bool(done) and not self._failed
+
     @contextlib.contextmanager
     def slot(self, name: str) -> Iterator[Callable[..., None]]:
+        """Wait until the conductor opens step ``name``; yield its ``show``; mark it done."""
         index = _SCRIPT.index(name)
         with self._cond:
-            if not self._cond.wait_for(lambda: self._failed or self._next == index, TURN_TIMEOUT):
-                raise WirecatError(f"demo stalled waiting for step {name!r}", "run it again with --debug")
+            # No deadline here: the conductor has one for each slot it opens,
+            # and none while a person reads the prompt before it (demo --step).
+            self._cond.wait_for(lambda: self._failed or self._open == index)
             if self._failed:
                 raise _Aborted
         side = name.split()[0]
-        if self._before_step is not None:
-            self._before_step(name)
 
         def show(call: str, result: str, lesson: str = "", *, pending: bool = False) -> None:
             traced = tuple(self.calls[side])
@@ -250,7 +274,7 @@ class _Turns:
         # Condition hand-over orders it before the next slot's steps.
         yield show
         with self._cond:
-            self._next = index + 1
+            self._done = index + 1
             self._cond.notify_all()
 
 
@@ -270,11 +294,10 @@ def _server(
     turns: _Turns,
     family: socket.AddressFamily,
     host: str,
-    ready: Callable[[tuple[str, int]], None],
     result: _Tally,
     opened: list[socket.socket],
 ) -> None:
-    """The server: the seed's six steps, blocking calls, one client."""
+    """The server: the seed's six steps (and SO_REUSEADDR), blocking calls, one client."""
     with turns.slot("server socket") as show:
         listener = TracedSocket(family, socket.SOCK_STREAM, tracer=turns.tracer("server"))
         opened.append(listener)
@@ -284,10 +307,17 @@ def _server(
             f"{_fam(family)}: IP{'v6' if family == socket.AF_INET6 else 'v4'} addresses; "
             "SOCK_STREAM: TCP. It has no address yet.",
         )
+    with turns.slot("server reuseaddr") as show:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        show(
+            "listener.setsockopt(SOL_SOCKET, SO_REUSEADDR, 1)",
+            "None: bind() may now take a port held by connections in TIME_WAIT",
+            "Before bind(), so a restarted server can bind its port at once.",
+        )
     with turns.slot("server bind") as show:
         listener.bind((host, 0))
         bound = listener.getsockname()
-        ready((str(bound[0]), int(bound[1])))
+        result.address = (str(bound[0]), int(bound[1]))
         show(
             f"listener.bind(({host!r}, 0))",
             f"None; listener.getsockname() says {_name(bound)}",
@@ -324,7 +354,22 @@ def _server(
         )
     data = conn.recv(RECV_SIZE)
     with turns.slot("server recv returned") as show:
-        show("recv() returned", f"{data!r} ({len(data)} bytes)", "The bytes the client sent.")
+        whole = data.endswith(b"\n") or not data
+        show(
+            "recv() returned",
+            f"{data!r} ({len(data)} bytes)",
+            "The client's whole line came in this one recv(); else we would recv() again."
+            if whole
+            else "Part of the client's line: recv() returns what has arrived so far.",
+        )
+        # One recv() is not one message: read on until the line's newline,
+        # as a real server must (on loopback it is all there at once).
+        while data and not data.endswith(b"\n"):
+            chunk = conn.recv(RECV_SIZE)
+            data += chunk
+            show(f"data += conn.recv({RECV_SIZE})", f"{chunk!r} ({len(chunk)} bytes)", "More of the line.")
+            if not chunk:
+                break
     reply = b"hello, client\n"
     with turns.slot("server sendall reply") as show:
         conn.sendall(reply)
@@ -377,14 +422,17 @@ def _server(
         show(
             "listener.close()",
             f"None: nothing listens on {_name(bound)} any more",
-            "The server's steps: socket, bind, listen, accept, talk, close.",
+            "The server's steps: socket, SO_REUSEADDR, bind, listen, accept, talk, close.",
         )
 
 
-def _client(turns: _Turns, family: socket.AddressFamily, server: tuple[str, int], result: _Tally) -> None:
+def _client(turns: _Turns, family: socket.AddressFamily, result: _Tally, opened: list[socket.socket]) -> None:
     """The client: connect, talk, half-close, read to the end, close."""
     with turns.slot("client socket") as show:
         client = TracedSocket(family, socket.SOCK_STREAM, tracer=turns.tracer("client"))
+        opened.append(client)
+        assert result.address is not None  # the server's bind step came first
+        server = result.address
         show(
             f"client = socket.socket({_fam(family)}, SOCK_STREAM)", _fd(client), "A second, separate socket."
         )
@@ -486,76 +534,94 @@ def run_demo(
     before_step: Callable[[str], None] | None = None,
     trace_mode: str = "calls",
 ) -> DemoResult:
-    """Run a TCP server (in a thread) and a client on loopback, reporting every call.
+    """Run a TCP server and a client on loopback, each in a thread, reporting every call.
 
     Args:
         on_step: called with each :class:`Step` as it happens, in the same
-            order on every run (print ``format_step(step)`` for a terminal).
+            order on every run (print ``format_step(step)`` for a terminal);
+            called from the server's or the client's thread.
         ipv6: use ``::1`` and AF_INET6 instead of ``127.0.0.1`` and AF_INET.
         before_step: called with each step's name (``"server bind"``) before
-            its calls are made: ``demo --step`` waits for Enter there.
+            its calls are made, in the caller's thread: ``demo --step`` waits
+            for Enter there. It may take as long as it likes; an exception it
+            raises (KeyboardInterrupt) ends the demo at once.
         trace_mode: how the traced calls of each step are shown (``calls``,
             ``explain`` or ``bytes``, as ``--trace``).
 
     Returns:
         A :class:`DemoResult`: the server's address and every step. When it
-        returns, every socket the demo opened is closed and its thread is done.
+        returns, every socket the demo opened is closed and its threads are done.
 
     Raises:
         WirecatError: the demo stalled (a bug, or a machine too slow to run
             a step in :data:`TURN_TIMEOUT` seconds).
         OSError: a socket call failed (e.g. no IPv6 loopback with ``ipv6``).
+        KeyboardInterrupt: Ctrl-C, raised in the caller's thread: both sides
+            are stopped and their sockets closed before it propagates.
     """
     family = socket.AF_INET6 if ipv6 else socket.AF_INET
     host = "::1" if ipv6 else "127.0.0.1"
     result = _Tally()
-    turns = _Turns(on_step, result, before_step, trace_mode)
-    bound: list[tuple[str, int]] = []
-    is_bound = threading.Event()
-    opened: list[socket.socket] = []
+    turns = _Turns(on_step, result, trace_mode)
+    # Each side's sockets: closed by that side when it ends; shut down by the
+    # conductor to wake a side blocked in accept() or recv() when it stops early.
+    opened: dict[str, list[socket.socket]] = {"server": [], "client": []}
     errors: list[BaseException] = []
 
-    def ready(address: tuple[str, int]) -> None:
-        bound.append(address)
-        is_bound.set()
-
-    def serve() -> None:
+    def run_side(side: str, body: Callable[[], None]) -> None:
         try:
-            _server(turns, family, host, ready, result, opened)
+            body()
         except _Aborted:
             pass
-        except BaseException as exc:  # handed to the caller's thread below
+        except BaseException as exc:  # handed to the conductor below
             errors.append(exc)
             turns.abort()
-            is_bound.set()
         finally:
-            for sock in opened:
+            for sock in opened[side]:
                 sock.close()
 
-    thread = threading.Thread(target=serve, name="wirecat-demo-server", daemon=True)
-    thread.start()
+    bodies: dict[str, Callable[[], None]] = {
+        "server": lambda: _server(turns, family, host, result, opened["server"]),
+        "client": lambda: _client(turns, family, result, opened["client"]),
+    }
+    threads = [
+        threading.Thread(target=run_side, args=(side, body), name=f"wirecat-demo-{side}", daemon=True)
+        for side, body in bodies.items()
+    ]
     try:
-        if not is_bound.wait(TURN_TIMEOUT) or not bound:
-            raise errors[0] if errors else WirecatError("demo server did not start")
-        _client(turns, family, bound[0], result)
-        thread.join(TURN_TIMEOUT)
+        for thread in threads:
+            thread.start()
+        for index, name in enumerate(_SCRIPT[:-1]):
+            if before_step is not None:
+                before_step(name)
+            turns.open(index)
+            # The deadline starts when the step is opened, so time spent at
+            # a prompt never counts against it.
+            if not turns.wait_done(index, TURN_TIMEOUT):
+                if errors:
+                    raise errors[0]
+                raise WirecatError(f"demo stalled at step {name!r}", "run it again with --debug")
+        for thread in threads:
+            thread.join(TURN_TIMEOUT)
         if errors:
             raise errors[0]
-        if thread.is_alive():
-            raise WirecatError("demo server did not finish", "run it again with --debug")
-        _check_closed(turns, family, bound[0])
-    except _Aborted:
-        thread.join(TURN_TIMEOUT)
-        if errors:
-            raise errors[0] from None
-        raise WirecatError("demo server stopped early") from None
+        if any(thread.is_alive() for thread in threads):
+            raise WirecatError("demo did not finish", "run it again with --debug")
+        assert result.address is not None
+        if before_step is not None:
+            before_step(_SCRIPT[-1])
+        turns.open(len(_SCRIPT) - 1)
+        _check_closed(turns, family, result.address)
     except BaseException:
-        # Wake a server blocked in accept() or recv(): shutdown() makes a
+        # Stop both sides: a side waiting for its turn wakes with _Aborted; one
+        # blocked in accept() or recv() wakes because shutdown() makes a
         # blocked call on Linux return at once (close() alone may not).
         turns.abort()
-        for sock in opened.copy():  # the server thread may still append
+        for sock in [*opened["server"], *opened["client"]]:  # copies: a side may still append
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-        thread.join(TURN_TIMEOUT)
+        for thread in threads:
+            if thread.ident is not None:
+                thread.join(TURN_TIMEOUT)
         raise
-    return DemoResult(bound[0], tuple(result.steps), result.client_bytes, result.server_bytes)
+    return DemoResult(result.address, tuple(result.steps), result.client_bytes, result.server_bytes)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from wirecat.cheatsheet import CLIENT_STEPS, SERVER_STEPS, Entry, entries, find
 
-__all__ = ["FORMATS", "render_entry", "render_list", "render_pitfalls", "render_steps"]
+__all__ = ["FORMATS", "render_all", "render_entry", "render_list", "render_pitfalls", "render_steps"]
 
 FORMATS = ("text", "markdown", "yaml", "json")
 
@@ -54,8 +54,22 @@ def render_list(fmt: str = "text") -> str:
         lines += textwrap.wrap(
             e.summary, _WIDTH, initial_indent=f"  {e.name:<{width}}  ", subsequent_indent=" " * (width + 4)
         )
-    lines += ["", "Also: wirecat explain --pitfalls, --server, --client; --format markdown|yaml|json"]
+    lines += [
+        "",
+        "Any case and form will do (so_reuseaddr, sock.recv(), reuseaddr), and other names",
+        "too (select: see selectors; accept4: see accept).",
+        "Also: wirecat explain --pitfalls, --server, --client, --all; --format markdown|yaml|json",
+    ]
     return "\n".join(lines) + "\n"
+
+
+def render_all(fmt: str = "text") -> str:
+    """Every entry in full: in YAML, the cheat sheet itself (a list, every field)."""
+    all_entries = entries()
+    if fmt in ("json", "yaml"):
+        return _structured([entry.as_dict() for entry in all_entries], fmt)
+    separator = "\n" if fmt == "markdown" else "\n" + "-" * _WIDTH + "\n\n"
+    return separator.join(render_entry(entry, fmt) for entry in all_entries)
 
 
 def _wrap(text: str, indent: str = "  ") -> list[str]:
@@ -73,7 +87,10 @@ def render_entry(entry: Entry, fmt: str = "text") -> str:
     if fmt in ("json", "yaml"):
         return _structured(entry.as_dict(), fmt)
     if fmt == "markdown":
-        md = [f"## `{entry.name}`", "", f"**{entry.summary}**", "", "```python", entry.signature, "```", ""]
+        md = [f"## `{entry.name}`", "", f"**{entry.summary}**", ""]
+        if entry.aliases:
+            md += ["Also: " + ", ".join(f"`{alias}`" for alias in entry.aliases), ""]
+        md += ["```python", entry.signature, "```", ""]
         md += [entry.explanation, ""]
         md += [
             f"- **Blocks:** {entry.blocks}",
@@ -87,7 +104,12 @@ def render_entry(entry: Entry, fmt: str = "text") -> str:
         if entry.see_also:
             md += ["", "See also: " + ", ".join(f"`{name}`" for name in entry.see_also)]
         return "\n".join(md) + "\n"
-    lines = [f"{entry.name}: {entry.summary}", "", f"  {entry.signature}", ""]
+    lines = textwrap.wrap(f"{entry.name}: {entry.summary}", _WIDTH, subsequent_indent="  ")
+    if entry.aliases:
+        lines += textwrap.wrap(
+            "(also: " + ", ".join(entry.aliases) + ")", _WIDTH, initial_indent="  ", subsequent_indent="   "
+        )
+    lines += ["", f"  {entry.signature}", ""]
     lines += _wrap(entry.explanation)
     lines.append("")
     for label, value in (("blocks:", entry.blocks), ("returns:", entry.returns), ("raises:", entry.raises)):
@@ -136,14 +158,25 @@ def render_steps(side: str, fmt: str = "text") -> str:
         return _structured(data, fmt)
     if fmt == "markdown":
         rows = [f"## The TCP {side}, step by step", "", "| # | step | call | here |", "|---:|---|---|---|"]
-        rows += [f"| {n} | {step} | `{call}` | {does} |" for n, (step, call, does) in enumerate(steps, 1)]
+        rows += [
+            f"| {n} | {step} | `{_label(call)}` | {does} |" for n, (step, call, does) in enumerate(steps, 1)
+        ]
+        rows += ["", "See them run, one real call at a time: `wirecat demo` (`--step`: at your own pace)."]
         return "\n".join(rows) + "\n"
-    lines = [f"The TCP {side}, step by step (wirecat explain CALL for each):", ""]
+    lines = [f"The TCP {side}, step by step (wirecat explain NAME for each):", ""]
     for n, (step, call, does) in enumerate(steps, 1):
-        lines.append(f"  {n}. {step:<16} {call + '()':<14} {does}")
-    example = "examples/tcp_server.py" if side == "server" else "examples/tcp_client.py"
-    lines += ["", f"All of it, as a program that runs: {example} in wirecat's source."]
+        lines.append(f"  {n}. {step:<16} {_label(call):<14} {does}")
+    lines += [
+        "",
+        "See them run, one real call at a time: wirecat demo (and wirecat demo --step",
+        "to go at your own pace): its server and client make these calls, in this order.",
+    ]
     return "\n".join(lines) + "\n"
+
+
+def _label(name: str) -> str:
+    """``recv`` → ``recv()``; a constant (``SO_REUSEADDR``) as it is."""
+    return name + "()" if name.islower() else name
 
 
 def _summary(name: str) -> str:

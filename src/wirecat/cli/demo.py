@@ -20,7 +20,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     """Add demo's arguments to its subparser."""
     parser.add_argument("-6", dest="ipv6", action="store_true", help="use IPv6 (::1) instead of 127.0.0.1")
     parser.add_argument(
-        "--step", action="store_true", help="in a terminal, pause before each step until Enter is pressed"
+        "--step",
+        action="store_true",
+        help="in a terminal, wait for Enter before each step, as long as you like (Ctrl-C ends it)",
     )
     layout = parser.add_mutually_exclusive_group()
     layout.add_argument(
@@ -56,8 +58,9 @@ def handle(args: argparse.Namespace) -> int:
         print_out(format_step(step, columns=columns) + "\n")  # at once, even through a pipe
 
     def pause(name: str) -> None:
-        side, _, what = name.partition(" ")
-        print_out(f"   [next: {side} {what}; Enter to go on] ")
+        # Called in the main thread (run_demo's conductor), never in a side's:
+        # Ctrl-C here ends the demo at once, with exit 130.
+        print_out(f"   [next: {name}; Enter to go on] ")
         if not sys.stdin.readline():  # end of input: stop pausing, run to the end
             nonlocal interactive
             interactive = False

@@ -262,12 +262,23 @@ def _take_trace(argv: list[str]) -> tuple[list[str], str | None]:
         elif word.startswith("--trace="):
             mode = word.partition("=")[2]
             if mode not in MODES:
-                raise UsageError(
-                    f"bad --trace={mode}", f"use --trace, or --trace={' or --trace='.join(MODES)}"
-                )
+                raise UsageError(f"bad --trace={mode}", _trace_hint(mode))
         else:
             rest.append(word)
     return rest, mode
+
+
+def _trace_hint(mode: str) -> str:
+    """What to say for a ``--trace=MODE`` we do not know: the nearest of the spellings --help shows."""
+    import difflib
+
+    # --help shows --trace, --trace=explain and --trace=bytes; "calls" is
+    # what --trace alone means (accepted, never suggested as a word to type).
+    spellings = {"calls": "--trace", "explain": "--trace=explain", "bytes": "--trace=bytes"}
+    near = difflib.get_close_matches(mode.lower(), list(spellings), n=1, cutoff=0.5)
+    if near:
+        return f"did you mean {spellings[near[0]]}?"
+    return "use --trace (each call), --trace=explain (and what it is for) or --trace=bytes (and the data)"
 
 
 def _take_json(argv: list[str]) -> tuple[list[str], bool, str | None]:

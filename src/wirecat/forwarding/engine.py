@@ -51,6 +51,7 @@ class Direction:
         "_capacity",
         "_dst",
         "_dst_fd",
+        "_dst_traced",
         "_loop",
         "_on_done",
         "_pending",
@@ -60,6 +61,7 @@ class Direction:
         "_reading",
         "_src",
         "_src_fd",
+        "_src_traced",
         "_tcp_source",
         "_tracer",
         "_view",
@@ -97,6 +99,10 @@ class Direction:
         self.eof = False
         self.done = False
         self._tracer = trace.current()
+        # Whether each end reports its own calls (a traced socket does): then
+        # the copying path must not report them a second time.
+        self._src_traced = isinstance(src, SocketEndpoint) and isinstance(src.socket, trace.TracedSocket)
+        self._dst_traced = isinstance(dst, SocketEndpoint) and isinstance(dst.socket, trace.TracedSocket)
         self._pipe_r = self._pipe_w = -1
         self._buffer: bytearray | None = None
         self._view: memoryview | None = None
@@ -206,10 +212,15 @@ class Direction:
                     continue
                 self._on_done.failed(self, exc, "read")
                 return
-            if self._tracer is not None:
-                call = "splice" if self._pipe_w >= 0 else "recv_into"
-                where = f"fd {self._src_fd} -> pipe, {want}"
-                self._tracer.call(call, where, _count_text(n), fd=self._src_fd)
+            if self._tracer is not None and (self._pipe_w >= 0 or not self._src_traced):
+                # A traced socket reports its own recv_into(); the splice, and
+                # a read from a descriptor, only we can report.
+                if self._pipe_w >= 0:
+                    call, where = "splice", f"fd {self._src_fd} -> pipe, {want}"
+                else:
+                    call, where = "readv", f"fd {self._src_fd}, {want}"
+                data = self._view[:n] if self._view is not None and self._pipe_w < 0 else None
+                self._tracer.call(call, where, _count_text(n), fd=self._src_fd, data=data)
             if n == 0:
                 if self._pipe_w >= 0 and self._tcp_source:
                     # splice() also says 0 at TCP's urgent mark once the FIN
@@ -307,9 +318,13 @@ class Direction:
             except OSError as exc:
                 self._on_done.failed(self, exc, "write")
                 return
-            if self._tracer is not None:
-                call = "splice" if self._pipe_r >= 0 else "send"
-                self._tracer.call(call, f"pipe -> fd {self._dst_fd}", f"{m} bytes", fd=self._dst_fd)
+            if self._tracer is not None and (self._pipe_r >= 0 or not self._dst_traced):
+                if self._pipe_r >= 0:
+                    # splice(pipe, dst): strace's first argument is the pipe, ours is
+                    # the socket the bytes went to, which is what a reader follows.
+                    self._tracer.call("splice", f"pipe -> fd {self._dst_fd}", f"{m} bytes", fd=self._dst_fd)
+                else:
+                    self._tracer.call("write", f"fd {self._dst_fd}, {m}", f"{m} bytes", fd=self._dst_fd)
         self._stop_write()
         if self.eof:
             self._finish()
