@@ -8,9 +8,8 @@ real code: the test suite runs every example and its asserts check what it
 claims.
 
 ``wirecat explain`` prints it; ``--trace=explain`` adds to each traced call
-the note that fits its arguments and result (:func:`explain_call`). The TCP
-server and client steps (the seed's six server steps) are
-:data:`SERVER_STEPS` and :data:`CLIENT_STEPS`.
+the note that fits its arguments and result (:func:`explain_call`). The six steps of a TCP
+server, and a client's, are :data:`SERVER_STEPS` and :data:`CLIENT_STEPS`.
 
 Looking a name up (:func:`find`) forgives what a learner types: any case,
 ``sock.recv()``, ``socket.SO_REUSEADDR``, ``reuseaddr``, an alias (``select``

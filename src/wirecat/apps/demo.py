@@ -297,7 +297,7 @@ def _server(
     result: _Tally,
     opened: list[socket.socket],
 ) -> None:
-    """The server: the seed's six steps (and SO_REUSEADDR), blocking calls, one client."""
+    """The server: the six steps of a TCP server (and SO_REUSEADDR), blocking calls, one client."""
     with turns.slot("server socket") as show:
         listener = TracedSocket(family, socket.SOCK_STREAM, tracer=turns.tracer("server"))
         opened.append(listener)
