@@ -38,12 +38,14 @@ _EXPORTS = {
         name: "wirecat.errors"
         for name in (
             "BindError",
+            "CertificateError",
             "ConnectError",
             "ConnectTimeout",
             "ConnectionClosed",
             "FrameError",
             "FrameTimeout",
             "FrameTooLarge",
+            "HandshakeTimeout",
             "IncompleteFrame",
             "IdleTimeout",
             "NetworkError",
@@ -52,6 +54,8 @@ _EXPORTS = {
             "ProxyProtocolError",
             "ProgramError",
             "ResolveError",
+            "TLSError",
+            "TLSTruncated",
             "Timeout",
             "Truncated",
             "UsageError",
@@ -64,6 +68,7 @@ __all__ = [
     "AccessList",
     "Address",
     "BindError",
+    "CertificateError",
     "ConnectError",
     "ConnectTimeout",
     "Connection",
@@ -72,6 +77,7 @@ __all__ = [
     "FrameError",
     "FrameTimeout",
     "FrameTooLarge",
+    "HandshakeTimeout",
     "IdleTimeout",
     "IncompleteFrame",
     "LengthPrefixed",
@@ -87,6 +93,8 @@ __all__ = [
     "Server",
     "SessionOptions",
     "SessionResult",
+    "TLSError",
+    "TLSTruncated",
     "Timeout",
     "Truncated",
     "UdpRelay",
@@ -108,12 +116,14 @@ if TYPE_CHECKING:
     from wirecat.dial import adial, dial
     from wirecat.errors import (
         BindError,
+        CertificateError,
         ConnectError,
         ConnectionClosed,
         ConnectTimeout,
         FrameError,
         FrameTimeout,
         FrameTooLarge,
+        HandshakeTimeout,
         IdleTimeout,
         IncompleteFrame,
         NetworkError,
@@ -123,6 +133,8 @@ if TYPE_CHECKING:
         ProxyProtocolError,
         ResolveError,
         Timeout,
+        TLSError,
+        TLSTruncated,
         Truncated,
         UsageError,
         WirecatError,
@@ -136,7 +148,7 @@ if TYPE_CHECKING:
 
 
 #: Submodules reachable as attributes after a bare ``import wirecat``.
-_SUBMODULES = ("blocking", "events", "framing", "protocol", "testing", "trace")
+_SUBMODULES = ("blocking", "events", "framing", "protocol", "testing", "tls", "trace")
 
 
 def __getattr__(name: str) -> object:

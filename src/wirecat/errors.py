@@ -16,16 +16,22 @@ with the code; a traceback appears only with ``--debug``.
     │   ├── Timeout                   exit 6
     │   │   ├── ConnectTimeout
     │   │   ├── IdleTimeout
-    │   │   └── FrameTimeout                   a frame begun, not finished in time (slowloris)
+    │   │   ├── FrameTimeout                   a frame begun, not finished in time (slowloris)
+    │   │   └── HandshakeTimeout               a TLS handshake not finished in time
     │   ├── PeerReset                 exit 7   reset by peer, broken pipe
     │   ├── Truncated                 exit 8   a timer cut a connection off (-q, --drain-timeout)
+    │   │   └── TLSTruncated                   TCP ended without TLS close_notify: maybe cut short
     │   └── ConnectionClosed          exit 1   send() on a connection that is closed
     ├── ProgramError                  exit 9   a program or file we were asked to use
     ├── FrameError                    exit 10  bytes that break the framing rules
     │   ├── FrameTooLarge                      a frame or line over its size limit
     │   └── IncompleteFrame                    the stream ended in the middle of a frame
-    └── ProtocolError                 exit 11  a peer broke a protocol we speak
-        └── ProxyProtocolError                 a bad or missing PROXY protocol header
+    ├── ProtocolError                 exit 11  a peer broke a protocol we speak
+    │   └── ProxyProtocolError                 a bad or missing PROXY protocol header
+    ├── TLSError                      exit 12  the TLS handshake failed: versions, ciphers,
+    │                                          a plain-TCP peer, a client certificate asked for
+    └── CertificateError              exit 13  the peer's certificate is not trusted (issuer,
+                                               name, dates, pin)
 
 Only the standard library is imported here, so the sans-IO modules may raise
 these errors without pulling in any I/O.
@@ -42,12 +48,14 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "BindError",
+    "CertificateError",
     "ConnectError",
     "ConnectTimeout",
     "ConnectionClosed",
     "FrameError",
     "FrameTimeout",
     "FrameTooLarge",
+    "HandshakeTimeout",
     "IdleTimeout",
     "IncompleteFrame",
     "NetworkError",
@@ -56,6 +64,8 @@ __all__ = [
     "ProtocolError",
     "ProxyProtocolError",
     "ResolveError",
+    "TLSError",
+    "TLSTruncated",
     "Timeout",
     "Truncated",
     "UsageError",
@@ -84,6 +94,9 @@ class WirecatError(Exception):
     exit_code: int = 1
     default_hint: str = ""
     default_setting: str = ""
+    #: The hint in command-line words (flags), where it differs from ``hint``:
+    #: set with :meth:`with_cli_hint`, printed by the CLI instead of ``hint``.
+    cli_hint: str = ""
 
     def __init__(self, message: str, hint: str | None = None, *, setting: str | None = None) -> None:
         super().__init__(message)
@@ -93,6 +106,11 @@ class WirecatError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message}: {self.hint}" if self.hint else self.message
+
+    def with_cli_hint(self, hint: str) -> Self:
+        """Set the hint the CLI prints (naming flags, which library hints never do); return self."""
+        self.cli_hint = hint
+        return self
 
     def caused_by(self, cause: BaseException) -> Self:
         """Set ``cause`` (the operating system's error, usually) as ``__cause__``; return self.
@@ -168,6 +186,13 @@ class FrameTimeout(Timeout):
     default_setting = "frame_timeout"
 
 
+class HandshakeTimeout(Timeout):
+    """Raised when a TLS handshake did not finish within its bound: a peer
+    that connects and says nothing, or drips its handshake, holds no slot."""
+
+    default_setting = "handshake_timeout"
+
+
 class PeerReset(NetworkError):
     """Raised when the peer reset the connection (ECONNRESET) or stopped
     reading for good (EPIPE) while we still had data to send. Not raised for an
@@ -186,6 +211,17 @@ class Truncated(NetworkError):
     exit_code = 8
     default_hint = "wait for the peer's end of stream instead"
     default_setting = "quit_after_eof"
+
+
+class TLSTruncated(Truncated):
+    """Raised when a TLS peer's TCP stream ended without its close_notify.
+
+    TLS says the end of its data with close_notify; a TCP end without it
+    cannot be told from an attacker or a crash cutting the stream short, so
+    what came may not be all that was sent. Never reported as a clean end."""
+
+    default_hint = "the peer did not close TLS cleanly; what arrived may be incomplete"
+    default_setting = ""
 
 
 class ProgramError(WirecatError):
@@ -243,3 +279,20 @@ class ProtocolError(WirecatError):
 class ProxyProtocolError(ProtocolError):
     """Raised for a PROXY protocol header that is missing, malformed, too long,
     or of a version not accepted."""
+
+
+class TLSError(WirecatError):
+    """Raised when a TLS handshake fails for a reason other than trust: no
+    TLS version or cipher in common, a peer that does not speak TLS at all,
+    a client certificate required or refused, a bad TLS record."""
+
+    exit_code = 12
+
+
+class CertificateError(TLSError):
+    """Raised when the peer's certificate is not trusted: an unknown or
+    self-signed issuer, a name it does not hold, dates it is not valid for,
+    or a fingerprint other than the pinned one. The message names what the
+    certificate holds and the hint how to trust it."""
+
+    exit_code = 13

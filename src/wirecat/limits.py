@@ -93,6 +93,13 @@ DEFAULT_SEND_QUEUE = 1024 * 1024
 #: ncat wait for the kernel's own (about two minutes); a relay should give up
 #: sooner and tell its client at once.
 DEFAULT_CONNECT_TIMEOUT = 10.0
+#: Seconds a TLS handshake may take, from the accept (server) or the
+#: connect (client). A handshake is a few round trips and a signature: on
+#: any live link it takes well under a second; a client that sends nothing,
+#: or drips its ClientHello, is cut at this bound and holds no slot. HAProxy's
+#: `timeout client` is commonly 10 s; asyncio's own default (60 s) lets 1024
+#: idle sockets hold a server for a minute.
+DEFAULT_HANDSHAKE_TIMEOUT = 10.0
 
 #: The longest duration any timeout takes: 11.6 days. Past about 24.8 days
 #: (2^31 ms) the operating system's waits overflow (threading, poll); nothing

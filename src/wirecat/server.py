@@ -55,6 +55,7 @@ from wirecat.limits import (
     DEFAULT_BACKLOG,
     DEFAULT_DRAIN_TIMEOUT,
     DEFAULT_FRAME_TIMEOUT,
+    DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_RECEIVE_QUEUE,
@@ -78,8 +79,6 @@ Handler = Callable[[Connection], Awaitable[None]]
 _ACCEPT_BATCH = 64
 #: Descriptors kept in reserve above max_connections (listeners, logs, stdio).
 _SPARE_DESCRIPTORS = 64
-#: Seconds a TLS handshake may take; asyncio's own default is 60.
-_TLS_HANDSHAKE_TIMEOUT = 10.0
 
 
 @final
@@ -141,7 +140,7 @@ class Server(Listener):
                 self._new_connection,
                 sock,
                 ssl=self._tls,
-                ssl_handshake_timeout=_TLS_HANDSHAKE_TIMEOUT if self._tls is not None else None,
+                ssl_handshake_timeout=DEFAULT_HANDSHAKE_TIMEOUT if self._tls is not None else None,
             )
         except (TimeoutError, OSError, ValueError) as exc:
             # A TLS handshake that failed or timed out, or a peer already gone.

@@ -108,8 +108,9 @@ def translate_os_error(exc: OSError, op: Op, where: str) -> WirecatError:
 def _translate(exc: OSError, op: Op, where: str) -> WirecatError:
     ssl = sys.modules.get("ssl")  # loaded only where TLS is used: nothing to look at otherwise
     if ssl is not None and isinstance(exc, ssl.SSLError):
-        reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
-        return NetworkError(f"TLS with {where} failed: {str(reason).lower().replace('_', ' ')}")
+        from wirecat.tls import translate_ssl_error  # ssl is loaded already: no start-up cost here
+
+        return translate_ssl_error(exc, where)
     if isinstance(exc, socket.gaierror):
         return ResolveError(f"unknown host {where}")
     code = exc.errno

@@ -70,8 +70,9 @@ def test_tls_errors_are_looked_at_first() -> None:
     exc = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number")
     exc.reason = "WRONG_VERSION_NUMBER"
     translated = translate_os_error(exc, Op.CONNECT, "127.0.0.1:1")
-    assert "TLS" in translated.message
-    assert "wrong version number" in translated.message
+    assert isinstance(translated, errors.TLSError)
+    assert translated.message == "the server 127.0.0.1:1 did not answer TLS: is it plain TCP?"
+    assert translated.__cause__ is exc
 
 
 def test_resolver_errors_translate() -> None:

@@ -417,7 +417,8 @@ def describe(exc: WirecatError) -> str:
     flag = FLAGS.get(exc.setting)
     if flag is not None:
         message += f" ({flag})"
-    return f"{message}: {exc.hint}" if exc.hint else message
+    hint = exc.cli_hint or exc.hint
+    return f"{message}: {hint}" if hint else message
 
 
 def _say(line: str) -> None:
