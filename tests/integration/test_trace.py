@@ -531,20 +531,18 @@ def test_udp_trace_explains_datagram_calls(tmp_path: Path) -> None:
         receiver.bind(("127.0.0.1", 0))
         receiver.settimeout(TIMEOUT)
         port = receiver.getsockname()[1]
-        proc = subprocess.Popen(
+        # The session ends by itself at end of stdin, after its trace lines
+        # are written (killing it once the datagram arrived raced the send's line).
+        done = subprocess.run(
             [WIRECAT, "connect", "-u", "--trace=explain", "127.0.0.1", str(port)],
-            stdin=subprocess.PIPE,
+            input=b"ping\n",
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
+            timeout=TIMEOUT,
         )
-        try:
-            assert proc.stdin is not None
-            proc.stdin.write(b"ping\n")
-            proc.stdin.flush()
-            assert receiver.recv(100) == b"ping\n"
-        finally:
-            proc.kill()
-            _, err = proc.communicate(timeout=TIMEOUT)
+        assert receiver.recv(100) == b"ping\n"
+    assert done.returncode == 0, done.stderr
+    err = done.stderr
     text = err.decode()
     assert re.search(
         r"connect\(127\.0\.0\.1:\d+\) -> ok    # A datagram socket's connect\(\) sends nothing", text
