@@ -50,7 +50,7 @@ from wirecat.tls import (
     translate_ssl_error,
 )
 
-__all__ = ["TLSEndpoint", "fetch_certificate"]
+__all__ = ["TLSEndpoint", "describe_session", "explain_failed_verification", "fetch_certificate", "secure"]
 
 Buffer = bytearray | memoryview
 Data = bytes | bytearray | memoryview
@@ -519,3 +519,37 @@ def explain_failed_verification(endpoint: TLSEndpoint, error: WirecatError, time
     if der is None:
         return error
     return translate_ssl_error(exc, endpoint.peer, server_hostname=endpoint.server_hostname, certificate=der)
+
+
+def secure(
+    sock: socket.socket,
+    tls: ClientTLS | ServerTLS | ssl.SSLContext,
+    *,
+    server_side: bool,
+    timeout: float | None,
+    server_hostname: str | None = None,
+    peer: str = "",
+) -> TLSEndpoint:
+    """A :class:`TLSEndpoint` over ``sock`` with its handshake done (blocking, up to ``timeout``).
+
+    The socket is the caller's to close if this raises.
+
+    Raises:
+        HandshakeTimeout: not done in ``timeout`` seconds.
+        CertificateError, TLSError: the handshake failed (one line, cause and fix).
+    """
+    endpoint = TLSEndpoint(sock, tls, server_side=server_side, server_hostname=server_hostname, peer=peer)
+    endpoint.handshake(timeout)
+    return endpoint
+
+
+def describe_session(endpoint: TLSEndpoint) -> str:
+    """What the handshake gave, in one line for ``-v``: version, cipher, ALPN, the peer's certificate."""
+    parts = [f"{endpoint.tls_version} {endpoint.cipher}"]
+    if endpoint.alpn:
+        parts.append(f"ALPN {endpoint.alpn}")
+    if endpoint.peer_certificate is not None:
+        parts.append(f"peer certificate {endpoint.peer_subject or '(unreadable)'}")
+    elif endpoint.server_side:
+        parts.append("no client certificate")
+    return f"TLS with {endpoint.peer}: " + ", ".join(parts)
