@@ -33,8 +33,9 @@ from wirecat.endpoint import SocketEndpoint
 from wirecat.errors import PeerReset, WirecatError
 from wirecat.events import Closed
 from wirecat.lifetime import End, SendFin, SessionLifetime, TellPeerEnded
-from wirecat.pump import Pump, PumpError
+from wirecat.pump import FdKind, Pump, PumpError, fd_kind
 from wirecat.sockets import Op, abort, translate_os_error
+from wirecat.splice import grow_pipe
 from wirecat.stdio import fd_is_open, stdin_error, stdout_error
 
 if TYPE_CHECKING:
@@ -427,6 +428,9 @@ class _TLSSession:
             os.set_blocking(stdin_fd, False)  # our own pipes: a stalled program never blocks the loop
             os.set_blocking(stdout_fd, False)
         self.encode = CrlfEncoder().feed if options.crlf else None
+        for fd in (stdin_fd, stdout_fd):
+            if fd >= 0 and fd_is_open(fd) and fd_kind(fd) == FdKind.PIPE:
+                grow_pipe(fd)  # larger reads and writes: fewer trips round the loop (as the pumps do)
         self.lifetime = SessionLifetime(
             sending=self.sending,
             receiving=True,  # --send-only still reads, into nothing (see run_session)
