@@ -251,7 +251,8 @@ def test_expired(spawn: Callable[..., Proc], files: dict[str, str], ca: trustme.
     client = run_wirecat("connect", "--tls", "--cafile", files["ca"], "127.0.0.1", str(port))
     assert client.returncode == 13
     assert one_line(client.stderr) == (
-        f"wirecat: the certificate of 127.0.0.1:{port} expired on 2020-01-02 00:00 UTC: the server must renew it"
+        f"wirecat: the certificate of 127.0.0.1:{port} expired on 2020-01-02 00:00 UTC:"
+        " the server must renew it"
     )
 
 
