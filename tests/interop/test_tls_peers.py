@@ -2,11 +2,18 @@
 
 A 100 MiB random payload goes from the client to the server, checked by
 SHA-256 on the server's output; a peer that is not installed skips (fails
-under WIRECAT_REQUIRE_PEERS=1). The half-close request/reply runs wirecat on
-both ends (TLS 1.3 keeps the reply direction open after close_notify) and
-with socat as the server, which answers after our close_notify over 1.3;
-``openssl s_server`` closes the whole connection at close_notify, so it is
-not used for that.
+under WIRECAT_REQUIRE_PEERS=1). The half-close request/reply (a server
+that answers only at the end of its input) runs wirecat on both ends: TLS
+1.3 keeps the reply direction open after close_notify. The peers are not
+used for it: ``openssl s_server`` and ncat end the whole connection at
+close_notify, as most TLS stacks do.
+
+Habits of the peers the tests work around: ``s_server`` and ncat end the
+connection at the end of their own stdin (kept open here); ``s_client``
+reads a line starting with R or Q as a command (``-nocommands``); ncat
+checks only DNS names (it connects to ``localhost``); a wirecat server
+whose stdin is empty sends close_notify at once, which ncat and socat take
+for the end (``--recv-only``).
 """
 
 from __future__ import annotations
