@@ -39,7 +39,8 @@ def server() -> Iterator[tuple[int, str, trustme.CA]]:
                 return
             sock.settimeout(10)
             try:
-                with context.wrap_socket(sock, server_side=True) as tls:
+                with context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False) as tls:
+                    tls.do_handshake()
                     tls.sendall(tls.recv(100))
                     tls.unwrap()
             except OSError:
