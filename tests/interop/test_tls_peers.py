@@ -64,6 +64,9 @@ def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
         if proc.poll() is None:
             proc.kill()
         proc.wait(10)
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 def server_argv(peer: str, port: int, files: dict[str, str]) -> list[str]:
@@ -205,10 +208,10 @@ def test_peer_client_to_wirecat_server(
     server.wait(TIMEOUT)
     assert client.returncode == 0, client.stderr + (tmp_path / "server.err").read_bytes()
     assert file_sha256(out) == payload[1], (tmp_path / "server.err").read_text()
-    # socat may end TCP without close_notify (8); ncat --send-only never reads
-    # the session tickets a TLS 1.3 server sends, and its close with them
-    # unread is a reset (7), after all the data.
-    assert server.returncode in ((0, 7, 8) if peer == "ncat" else (0, 8))
+    # socat and ncat may end TCP without close_notify (8). (A wirecat server
+    # sends no session tickets: unread, they would make the client's close a
+    # reset that can destroy the end of its upload.)
+    assert server.returncode in (0, 8)
 
 
 def test_half_close_reply_wirecat_both_ends(procs: list[subprocess.Popen[bytes]]) -> None:
