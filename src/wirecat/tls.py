@@ -336,6 +336,11 @@ def server_context(
         raise UsageError("a key without a certificate", "give the certificate too")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = _version(min_version)
+    # No TLS 1.3 session tickets: they come after the handshake, and a client
+    # that only sends (ncat --send-only, socat -u) never reads them; closing
+    # with them unread, its kernel sends a reset, which can destroy the end of
+    # its upload still unread in our receive queue. wirecat does not resume.
+    context.num_tickets = 0
     if cert is not None:
         _load_chain(context, cert, key)
     else:

@@ -51,7 +51,12 @@ def close_matches(word: str, choices: list[str], n: int = 1) -> list[str]:
     """The (at most ``n``) choices nearest to ``word`` that are near enough to be what was meant."""
     import difflib  # here: only on the error path
 
-    return difflib.get_close_matches(word, choices, n=n, cutoff=_CUTOFF)
+    near = difflib.get_close_matches(word, choices, n=len(choices), cutoff=_CUTOFF)
+    # A word that begins a longer choice (an abbreviation: --keep) most likely
+    # meant one of those: they come first, in difflib's order.
+    if len(word.lstrip("-")) >= 3:
+        near.sort(key=lambda choice: not choice.startswith(word))
+    return near[:n]
 
 
 def close_match(word: str, choices: list[str]) -> str | None:
