@@ -299,9 +299,12 @@ class Connection(asyncio.Protocol):
         clean end, and a frame it left unfinished is not delivered.
         """
         self._eof = True
-        if self._ssl is not None and self._is_truncated(self._ssl):
-            self._truncated()
-            return False
+        if self._ssl is not None and not self._closing:
+            # (After our own close, what the peer does is no truncation of ours.)
+            error = self._tls_end_error(self._ssl)
+            if error is not None:
+                self._fail(error)
+                return False
         if not self.end_reason:
             self.end_reason = "the peer closed"
         try:
@@ -314,28 +317,31 @@ class Connection(asyncio.Protocol):
         self._wake()
         return self._ssl is None
 
-    def _is_truncated(self, session: ssl.SSLObject) -> bool:
-        """Whether the TLS stream ended without close_notify (the stdlib loop's path).
+    def _tls_end_error(self, session: ssl.SSLObject) -> WirecatError | None:
+        """What a TLS end of stream means (the stdlib loop's path): None for a clean end.
 
         The stdlib loop calls ``eof_received`` both for the peer's
         close_notify and for a bare TCP end, after handing over every byte
         decrypted. One more read tells them apart: after close_notify it
         returns ``b""``; after a bare end there is nothing to read and
-        OpenSSL asks for more (``SSLWantReadError``). (uvloop never calls
+        OpenSSL asks for more (``SSLWantReadError``): a possible truncation.
+        An alert that came with the end (a client certificate refused)
+        is raised by that read, and said as itself. (uvloop never calls
         ``eof_received`` for a bare end: see :meth:`connection_lost`.)
         """
         import ssl
 
-        try:
-            rest = session.read(_RECEIVE_BUFFER_SIZE)
-        except ssl.SSLWantReadError:
-            return True
-        except ssl.SSLError:
-            return True
-        if rest:  # (never seen: the loop hands over every byte first; but none is lost)
+        for _ in range(64):  # (bytes left are never seen: the loop hands over all first)
+            try:
+                rest = session.read(_RECEIVE_BUFFER_SIZE)
+            except ssl.SSLWantReadError:
+                return TLSTruncated(f"{self.peer} ended the stream without TLS close_notify")
+            except ssl.SSLError as exc:
+                return translate_os_error(exc, Op.TALK, self.peer)
+            if not rest:
+                return None
             self.data_received(rest)
-            return self._is_truncated(session)
-        return False
+        return None
 
     def _truncated(self) -> None:
         self._fail(TLSTruncated(f"{self.peer} ended the stream without TLS close_notify"))
