@@ -270,9 +270,12 @@ def run_until_signal(args: argparse.Namespace, start: Callable[[], Awaitable[Ser
     from wirecat.report import shutdown_line
 
     async def main() -> int:
-        server = await start()
-        events.note(f"event loop: {runtime.loop_name()}")
+        # Signals are watched before the server starts: "listening on" is
+        # said while it starts, and a SIGTERM that follows it at once must
+        # find the graceful shutdown, not the default handler.
         with runtime.SignalWatch() as signals:
+            server = await start()
+            events.note(f"event loop: {runtime.loop_name()}")
             signum = await signals.next()
             events.note(f"signal {signum}: shutting down")
             draining = asyncio.ensure_future(server.shutdown())
