@@ -148,8 +148,7 @@ def test_name_mismatch_says_what_it_holds(
 @pytest.mark.parametrize("asked", ["a.example.test", "www.example.test"])
 def test_wildcard_matches_one_label(ca: trustme.CA, ca_file: str, tmp_path: Path, asked: str) -> None:
     with serving(server_ctx(issue(ca, "*.example.test"), tmp_path)) as server:
-        with handshake(server, tls.client_context(cafile=ca_file), asked, read=True):
-            pass
+        handshake(server, tls.client_context(cafile=ca_file), asked, read=True).close()
 
 
 def test_ipv6_san(ca: trustme.CA, ca_file: str, tmp_path: Path) -> None:
@@ -187,9 +186,11 @@ def test_not_yet_valid_says_from_when(ca: trustme.CA, ca_file: str, tmp_path: Pa
 
 def test_without_the_leaf_the_words_still_stand(ca: trustme.CA, tmp_path: Path) -> None:
     # A caller that cannot fetch the certificate still gets a cause and a fix.
-    with serving(server_ctx(issue(ca, "localhost"), tmp_path)) as server:
-        with pytest.raises(ssl.SSLCertVerificationError) as caught:
-            handshake(server, tls.client_context(), "localhost").close()
+    with (
+        serving(server_ctx(issue(ca, "localhost"), tmp_path)) as server,
+        pytest.raises(ssl.SSLCertVerificationError) as caught,
+    ):
+        handshake(server, tls.client_context(), "localhost").close()
     error = tls.translate_ssl_error(caught.value, "h:1", server_hostname="localhost")
     assert isinstance(error, CertificateError)
     assert "unknown issuer" in error.message
