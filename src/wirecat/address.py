@@ -8,6 +8,7 @@ Forms accepted everywhere (CLI and library alike)::
     unix:PATH        unix:/run/app.sock    (a Unix domain socket)
     unix:@NAME       unix:@name            (Linux abstract namespace)
     udp:host:port    the same, datagram transport
+    tls:host:port    TLS over TCP (also tls:unix:PATH); sets ``Address.tls``
 
 A port is a number; where the caller passes a ``service`` lookup (the CLI
 passes :func:`wirecat.resolve.service_port`), it may also be a service name
@@ -196,6 +197,8 @@ class Address(NamedTuple):
     port: int = 0
     path: str | None = None
     datagram: bool = False
+    #: Written ``tls:...``: speak TLS over the stream (the caller brings the settings).
+    tls: bool = False
 
     @property
     def is_unix(self) -> bool:
@@ -357,6 +360,13 @@ def parse_address(
     Raises:
         UsageError: the text is not one of the accepted forms.
     """
+    if text[:4].lower() == "tls:":
+        inner = parse_address(text[4:], port, datagram=datagram, default_host=default_host, service=service)
+        if inner.datagram:
+            raise UsageError(
+                f"TLS over UDP in {text!r}", "DTLS is not supported: TLS needs a stream (drop udp: or tls:)"
+            )
+        return inner._replace(tls=True)
     if text.startswith("unix:"):
         path = text[len("unix:") :]
         if not path:

@@ -27,7 +27,7 @@ from typing import Any, final
 
 from wirecat.address import Address, as_address, format_sockaddr
 from wirecat.dial import dial
-from wirecat.errors import ConnectionClosed, FrameError, IdleTimeout
+from wirecat.errors import ConnectionClosed, FrameError, IdleTimeout, UsageError
 from wirecat.framing import BytesLike, Framer, check_framer
 from wirecat.limits import check_seconds
 from wirecat.sockets import Op, check_tls, configure_stream, translate_os_error
@@ -178,23 +178,86 @@ def connect(
     Args:
         framing: a framer (Raw when None); the connection gets a clone.
         timeout: seconds for connecting, and then for each send or receive.
-        tls: an ``ssl.SSLContext`` to speak TLS.
+        tls: speak TLS: True (the system's trust store), a
+            :class:`wirecat.tls.ClientTLS` (a pin, a CA file...), or an
+            ``ssl.SSLContext``. A ``tls:host:port`` address means True.
+            Verified as ``wirecat connect --tls`` verifies, with the same
+            one-line errors.
         server_hostname: the name to check the certificate against (the host
             by default).
 
     Raises:
-        ResolveError, ConnectError, ConnectTimeout, UsageError.
+        ResolveError, ConnectError, ConnectTimeout, UsageError;
+        CertificateError, TLSError, HandshakeTimeout (the handshake, bounded
+        by ``timeout`` or 10 s).
     """
     target = as_address(address)
     framer = check_framer(framing)
-    check_tls(tls, server=False)
+    if tls is not None and tls is not True and type(tls).__name__ != "ClientTLS":
+        check_tls(tls, server=False)
     timeout = check_seconds(timeout, "timeout")
     sock = dial(target, timeout=timeout)
     configure_stream(sock, interactive=True)
-    if tls is not None:
+    if tls is not None or target.tls:
         try:
-            sock = tls.wrap_socket(sock, server_hostname=server_hostname or target.host or None)
+            sock = _start_tls(sock, target, True if tls is None else tls, server_hostname, timeout)
         except BaseException:
             sock.close()
             raise
     return BlockingConnection(sock, framer.clone(), timeout=timeout)
+
+
+def _start_tls(
+    sock: socket.socket, target: Address, tls: Any, server_hostname: str | None, timeout: float | None
+) -> socket.socket:
+    """The client's handshake over ``sock``, verified, pinned and worded as the CLI's."""
+    import ssl
+
+    from wirecat import tls as tls_module
+    from wirecat.limits import DEFAULT_HANDSHAKE_TIMEOUT
+
+    if tls is True:
+        bundle = tls_module.ClientTLS(tls_module.client_context())
+    elif isinstance(tls, ssl.SSLContext):
+        bundle = tls_module.ClientTLS(tls)
+    elif isinstance(tls, tls_module.ClientTLS):
+        bundle = tls
+    else:
+        raise UsageError(f"bad tls {tls!r}", "give True, a wirecat.tls.ClientTLS or an ssl.SSLContext")
+    host = bundle.server_hostname or server_hostname or (None if target.is_unix else target.host or None)
+    peer = str(target)
+    bound = DEFAULT_HANDSHAKE_TIMEOUT if timeout is None else timeout
+    wrapped = bundle.context.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
+    try:
+        _handshake(wrapped, bundle, host, peer, bound)
+    except BaseException:
+        wrapped.close()  # (the plain socket it took is detached: this closes the descriptor)
+        raise
+    wrapped.settimeout(timeout)
+    return wrapped
+
+
+def _handshake(wrapped: Any, bundle: Any, host: str | None, peer: str, bound: float) -> None:
+    import ssl
+
+    from wirecat import tls as tls_module
+    from wirecat.errors import HandshakeTimeout
+    from wirecat.tls_endpoint import fetch_certificate
+
+    wrapped.settimeout(bound)
+    try:
+        wrapped.do_handshake()
+    except ssl.SSLError as exc:
+        der = None
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            # A failed verification leaves no certificate: fetch it for the words.
+            der = fetch_certificate(
+                wrapped.getpeername(), wrapped.family, server_hostname=host, timeout=bound
+            )
+        raise tls_module.translate_ssl_error(exc, peer, server_hostname=host, certificate=der) from None
+    except TimeoutError:
+        raise HandshakeTimeout(f"no TLS handshake with {peer} within {bound:g} s") from None
+    except OSError as exc:
+        raise translate_os_error(exc, Op.RECEIVE, peer) from None
+    if bundle.pin is not None:
+        tls_module.check_pin(wrapped.getpeercert(binary_form=True), bundle.pin, peer)

@@ -41,14 +41,25 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Literal, final
+from typing import TYPE_CHECKING, Literal, final
 
 from wirecat.address import Address
 from wirecat.admission import Admission
 from wirecat.bind import Bound, bind, check_backlog, listen_address
-from wirecat.errors import FrameError, FrameTimeout, IdleTimeout, NetworkError, Timeout, UsageError
+from wirecat.errors import (
+    FrameError,
+    FrameTimeout,
+    HandshakeTimeout,
+    IdleTimeout,
+    NetworkError,
+    PeerReset,
+    Timeout,
+    UsageError,
+    WirecatError,
+)
 from wirecat.events import Closed, Listening, Note, emit
 from wirecat.framing import Framer, Raw, check_framer
 from wirecat.limits import (
@@ -63,11 +74,13 @@ from wirecat.limits import (
 )
 from wirecat.listener import DrainResult, Listener
 from wirecat.report import format_bytes
-from wirecat.sockets import (
-    check_tls,
-    close_with_reset,
-)
+from wirecat.sockets import Op, close_with_reset, translate_os_error
 from wirecat.stream import Connection, new_connection
+
+if TYPE_CHECKING:
+    import ssl
+
+    from wirecat.tls import ServerTLS
 
 __all__ = ["DrainResult", "Handler", "Server", "serve"]
 
@@ -99,9 +112,10 @@ class Server(Listener):
         *,
         drain_timeout: float,
         framing: Framer | None = None,
-        tls: Any = None,
+        tls: ssl.SSLContext | None = None,
         idle_timeout: float | None = None,
         frame_timeout: float | None = None,
+        handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
     ) -> None:
         super().__init__(bound, admission, self._run, drain_timeout=drain_timeout)
         self._handler = handler
@@ -109,6 +123,7 @@ class Server(Listener):
         self._tls = tls
         self._idle_timeout = idle_timeout
         self._frame_timeout = frame_timeout
+        self._handshake_timeout = handshake_timeout if tls is not None else None
         self._connection_kind = type(new_connection())
         self._connections: set[Connection] = set()
 
@@ -135,22 +150,27 @@ class Server(Listener):
     async def _run(self, sock: socket.socket, peer: str) -> None:
         """Handshake, run the handler, close: one connection's whole life."""
         started = time.monotonic()
+        conn = self._new_connection()
         try:
-            _, conn = await self._loop.connect_accepted_socket(
-                self._new_connection,
-                sock,
-                ssl=self._tls,
-                ssl_handshake_timeout=DEFAULT_HANDSHAKE_TIMEOUT if self._tls is not None else None,
+            # The protocol is the one we made, not what the call returns:
+            # uvloop returns its own SSLProtocol there when ssl is given.
+            # The loop does the TLS handshake (uvloop's in C), bounded by
+            # ssl_handshake_timeout, and this task holds the connection's
+            # slot until it ends: a client that sends nothing, or drips its
+            # ClientHello, is cut at the bound and frees the slot.
+            await self._loop.connect_accepted_socket(
+                lambda: conn, sock, ssl=self._tls, ssl_handshake_timeout=self._handshake_timeout
             )
-        except (TimeoutError, OSError, ValueError) as exc:
-            # A TLS handshake that failed or timed out, or a peer already gone.
-            why = exc or type(exc).__name__
-            emit(Note(f"{peer}: could not start the connection: {why}", "warning", "server"))
-            close_with_reset(sock)
+        except (OSError, ValueError) as exc:
+            # A TLS handshake that failed or timed out, or a peer already gone:
+            # one line, never asyncio's traceback, and the server goes on.
+            self._handshake_failed(exc, peer, sock)
             return
         except asyncio.CancelledError:
             close_with_reset(sock)
             raise
+        if self._tls is not None and conn.peer_certificate is not None:
+            self._say_peer_certificate(conn)
         self._connections.add(conn)
         if self._closed:
             conn._stop()
@@ -211,6 +231,37 @@ class Server(Listener):
             if cancelled_in_close is not None:
                 raise cancelled_in_close
 
+    def _handshake_failed(self, exc: Exception, peer: str, sock: socket.socket) -> None:
+        """Say in one line why a connection could not start, and close its socket."""
+        error = _start_error(exc, peer, self._handshake_timeout)
+        timed_out = isinstance(error, HandshakeTimeout)
+        if sock.fileno() >= 0:  # (the transport closed it already, where it got that far)
+            if timed_out:
+                close_with_reset(sock)  # a client that is too slow is cut off
+            else:
+                sock.close()  # a FIN behind the alert OpenSSL queued, so that the client reads it
+        # A client that closed before saying anything (a port probe, a
+        # health check) is everyday; a failed or stalled handshake is worth
+        # an operator's look: a misconfigured client, or someone probing.
+        quiet = isinstance(error, PeerReset)
+        emit(Note(str(error), "info" if quiet else "warning", "server"))
+
+    def _say_peer_certificate(self, conn: Connection) -> None:
+        """Under -v: who the client's certificate says it is (mutual TLS)."""
+        der = conn.peer_certificate
+        assert der is not None
+        from wirecat.tls import describe_certificate
+
+        try:
+            info = describe_certificate(der)
+        except Exception:  # (a certificate OpenSSL accepted but cryptography cannot read)
+            from wirecat.tls import fingerprint
+
+            text = f"{conn.peer}: client certificate {fingerprint(der)} (unreadable)"
+        else:
+            text = f"{conn.peer}: client certificate {info.subject}, issued by {info.issuer}"
+        emit(Note(f"{text} ({conn.tls_version})", "info", "server"))
+
     async def _close(self, conn: Connection, *, reset: bool = False) -> None:
         """Close, flushing what the handler sent; abort a peer that will not take it."""
         conn.close(reset=reset)
@@ -233,12 +284,71 @@ class Server(Listener):
             )
 
 
+def _server_context(tls: object) -> ssl.SSLContext | None:
+    """The ``tls`` argument of serve() checked: its server-side context, or None.
+
+    ``ssl`` is imported only when TLS is given: a plain server never pays for it.
+    """
+    if tls is None:
+        return None
+    import ssl
+
+    from wirecat.tls import ClientTLS, ServerTLS
+
+    context = tls.context if isinstance(tls, ServerTLS) else tls
+    if isinstance(tls, ClientTLS) or (
+        isinstance(context, ssl.SSLContext) and context.protocol == ssl.PROTOCOL_TLS_CLIENT
+    ):
+        raise UsageError(
+            "serve() got a client's TLS settings", "give ServerTLS or a context from tls.server_context()"
+        )
+    if not isinstance(context, ssl.SSLContext):
+        raise UsageError(
+            f"bad tls {tls!r}", "give tls.ServerTLS, a server-side ssl.SSLContext, or None for plain TCP"
+        )
+    return context
+
+
+def _check_handshake_timeout(value: object) -> float:
+    seconds = check_seconds(value, "handshake_timeout", none_ok=False)
+    if not seconds:  # (the loops refuse 0: a handshake takes a round trip at the least)
+        raise UsageError(f"bad handshake_timeout {value!r}: give a number of seconds above 0")
+    return seconds
+
+
+def _start_error(exc: Exception, peer: str, handshake_timeout: float | None) -> WirecatError:
+    """What went wrong before a connection started: its TLS handshake, mostly."""
+    ssl = sys.modules.get("ssl")  # loaded only where TLS is used
+    if ssl is not None and isinstance(exc, ssl.SSLError):
+        from wirecat.tls import translate_ssl_error
+
+        return translate_ssl_error(exc, peer, server_side=True)
+    if isinstance(exc, ConnectionAbortedError) and exc.errno is None and handshake_timeout is not None:
+        # The loop's ssl_handshake_timeout: it raises ConnectionAbortedError
+        # with a message and no errno (a kernel's ECONNABORTED has one).
+        return HandshakeTimeout(
+            f"{peer} did not finish the TLS handshake within {handshake_timeout:g} s; cut off",
+            "a client that sends nothing, or too slowly, is not let in",
+        )
+    if isinstance(exc, ConnectionResetError) and handshake_timeout is not None:
+        # The end of stream (no errno: the loop's own words) or a reset before
+        # the handshake finished.
+        return PeerReset(
+            f"{peer} closed the connection before the TLS handshake finished",
+            "a client that does not trust the server's certificate may do so",
+        )
+    if isinstance(exc, OSError):
+        return translate_os_error(exc, Op.TALK, peer)
+    return NetworkError(f"{peer}: could not start the connection: {exc}")
+
+
 async def serve(
     handler: Handler,
     address: str | int | Address = 0,
     *,
     framing: Framer | None = None,
-    tls: Any = None,
+    tls: ServerTLS | ssl.SSLContext | None = None,
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
     frame_timeout: float | None = DEFAULT_FRAME_TIMEOUT,
@@ -264,7 +374,15 @@ async def serve(
             free port (the default).
         framing: a framer (``Lines()``, ``LengthPrefixed()``...); each
             connection gets a clone. Raw bytes when None.
-        tls: a server-side ``ssl.SSLContext``, or None for plain TCP.
+        tls: TLS settings: a :class:`~wirecat.tls.ServerTLS` (from
+            :func:`wirecat.tls.server_context` and friends) or a server-side
+            ``ssl.SSLContext``; None for plain TCP. Each connection's
+            handshake is done before the handler runs; one that fails (a
+            plain-TCP client, a client certificate refused under mutual TLS,
+            a TLS version in common with none) is one warning
+            :class:`~wirecat.events.Note` and never reaches the handler.
+        handshake_timeout: seconds a client has to finish its TLS handshake,
+            from the accept; it holds a connection slot until then.
         max_connections: connections served at once.
         idle_timeout: seconds of silence (both ways) before a connection is
             cut off (reset); None for never.
@@ -292,7 +410,8 @@ async def serve(
     if not callable(handler):
         raise UsageError(f"bad handler {handler!r}", "give an async function: async def handler(conn)")
     framing = check_framer(framing)
-    check_tls(tls, server=True)
+    context = _server_context(tls)
+    handshake_timeout = _check_handshake_timeout(handshake_timeout)
     idle_timeout = check_seconds(idle_timeout, "idle_timeout")
     frame_timeout = check_seconds(frame_timeout, "frame_timeout")
     drain_timeout = check_seconds(drain_timeout, "drain_timeout", none_ok=False) or 0.0
@@ -310,10 +429,11 @@ async def serve(
         bound,
         admission,
         framing=framing,
-        tls=tls,
+        tls=context,
         idle_timeout=idle_timeout,
         frame_timeout=frame_timeout,
         drain_timeout=drain_timeout,
+        handshake_timeout=handshake_timeout,
     )
     server._start_accepting()
     return server

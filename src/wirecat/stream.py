@@ -37,7 +37,7 @@ import termios
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from types import TracebackType
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, NamedTuple, final
 
 from wirecat import sockets
 from wirecat.address import Address, as_address, format_sockaddr
@@ -47,13 +47,23 @@ from wirecat.errors import (
     ConnectTimeout,
     FrameError,
     FrameTimeout,
+    HandshakeTimeout,
     IdleTimeout,
     PeerReset,
+    TLSError,
+    TLSTruncated,
+    UsageError,
+    WirecatError,
 )
 from wirecat.framing import BytesLike, Framer, Raw, check_framer
 from wirecat.lifetime import IdleClock
-from wirecat.limits import DEFAULT_RECEIVE_QUEUE, check_seconds
-from wirecat.sockets import Op, check_tls, translate_os_error
+from wirecat.limits import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_RECEIVE_QUEUE, check_seconds
+from wirecat.sockets import Op, translate_os_error
+
+if TYPE_CHECKING:
+    import ssl
+
+    from wirecat.tls import ClientTLS
 
 __all__ = ["Connection", "connect", "new_connection"]
 
@@ -125,8 +135,8 @@ class Connection(asyncio.Protocol):
         "_raw",
         "_read_paused_for_queue",
         "_read_paused_for_write",
+        "_ssl",
         "_stopping",
-        "_tls",
         "_transport",
         "_waiter",
         "_write_paused",
@@ -190,7 +200,7 @@ class Connection(asyncio.Protocol):
         self._write_paused = False
         self._read_paused_for_queue = False
         self._read_paused_for_write = False
-        self._tls = False
+        self._ssl: ssl.SSLObject | None = None  # the TLS session, once the handshake is done
         self._last_active = 0.0
         self._moved_at_check = 0
         self.started = 0.0
@@ -207,7 +217,8 @@ class Connection(asyncio.Protocol):
         # uvloop's transports do not subclass asyncio.Transport, but are one.
         self._transport = transport  # type: ignore[assignment]
         loop = self._loop
-        self._tls = transport.get_extra_info("sslcontext") is not None
+        # (Called once the TLS handshake is done, on a TLS transport.)
+        self._ssl = transport.get_extra_info("ssl_object")
         self.peer = _address_text(transport.get_extra_info("peername"), transport)
         self.local = _address_text(transport.get_extra_info("sockname"), transport)
         self.started = self._last_active = loop.time()
@@ -283,8 +294,17 @@ class Connection(asyncio.Protocol):
 
         Returns True for plain TCP so our side stays open to send the reply
         (half-close); TLS cannot keep it open, and asyncio warns if asked.
+        Over TLS, an end of stream without the peer's close_notify is a
+        possible truncation (:class:`~wirecat.errors.TLSTruncated`), never a
+        clean end, and a frame it left unfinished is not delivered.
         """
         self._eof = True
+        if self._ssl is not None and not self._closing:
+            # (After our own close, what the peer does is no truncation of ours.)
+            error = self._tls_end_error(self._ssl)
+            if error is not None:
+                self._fail(error)
+                return False
         if not self.end_reason:
             self.end_reason = "the peer closed"
         try:
@@ -295,10 +315,45 @@ class Connection(asyncio.Protocol):
         if frames:
             self._deliver(frames)
         self._wake()
-        return not self._tls
+        return self._ssl is None
+
+    def _tls_end_error(self, session: ssl.SSLObject) -> WirecatError | None:
+        """What a TLS end of stream means (the stdlib loop's path): None for a clean end.
+
+        The stdlib loop calls ``eof_received`` both for the peer's
+        close_notify and for a bare TCP end, after handing over every byte
+        decrypted. One more read tells them apart: after close_notify it
+        returns ``b""``; after a bare end there is nothing to read and
+        OpenSSL asks for more (``SSLWantReadError``): a possible truncation.
+        An alert that came with the end (a client certificate refused)
+        is raised by that read, and said as itself. (uvloop never calls
+        ``eof_received`` for a bare end: see :meth:`connection_lost`.)
+        """
+        import ssl
+
+        for _ in range(64):  # (bytes left are never seen: the loop hands over all first)
+            try:
+                rest = session.read(_RECEIVE_BUFFER_SIZE)
+            except ssl.SSLWantReadError:
+                return TLSTruncated(f"{self.peer} ended the stream without TLS close_notify")
+            except ssl.SSLError as exc:
+                return translate_os_error(exc, Op.TALK, self.peer)
+            if not rest:
+                return None
+            self.data_received(rest)
+        return None
+
+    def _truncated(self) -> None:
+        self._fail(TLSTruncated(f"{self.peer} ended the stream without TLS close_notify"))
+        self._wake()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """The transport is closed: end every wait, remember a reset."""
+        """The transport is closed: end every wait, remember a reset (or a TLS truncation)."""
+        if exc is None and self._ssl is not None and not self._eof and not self._closing:
+            # uvloop's TLS transport ends without eof_received at a TCP end
+            # that came without close_notify ("not a graceful shutdown", its
+            # sslproto says): a possible truncation, never a clean end.
+            self._truncated()
         self._lost = self._eof = True
         if exc is not None and self._error is None:
             if isinstance(exc, OSError):
@@ -437,6 +492,36 @@ class Connection(asyncio.Protocol):
     def framer(self) -> Framer:
         """The framer of this connection."""
         return self._framer
+
+    @property
+    def peer_certificate(self) -> bytes | None:
+        """The peer's certificate (DER bytes) over TLS; None on plain TCP or when it sent none.
+
+        A client always gets the server's (verified, pinned, or, with
+        verification off, as it came); a server gets a client's only under
+        mutual TLS (``client_ca``), where it was verified. Read it with
+        :func:`wirecat.tls.describe_certificate`; its pin is
+        :func:`wirecat.tls.fingerprint` of it.
+        """
+        return None if self._ssl is None else self._ssl.getpeercert(binary_form=True)
+
+    @property
+    def tls_version(self) -> str | None:
+        """The TLS version spoken (``"TLSv1.3"``), or None on plain TCP."""
+        return None if self._ssl is None else self._ssl.version()
+
+    @property
+    def cipher(self) -> str | None:
+        """The cipher suite (``"TLS_AES_256_GCM_SHA384"``), or None on plain TCP."""
+        if self._ssl is None:
+            return None
+        suite = self._ssl.cipher()
+        return None if suite is None else suite[0]
+
+    @property
+    def alpn(self) -> str | None:
+        """The protocol agreed by ALPN (``"h2"``), or None: plain TCP, or none agreed."""
+        return None if self._ssl is None else self._ssl.selected_alpn_protocol()
 
     @property
     def write_buffer_size(self) -> int:
@@ -741,10 +826,12 @@ def connect(
     address: str | Address,
     *,
     framing: Framer | None = None,
-    tls: Any = None,
+    tls: bool | ClientTLS | ssl.SSLContext | None = None,
     server_hostname: str | None = None,
+    pin: str | None = None,
     timeout: float | None = None,
     idle_timeout: float | None = None,
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
 ) -> _Connecting:
     """Connect to ``address`` and return a :class:`Connection`.
 
@@ -755,20 +842,37 @@ def connect(
 
     Args:
         framing: a framer (Raw when None); this connection gets a clone.
-        tls: an ``ssl.SSLContext`` to speak TLS, or None for plain TCP.
-        server_hostname: the name to verify the certificate against (the
-            host by default).
-        timeout: seconds allowed for connecting (and the TLS handshake).
+        tls: speak TLS. ``True``: verify the server against the system's
+            trust store and the host name (:func:`wirecat.tls.client_context`);
+            a :class:`~wirecat.tls.ClientTLS` or a client ``ssl.SSLContext``
+            for anything else (your CA file, a client certificate, ALPN).
+            None or False: plain TCP.
+        server_hostname: the name sent as SNI and checked against the
+            certificate (the host by default; needed over a Unix socket
+            when the context checks names).
+        pin: ``sha256:<hex>``: trust exactly the server certificate with
+            this fingerprint (self-signed included), checked after the
+            handshake. With ``tls=True`` the chain is then not verified.
+        timeout: seconds allowed for connecting and the TLS handshake together.
         idle_timeout: end the connection after this many idle seconds.
+        handshake_timeout: seconds the TLS handshake may take.
 
     Raises:
-        ResolveError, ConnectError, ConnectTimeout, UsageError.
+        ResolveError, ConnectError, ConnectTimeout, UsageError;
+        CertificateError (the certificate is not trusted: its issuer, name,
+        dates, or not the pinned one; the message names what it holds),
+        TLSError (no TLS in common, a plain-TCP server, a client
+        certificate asked for), HandshakeTimeout.
     """
     target = as_address(address)
     framer = check_framer(framing).clone()
-    check_tls(tls, server=False)
+    settings = _client_tls(tls, server_hostname, pin, target)
     timeout = check_seconds(timeout, "timeout")
     idle_timeout = check_seconds(idle_timeout, "idle_timeout")
+    if settings is not None:
+        handshake_timeout = check_seconds(handshake_timeout, "handshake_timeout", none_ok=False) or 0.0
+        if not handshake_timeout:
+            raise UsageError("bad handshake_timeout 0: give a number of seconds above 0")
 
     async def open_() -> Connection:
         loop = asyncio.get_running_loop()
@@ -781,18 +885,14 @@ def connect(
                 # The one dialer: Happy Eyeballs on the loop (uvloop's
                 # create_connection has none), every attempt closed on a timeout.
                 sock = await adial(target, timeout=timeout)
+                if settings is not None:
+                    # TLS goes on top of the connected socket (its own errors).
+                    return await _start_tls(factory, sock, target, settings, handshake_timeout)
                 try:
                     if target.is_unix:
-                        _, conn = await loop.create_unix_connection(
-                            factory, sock=sock, ssl=tls, server_hostname=server_hostname
-                        )
+                        _, conn = await loop.create_unix_connection(factory, sock=sock)
                     else:
-                        _, conn = await loop.create_connection(
-                            factory,
-                            sock=sock,
-                            ssl=tls,
-                            server_hostname=(server_hostname or target.host) if tls is not None else None,
-                        )
+                        _, conn = await loop.create_connection(factory, sock=sock)
                 except BaseException:
                     sock.close()
                     raise
@@ -803,3 +903,172 @@ def connect(
         return conn
 
     return _Connecting(open_)
+
+
+class _ClientSettings(NamedTuple):
+    """What connect() needs for TLS, settled before any I/O."""
+
+    context: ssl.SSLContext
+    #: SNI, and the name the certificate must hold (when the context checks names).
+    server_hostname: str
+    pin: str | None
+
+
+def _client_tls(
+    tls: object, server_hostname: str | None, pin: str | None, target: Address
+) -> _ClientSettings | None:
+    """connect()'s TLS arguments, checked: the context, the name, the pin; None for plain TCP.
+
+    ``ssl`` and :mod:`wirecat.tls` are imported only when TLS is asked for.
+    """
+    if tls is None or tls is False:
+        if pin is not None or server_hostname is not None:
+            what = "pin" if pin is not None else "server_hostname"
+            raise UsageError(f"{what} is for TLS", "give tls=True too")
+        return None
+    import ssl
+
+    from wirecat import tls as tls_module
+
+    if pin is not None:
+        pin = tls_module.parse_pin(pin)
+    if tls is True:
+        # A pin trusts one certificate in place of the chain: the context must not verify.
+        context = tls_module.client_context(pin=pin)
+    elif isinstance(tls, tls_module.ClientTLS):
+        context = tls.context
+        server_hostname = server_hostname or tls.server_hostname
+        pin = pin or tls.pin
+    elif isinstance(tls, ssl.SSLContext):
+        context = tls
+    else:
+        raise UsageError(
+            f"bad tls {tls!r}", "give True, a tls.ClientTLS, a client ssl.SSLContext, or None for plain TCP"
+        )
+    if isinstance(tls, tls_module.ServerTLS) or context.protocol == ssl.PROTOCOL_TLS_SERVER:
+        raise UsageError("connect() got a server's TLS settings", "give True, or tls.client_context()")
+    name = server_hostname or ("" if target.is_unix else target.host)
+    if not name:
+        if context.check_hostname:
+            raise UsageError(
+                f"TLS over {target} needs the name the server's certificate holds",
+                "give server_hostname, or a pin",
+            )
+        name = "localhost"  # (asyncio needs one; nothing is checked against it)
+    return _ClientSettings(context, name, pin)
+
+
+async def _start_tls(
+    factory: Callable[[], Connection],
+    sock: socket.socket,
+    target: Address,
+    settings: _ClientSettings,
+    handshake_timeout: float,
+) -> Connection:
+    """The TLS handshake on a connected socket, the pin checked; a Connection.
+
+    Every failure is one wirecat error naming cause and fix; the socket is
+    closed on any of them.
+    """
+    import ssl
+
+    from wirecat import tls as tls_module
+
+    loop = asyncio.get_running_loop()
+    where = str(target)
+    conn: Connection | None = None
+
+    def made() -> Connection:
+        nonlocal conn
+        conn = factory()
+        return conn
+
+    try:
+        if target.is_unix:
+            await loop.create_unix_connection(
+                made,
+                sock=sock,
+                ssl=settings.context,
+                server_hostname=settings.server_hostname,
+                ssl_handshake_timeout=handshake_timeout,
+            )
+        else:
+            await loop.create_connection(
+                made,
+                sock=sock,
+                ssl=settings.context,
+                server_hostname=settings.server_hostname,
+                ssl_handshake_timeout=handshake_timeout,
+            )
+    except ssl.SSLCertVerificationError as exc:
+        # A failed verification leaves no certificate to describe: fetch it
+        # with a second handshake that verifies nothing, to say what it holds.
+        sock.close()
+        der = await _fetch_certificate(target, settings.server_hostname, handshake_timeout)
+        raise tls_module.translate_ssl_error(
+            exc, where, server_hostname=settings.server_hostname, certificate=der
+        ) from exc
+    except ssl.SSLError as exc:
+        sock.close()
+        raise tls_module.translate_ssl_error(exc, where, server_hostname=settings.server_hostname) from exc
+    except ConnectionAbortedError as exc:
+        sock.close()
+        if exc.errno is not None:
+            raise translate_os_error(exc, Op.CONNECT, where) from exc
+        # The loop's ssl_handshake_timeout (no errno: its own words).
+        raise HandshakeTimeout(
+            f"the TLS handshake with {where} did not finish within {handshake_timeout:g} s",
+            "is it a TLS server? a slow one needs a longer handshake_timeout",
+        ) from None
+    except ConnectionResetError as exc:
+        sock.close()
+        raise TLSError(
+            f"{where} closed the connection during the TLS handshake",
+            "is it a TLS server? it may want a client certificate, or a TLS version we do not speak",
+        ).caused_by(exc) from exc
+    except BaseException:
+        sock.close()
+        raise
+    assert conn is not None
+    if settings.pin is not None:
+        try:
+            tls_module.check_pin(conn.peer_certificate, settings.pin, where)
+        except BaseException:
+            conn.abort()
+            raise
+    return conn
+
+
+async def _fetch_certificate(target: Address, server_hostname: str, handshake_timeout: float) -> bytes | None:
+    """The server's certificate (DER) by a handshake that verifies nothing; None if that fails too.
+
+    Only to word an error: nothing is sent over this connection, and it is
+    closed at once.
+    """
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(handshake_timeout):
+            sock = await adial(target, timeout=handshake_timeout)
+            try:
+                if target.is_unix:
+                    transport, _ = await loop.create_unix_connection(
+                        asyncio.Protocol, sock=sock, ssl=context, server_hostname=server_hostname
+                    )
+                else:
+                    transport, _ = await loop.create_connection(
+                        asyncio.Protocol, sock=sock, ssl=context, server_hostname=server_hostname
+                    )
+            except BaseException:
+                sock.close()
+                raise
+    except (OSError, TimeoutError, WirecatError):
+        return None
+    session = transport.get_extra_info("ssl_object")
+    der: bytes | None = None if session is None else session.getpeercert(binary_form=True)
+    transport.abort()
+    return der

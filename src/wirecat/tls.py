@@ -604,6 +604,12 @@ def translate_ssl_error(
     The hints name library settings (``pin``, ``cafile``); the CLI adds the flags.
     """
     info = _safe_describe(certificate)
+    if isinstance(exc, ssl.SSLCertVerificationError) and server_side:
+        # Mutual TLS: the client's certificate; its fix is on the client's side.
+        return CertificateError(
+            f"the client certificate of {where} is not trusted: {exc.verify_message}",
+            "the client needs a certificate signed by a CA in the server's client CA file",
+        ).caused_by(exc)
     if isinstance(exc, ssl.SSLCertVerificationError):
         return _verification(exc, where, server_hostname, info).caused_by(exc)
     reason = (exc.reason or "").upper()

@@ -189,3 +189,22 @@ def test_parse_address_with_a_lookup_fails_only_with_usage_error(text: str, port
             parse_address(*words, service=stand_in_services)
         except UsageError:
             pass
+
+
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        (("tls:example.com:443",), Address("example.com", 443, tls=True)),
+        (("tls:[::1]:8443",), Address("::1", 8443, tls=True)),
+        (("TLS:127.0.0.1", "9000"), Address("127.0.0.1", 9000, tls=True)),
+        (("tls:unix:/run/app.sock",), Address(path="/run/app.sock", tls=True)),
+    ],
+)
+def test_tls_prefix(words: tuple[str, ...], expected: Address) -> None:
+    assert parse_address(*words) == expected
+    assert str(parse_address(*words)) == str(expected._replace(tls=False))  # names stay as written
+
+
+def test_tls_over_udp_is_refused() -> None:
+    with pytest.raises(UsageError, match="DTLS is not supported"):
+        parse_address("tls:udp:127.0.0.1:9000")

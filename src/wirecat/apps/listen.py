@@ -20,12 +20,14 @@ import selectors
 import socket
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from wirecat.address import Address, format_sockaddr
 from wirecat.bind import bind
-from wirecat.errors import ConnectTimeout
+from wirecat.errors import ConnectTimeout, UsageError
 from wirecat.events import Accepted, Closed, Listening, Note, emit
 from wirecat.lifetime import IdleClock
+from wirecat.limits import DEFAULT_HANDSHAKE_TIMEOUT
 from wirecat.options import ListenOptions
 from wirecat.report import Reporter, quiet
 from wirecat.session import SessionOptions, SessionResult, run_session, session_closed
@@ -36,6 +38,9 @@ from wirecat.sockets import (
 )
 from wirecat.stdio import StdoutClosed, fd_is_open, read_stdin, write_stdout
 
+if TYPE_CHECKING:
+    from wirecat.tls import ServerTLS
+
 __all__ = ["ListenOptions", "listen_stdio"]
 
 
@@ -44,12 +49,16 @@ def listen_stdio(
     options: ListenOptions = ListenOptions(),
     session: SessionOptions = SessionOptions(),
     *,
+    tls: ServerTLS | None = None,
+    handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
     report: Reporter = quiet,
     on_listening: Callable[[list[str]], None] | None = None,
 ) -> SessionResult | None:
     """Listen on ``address`` and join clients to stdin and stdout.
 
     Args:
+        tls: speak TLS to the client (one client: ``keep_open`` with TLS is
+            not supported yet); its handshake is bounded by ``handshake_timeout``.
         on_listening: called once with the addresses really listened on
             (``127.0.0.1:40123``), after ``listen()`` and before ``accept()``.
 
@@ -67,6 +76,11 @@ def listen_stdio(
         if on_listening is not None:
             on_listening(bound.names)
         if options.keep_open:
+            if tls is not None:
+                raise UsageError(
+                    "listen -k with TLS is not supported yet",
+                    "serve one client at a time without -k, or use --exec (each client its program)",
+                )
             _Hub(listeners, options, session, report).run()
             return None
         sock, peer = accept_one(
@@ -78,7 +92,14 @@ def listen_stdio(
         )
     with sock:
         emit(Accepted(peer, bound.names[0], 1, "listen"))
-        result = run_session(sock, peer=peer, options=session)
+        if tls is not None:
+            from wirecat.tls_endpoint import describe_session, secure
+
+            endpoint = secure(sock, tls, server_side=True, timeout=handshake_timeout, peer=peer)
+            report(describe_session(endpoint))
+            result = run_session(endpoint, peer=peer, options=session)
+        else:
+            result = run_session(sock, peer=peer, options=session)
     emit(session_closed(result, peer, "session"))
     return result
 

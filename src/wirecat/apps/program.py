@@ -31,17 +31,22 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from wirecat.access import AccessList
 from wirecat.address import Address, format_sockaddr
 from wirecat.bind import bind
 from wirecat.errors import ProgramError, UsageError, WirecatError
 from wirecat.events import Accepted, Listening, Note, emit
+from wirecat.limits import DEFAULT_HANDSHAKE_TIMEOUT
 from wirecat.options import ListenOptions
 from wirecat.report import Reporter, quiet
 from wirecat.session import SessionOptions, SessionResult, run_session, session_closed
 from wirecat.sockets import abort, accept_one
+
+if TYPE_CHECKING:
+    from wirecat.tls import ServerTLS
+    from wirecat.tls_endpoint import TLSEndpoint
 
 __all__ = ["Program", "ProgramResult", "ProgramServer", "check_exposure", "listen_programs", "run_program"]
 
@@ -142,8 +147,18 @@ def check_exposure(hosts: list[str], access: AccessList, *, unix: bool) -> None:
             )
 
 
-def _environment(sock: socket.socket) -> dict[str, str]:
+def _environment(connection: socket.socket | TLSEndpoint) -> dict[str, str]:
     env = dict(os.environ)
+    if isinstance(connection, socket.socket):
+        sock = connection
+    else:
+        sock = connection.socket
+        der = connection.peer_certificate
+        if der is not None:  # mutual TLS: who the client proved to be
+            from wirecat.tls import fingerprint
+
+            env["WIRECAT_PEER_CERT_SUBJECT"] = connection.peer_subject or ""
+            env["WIRECAT_PEER_CERT_SHA256"] = fingerprint(der).removeprefix("sha256:")
     for prefix, getter in (("PEER", sock.getpeername), ("LOCAL", sock.getsockname)):
         try:
             address = getter()
@@ -159,7 +174,7 @@ def _environment(sock: socket.socket) -> dict[str, str]:
 
 
 def run_program(
-    sock: socket.socket,
+    sock: socket.socket | TLSEndpoint,
     program: Program,
     *,
     peer: str,
@@ -171,6 +186,9 @@ def run_program(
 
     The socket is left open (the caller closes it). ``processes``, if given,
     holds the program's process while it runs (for a server to stop them all).
+    A :class:`~wirecat.tls_endpoint.TLSEndpoint` (handshake done) runs the
+    program over TLS; a peer's certificate is in its environment
+    (``WIRECAT_PEER_CERT_SUBJECT``, ``WIRECAT_PEER_CERT_SHA256``).
     """
     # Our own pipes, so that we own the raw descriptors we hand to the session.
     made: list[int] = []
@@ -195,7 +213,7 @@ def run_program(
         # It passed the checks before listening, yet the kernel would not run
         # it (a broken executable, a missing #! interpreter): the peer gets
         # no program, and a reset, not an empty answer.
-        abort(sock)
+        abort(sock) if isinstance(sock, socket.socket) else sock.abort()
         raise ProgramError(
             f"cannot run {program}: {(exc.strerror or str(exc)).lower()}",
             "check that it is a working program for this machine",
@@ -240,7 +258,8 @@ def run_program(
             # waits on them: closing our ends would let a reused descriptor
             # number catch bytes meant for this connection. Leave them.
             report(f"{program}: its pipes stay open, held by a process that outlived it")
-            sock.detach()  # and the socket's number stays taken too: the caller's close is a no-op
+            if isinstance(sock, socket.socket):  # (a TLS session has no pump threads)
+                sock.detach()  # and the socket's number stays taken too: the caller's close is a no-op
         else:
             close_input()
             os.close(from_program_r)
@@ -292,7 +311,17 @@ class ProgramServer:
     Used by :func:`wirecat.apps.listen.listen_programs`.
     """
 
-    def __init__(self, program: Program, options: SessionOptions, report: Reporter) -> None:
+    def __init__(
+        self,
+        program: Program,
+        options: SessionOptions,
+        report: Reporter,
+        *,
+        tls: ServerTLS | None = None,
+        handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
+    ) -> None:
+        self.tls = tls
+        self.handshake_timeout = handshake_timeout
         self.program = program
         self.options = options
         self.report = report
@@ -320,8 +349,9 @@ class ProgramServer:
             self._sockets.add(sock)
         try:
             with sock:
+                connection = _secured(sock, self.tls, peer, self.handshake_timeout, self.report)
                 run_program(
-                    sock,
+                    connection,
                     self.program,
                     peer=peer,
                     options=self.options,
@@ -365,12 +395,27 @@ class ProgramServer:
             thread.join(max(0.0, deadline - time.monotonic()))
 
 
+def _secured(
+    sock: socket.socket, tls: ServerTLS | None, peer: str, timeout: float | None, report: Reporter
+) -> socket.socket | TLSEndpoint:
+    """``sock`` itself, or with ``tls`` a TLS endpoint over it, its handshake done (within ``timeout``)."""
+    if tls is None:
+        return sock
+    from wirecat.tls_endpoint import describe_session, secure
+
+    endpoint = secure(sock, tls, server_side=True, timeout=timeout, peer=peer)
+    report(describe_session(endpoint))
+    return endpoint
+
+
 def listen_programs(
     address: Address,
     program: Program,
     options: ListenOptions = ListenOptions(),
     session: SessionOptions = SessionOptions(),
     *,
+    tls: ServerTLS | None = None,
+    handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
     report: Reporter = quiet,
     on_listening: Callable[[list[str]], None] | None = None,
 ) -> ProgramResult | None:
@@ -379,7 +424,9 @@ def listen_programs(
     One client by default: returns its :class:`ProgramResult`. With
     ``keep_open``, one program per connection at once, up to ``max_conns``
     (more are refused and logged), until interrupted; programs still running
-    then get SIGTERM.
+    then get SIGTERM. With ``tls``, each client's handshake comes first
+    (bounded by ``handshake_timeout``); under ``keep_open`` a client that
+    fails it is logged in one line and the server goes on.
     """
     with bind(address, family=options.family, numeric=options.numeric) as bound:
         listeners = bound.sockets
@@ -387,7 +434,7 @@ def listen_programs(
         if on_listening is not None:
             on_listening(bound.names)
         if options.keep_open:
-            server = ProgramServer(program, session, report)
+            server = ProgramServer(program, session, report, tls=tls, handshake_timeout=handshake_timeout)
             try:
                 while True:
                     sock, peer = accept_one(
@@ -415,4 +462,5 @@ def listen_programs(
         )
     with sock:
         emit(Accepted(peer, bound.names[0], 1, "exec"))
-        return run_program(sock, program, peer=peer, options=session, report=report)
+        connection = _secured(sock, tls, peer, handshake_timeout, report)
+        return run_program(connection, program, peer=peer, options=session, report=report)

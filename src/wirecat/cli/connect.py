@@ -18,6 +18,7 @@ from wirecat.cli.common import (
     session_options,
     source_from,
 )
+from wirecat.cli.tls_flags import add_client_tls_flags, client_tls_from
 from wirecat.errors import UsageError
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from wirecat.apps.program import Program
     from wirecat.report import Reporter
     from wirecat.session import SessionOptions
+    from wirecat.tls import ClientTLS
 
 __all__ = ["register"]
 
@@ -36,7 +38,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         "target",
         nargs="+",
         metavar="HOST PORT",
-        help="HOST PORT, HOST:PORT, [::1]:PORT or unix:PATH; PORT is a number or a service name (http)",
+        help="HOST PORT, HOST:PORT, [::1]:PORT, unix:PATH or tls:HOST:PORT; PORT is a number or a service"
+        " name (http)",
     )
     add_address_flags(parser)
     add_session_flags(parser)
@@ -52,6 +55,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("-k", dest="keep_open", action="store_true", help=argparse.SUPPRESS)
     add_exec_flags(parser)
+    add_client_tls_flags(parser)
     parser.set_defaults(handler=handle)
 
 
@@ -87,34 +91,51 @@ def handle(args: argparse.Namespace) -> int:
         numeric=args.numeric,
         keepalive=args.keepalive,
     )
+    if target.datagram and (args.tls or target.tls):
+        raise UsageError("--tls is for streams: DTLS (TLS over UDP) is not supported", "drop -u or --tls")
+    tls = client_tls_from(args, tls=args.tls or target.tls)
     session = session_options(args)
     report = reporter(args)
     program = program_from(args)
     if program is not None:
-        return _connect_program(target, options, session, program, report)
+        return _connect_program(target, options, session, program, report, tls, args.handshake_timeout)
     if target.datagram:
         from wirecat.apps.udp_connect import udp_connect_stdio
 
         result = udp_connect_stdio(target, options, session, wait_reply=args.wait_reply, report=report)
     else:
-        result = connect_stdio(target, options, session, report=report)
+        result = connect_stdio(
+            target, options, session, tls=tls, handshake_timeout=args.handshake_timeout, report=report
+        )
     if result.error is not None:
         raise result.error
     return 0
 
 
 def _connect_program(
-    target: Address, options: ConnectOptions, session: SessionOptions, program: Program, report: Reporter
+    target: Address,
+    options: ConnectOptions,
+    session: SessionOptions,
+    program: Program,
+    report: Reporter,
+    tls: ClientTLS | None,
+    handshake_timeout: float,
 ) -> int:
     """connect --exec: the program talks to the server; wirecat exits with its status."""
-    from wirecat.apps.connect import open_stream
+    from wirecat.apps.connect import open_stream, start_tls
     from wirecat.apps.program import run_program
 
     if target.datagram:
         raise UsageError("--exec needs a stream connection, not UDP")
     with open_stream(target, options, report=report) as sock:
         peer = str(target) if target.is_unix else format_sockaddr(sock.getpeername())
-        result = run_program(sock, program, peer=peer, options=session, report=report)
+        if tls is not None:
+            endpoint = start_tls(
+                sock, target, tls, peer=peer, handshake_timeout=handshake_timeout, report=report
+            )
+            result = run_program(endpoint, program, peer=peer, options=session, report=report)
+        else:
+            result = run_program(sock, program, peer=peer, options=session, report=report)
     if result.session.error is not None:
         raise result.session.error
     return result.exit_code

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from wirecat.cli.common import (
     add_address_flags,
@@ -16,8 +17,12 @@ from wirecat.cli.common import (
     seconds,
     session_options,
 )
+from wirecat.cli.tls_flags import add_server_tls_flags, server_tls_from
 from wirecat.errors import UsageError
 from wirecat.limits import DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PROGRAMS, DEFAULT_UDP_IDLE
+
+if TYPE_CHECKING:
+    from wirecat.address import Address
 
 __all__ = ["register"]
 
@@ -60,6 +65,7 @@ def register(parser: argparse.ArgumentParser) -> None:
         help=f"UDP: forget a silent peer after SECS (default {DEFAULT_UDP_IDLE:g})",
     )
     add_exec_flags(parser)
+    add_server_tls_flags(parser)
     parser.set_defaults(handler=handle)
 
 
@@ -105,8 +111,16 @@ def handle(args: argparse.Namespace) -> int:
         keepalive=args.keepalive,
         numeric=args.numeric,
     )
+    if args.tls and address.datagram:
+        raise UsageError("--tls is for streams: DTLS (TLS over UDP) is not supported", "drop -u or --tls")
+    if args.tls and args.keep_open and program is None:
+        raise UsageError(
+            "listen -k --tls is not supported yet",
+            "serve one client at a time without -k, or give each client a program with -k --exec",
+        )
     session = session_options(args)
     report = reporter(args)
+    tls = server_tls_from(args, hosts=[address.host], connect_words=_connect_words(address))
 
     if program is not None:
         from wirecat.apps.program import check_exposure, listen_programs
@@ -114,7 +128,15 @@ def handle(args: argparse.Namespace) -> int:
         if address.datagram:
             raise UsageError("--exec needs a stream listener, not UDP")
         check_exposure([address.host], access, unix=address.is_unix)
-        ran = listen_programs(address, program, options, session, report=report)
+        ran = listen_programs(
+            address,
+            program,
+            options,
+            session,
+            tls=tls,
+            handshake_timeout=args.handshake_timeout,
+            report=report,
+        )
         if ran is None:
             return 0
         if ran.session.error is not None:
@@ -125,7 +147,19 @@ def handle(args: argparse.Namespace) -> int:
 
         result = udp_listen_stdio(address, options, session, idle_expiry=args.udp_idle, report=report)
     else:
-        result = listen_stdio(address, options, session, report=report)
+        result = listen_stdio(
+            address, options, session, tls=tls, handshake_timeout=args.handshake_timeout, report=report
+        )
     if result is not None and result.error is not None:
         raise result.error
     return 0
+
+
+def _connect_words(address: Address) -> str:
+    """How a client names this listener, for the pin command printed with an ephemeral certificate."""
+    if address.is_unix:
+        return f"unix:{address.path}"
+    host = address.host if address.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+    host = f"[{host}]" if ":" in host else host
+    port = "PORT" if address.port == 0 else str(address.port)
+    return f"{host} {port}"

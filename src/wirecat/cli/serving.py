@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
 from wirecat.cli.common import seconds
+from wirecat.cli.tls_flags import add_server_tls_flags
 from wirecat.limits import (
     DEFAULT_DRAIN_TIMEOUT,
     DEFAULT_FRAME_TIMEOUT,
@@ -18,8 +19,10 @@ from wirecat.limits import (
 )
 
 if TYPE_CHECKING:
+    from wirecat.address import Address
     from wirecat.framing import Framer
     from wirecat.server import DrainResult, Handler
+    from wirecat.tls import ServerTLS
 
 __all__ = [
     "add_framing_flags",
@@ -68,6 +71,7 @@ def add_server_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-U", "--unix", action="store_true", help="the address is a Unix socket path")
     add_limit_flags(parser)
+    add_server_tls_flags(parser)
 
 
 def add_limit_flags(parser: argparse.ArgumentParser) -> None:
@@ -180,12 +184,15 @@ def run_server(args: argparse.Namespace, handler: Handler, framing: Framer | Non
     family = family_from(args, address.host)
     if address.datagram:
         raise UsageError("this server speaks TCP or Unix streams, not UDP")
+    tls = _server_tls(args, address, family)
 
-    def start() -> Awaitable[Serving]:
-        return serve(
+    async def start() -> Serving:
+        server = await serve(
             handler,
             address,
             framing=framing,
+            tls=tls,
+            handshake_timeout=args.handshake_timeout,
             max_connections=args.max_conns,
             idle_timeout=args.idle_timeout,
             frame_timeout=args.frame_timeout,
@@ -195,8 +202,42 @@ def run_server(args: argparse.Namespace, handler: Handler, framing: Framer | Non
             when_full="refuse" if args.refuse_when_full else "wait",
             family=family,
         )
+        if tls is not None and tls.ephemeral:
+            # Said once the port is known (port 0 picks one at bind).
+            from wirecat.cli.tls_flags import say_trust_command
+
+            say_trust_command(tls.fingerprint, _connect_words(server.addresses[0]))
+        return server
 
     return run_until_signal(args, start)
+
+
+def _server_tls(args: argparse.Namespace, address: Address, family: int) -> ServerTLS | None:
+    """The TLS the flags ask for; a certificate made at start holds the names a client may use."""
+    import socket
+
+    from wirecat.cli.tls_flags import server_tls_from
+
+    if address.is_unix:
+        hosts = ["localhost"]
+    elif address.host in ("", "0.0.0.0", "::"):
+        # serve()'s default host is loopback; a wildcard is reached by loopback too.
+        loopback = ["::1"] if family == socket.AF_INET6 else ["127.0.0.1"]
+        hosts = loopback if address.host == "" else ["127.0.0.1", "::1"]
+    else:
+        hosts = [address.host]
+    return server_tls_from(args, hosts=hosts, connect_words=None)
+
+
+def _connect_words(listening: str) -> str:
+    """What to give ``wirecat connect`` to reach a server listening on ``listening``."""
+    if listening.startswith("unix:"):
+        return listening
+    host, _, port = listening.rpartition(":")
+    host = host.strip("[]")
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+    return f"{host} {port}"
 
 
 class Serving(Protocol):

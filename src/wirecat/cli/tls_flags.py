@@ -21,6 +21,7 @@ __all__ = [
     "add_client_tls_flags",
     "add_server_tls_flags",
     "client_tls_from",
+    "say_trust_command",
     "server_tls_from",
 ]
 
@@ -167,6 +168,13 @@ def client_tls_from(
     )
 
 
+def say_trust_command(fingerprint: str, connect_words: str) -> None:
+    """Say on stderr the exact client command that trusts a made-at-start certificate."""
+    from wirecat.report import stderr_reporter
+
+    stderr_reporter(f"trust it with: wirecat connect --tls --pin {fingerprint} {connect_words}")
+
+
 def _flag_words(exc: UsageError, prefix: str) -> UsageError:
     """The library's contradiction, said with the flags."""
     words = {
@@ -179,13 +187,16 @@ def _flag_words(exc: UsageError, prefix: str) -> UsageError:
     return UsageError(words.get(exc.message, exc.message), exc.hint)
 
 
-def server_tls_from(args: argparse.Namespace, *, hosts: list[str], connect_words: str) -> ServerTLS | None:
+def server_tls_from(
+    args: argparse.Namespace, *, hosts: list[str], connect_words: str | None
+) -> ServerTLS | None:
     """The server's TLS settings the flags ask for, or None for plain TCP.
 
     Without ``--cert`` a certificate is made now for ``hosts`` (and
     ``localhost``), and its fingerprint is said on stderr with the exact
     command that trusts it (``connect_words``: the address to connect to,
-    ``127.0.0.1 9000``).
+    ``127.0.0.1 9000``; None when the port is not known yet: the caller
+    says :func:`say_trust_command` once it is).
     """
     given = _given(args, "--cert", "--key", "--client-ca", "--alpn")
     if not args.tls:
@@ -212,7 +223,8 @@ def server_tls_from(args: argparse.Namespace, *, hosts: list[str], connect_words
         certificate=certificate, client_ca=args.client_ca, alpn=args.alpn, min_version=args.tls_min
     )
     stderr_reporter(f"TLS certificate made for this run: {certificate.fingerprint}")
-    stderr_reporter(f"trust it with: wirecat connect --tls --pin {certificate.fingerprint} {connect_words}")
+    if connect_words is not None:
+        say_trust_command(certificate.fingerprint, connect_words)
     return tls_module.ServerTLS(
         context, certificate.fingerprint, ephemeral=True, mutual=args.client_ca is not None
     )
