@@ -502,9 +502,13 @@ def issue_certificate(
     return _pem_pair(cert, key)
 
 
+#: The longest validity we write: a hundred years (X.509 dates end in 9999, datetime's too).
+MAX_DAYS = 36500
+
+
 def _check_days(days: int) -> None:
-    if days < 1:
-        raise UsageError(f"bad validity {days} days", "give a number of days ≥ 1")
+    if not 1 <= days <= MAX_DAYS:
+        raise UsageError(f"bad validity {days} days", f"give a number of days from 1 to {MAX_DAYS}")
 
 
 def _pem_pair(cert: x509.Certificate, key: object) -> Certificate:

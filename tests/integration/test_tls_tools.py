@@ -373,3 +373,21 @@ def test_cert_bad_days(tmp_path: Path) -> None:
     )
     assert run.returncode == 2
     assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["bücher.test"], "bad host name 'bücher.test' for a certificate"),
+        (["two words"], "bad host name 'two words'"),
+        (["--days", "99999999", "localhost"], "bad validity 99999999 days"),
+    ],
+)
+def test_cert_bad_input_is_one_line(tmp_path: Path, args: list[str], words: str) -> None:
+    out = ["--out-cert", str(tmp_path / "c"), "--out-key", str(tmp_path / "k")]
+    run = run_wirecat("tls", "cert", *out, *args)
+    assert run.returncode == 2
+    err = run.stderr.decode()
+    assert err.count("\n") == 1
+    assert words in err
+    assert not (tmp_path / "c").exists()

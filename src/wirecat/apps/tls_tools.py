@@ -370,6 +370,7 @@ def write_certificate(
         ProgramError: a file exists (and not ``force``), or cannot be written.
         UsageError: no host, the same file for both, or ``days`` < 1.
     """
+    _check_hosts(hosts)
     _check_distinct(cert_file, key_file)
     _refuse_existing([cert_file, key_file], force)
     certificate = tls.issue_certificate(hosts, days=days)
@@ -400,6 +401,7 @@ def write_ca_and_certificate(
             cannot be read or written.
         UsageError: no host, the same file for both, or ``days`` < 1.
     """
+    _check_hosts(hosts)
     _check_distinct(cert_file, key_file)
     _refuse_existing([cert_file, key_file], force)
     ca_cert_path = os.path.join(ca_dir, CA_CERT_FILE)
@@ -429,6 +431,29 @@ def write_ca_and_certificate(
     _write(key_file, certificate.key_pem, private=True)
     _write(cert_file, certificate.cert_pem, private=False)
     return WrittenFiles(cert_file, key_file, certificate, ca_file=ca_cert_path, ca_made=made)
+
+
+def _check_hosts(names: Sequence[str]) -> None:
+    """Hosts a certificate can name: IP addresses, or ASCII DNS names (``*.`` first allowed).
+
+    (An ephemeral certificate takes what a listener was given; a file
+    someone keeps should name only what a client can check.)
+    """
+    for name in names:
+        _check_host(name)
+
+
+def _check_host(name: str) -> None:
+    if ip_version(name.strip("[]")) is not None:
+        return
+    labels = name.removeprefix("*.").split(".")
+    if not name.isascii() or not all(
+        0 < len(label) <= 63 and all(c.isalnum() or c in "-_" for c in label) for label in labels
+    ):
+        raise UsageError(
+            f"bad host name {name!r} for a certificate",
+            "give a DNS name (letters, digits, '-', '*.' first) or an IP address; IDNs in punycode (xn--...)",
+        )
 
 
 def _check_distinct(cert_file: str, key_file: str) -> None:
