@@ -59,6 +59,8 @@ __all__ = [
     "describe_certificate",
     "ephemeral_certificate",
     "fingerprint",
+    "issue_certificate",
+    "make_ca",
     "parse_pin",
     "peer_certificate",
     "server_context",
@@ -71,6 +73,12 @@ TLS_VERSIONS: dict[str, ssl.TLSVersion] = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3":
 #: How long an ephemeral certificate is valid: longer than any server run
 #: we expect, short enough that a leaked one soon means nothing.
 EPHEMERAL_DAYS = 30
+#: How long a CA made by :func:`make_ca` is valid: ten years, as mkcert's.
+CA_DAYS = 3650
+#: The common name of a CA made by :func:`make_ca`.
+DEFAULT_CA_NAME = "wirecat local CA"
+#: Certificates start this long before "now": a client's clock a little behind still accepts them.
+_CLOCK_SKEW = datetime.timedelta(minutes=5)
 
 # OpenSSL's X509_V_ERR_* codes we word ourselves (x509_vfy.h).
 _X509_NOT_YET_VALID = 9
@@ -372,25 +380,108 @@ def ephemeral_certificate(hosts: Iterable[str], *, days: int = EPHEMERAL_DAYS) -
 
     Imports ``cryptography`` (~30 ms): only servers started without a
     certificate pay for it.
+
+    Raises:
+        UsageError: no host given, or ``days`` < 1.
+    """
+    return issue_certificate(hosts, days=days)
+
+
+def make_ca(name: str = DEFAULT_CA_NAME, *, days: int = CA_DAYS) -> Certificate:
+    """A small certificate authority made now: ECDSA P-256, self-signed, for signing leaves.
+
+    It may sign end certificates only (``pathLenConstraint`` 0), as mkcert's
+    does: a leaked CA key can then not make intermediate CAs. Give its
+    certificate to clients (``cafile``) and keep its key; sign leaves with
+    :func:`issue_certificate`.
+
+    Raises:
+        UsageError: an empty name, or ``days`` < 1.
     """
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    names = list(dict.fromkeys(h for h in hosts if h))
-    if not names:
-        raise UsageError("an ephemeral certificate needs a host name or address")
+    if not name.strip():
+        raise UsageError("a CA needs a name")
+    _check_days(days)
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0][:64])])
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "wirecat"),
+            x509.NameAttribute(NameOID.COMMON_NAME, name[:64]),
+        ]
+    )
     now = datetime.datetime.now(datetime.UTC)
-    builder = (
+    cert = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))  # a client's clock a little behind
+        .not_valid_before(now - _CLOCK_SKEW)
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return _pem_pair(cert, key)
+
+
+def issue_certificate(
+    hosts: Iterable[str], *, ca: Certificate | None = None, days: int = EPHEMERAL_DAYS
+) -> Certificate:
+    """A server certificate for ``hosts``: ECDSA P-256, signed by ``ca`` or by itself.
+
+    Each host becomes a subject alternative name (an IP address SAN for an
+    address, ``[::1]`` or ``::1``; a DNS SAN for a name, ``*.example.test``
+    included); the first is the common name. The result is in memory: write
+    it where you want it (``wirecat tls cert`` writes files 0600).
+
+    Args:
+        hosts: the names and addresses clients will connect by.
+        ca: a CA from :func:`make_ca` (its ``key_pem`` is needed); None
+            makes a self-signed certificate.
+        days: how long it is valid from now (a few minutes before now too,
+            for a client whose clock is a little behind).
+
+    Raises:
+        UsageError: no host given, or ``days`` < 1.
+        ValueError: ``ca`` holds no usable certificate and key.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.x509.oid import NameOID
+
+    names = list(dict.fromkeys(h.strip() for h in hosts if h and h.strip()))
+    if not names:
+        raise UsageError("a certificate needs a host name or address")
+    _check_days(days)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0].strip("[]")[:64])])
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _CLOCK_SKEW)
         .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName([_general_name(n) for n in names]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -399,11 +490,39 @@ def ephemeral_certificate(hosts: Iterable[str], *, days: int = EPHEMERAL_DAYS) -
             critical=False,
         )
     )
-    cert = builder.sign(key, hashes.SHA256())
+    if ca is None:
+        cert = builder.issuer_name(subject).sign(key, hashes.SHA256())
+    else:
+        ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
+        ca_key = serialization.load_pem_private_key(ca.key_pem, password=None)
+        if not isinstance(ca_key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+            raise ValueError("the CA key must be an EC or RSA key")
+        cert = (
+            builder.issuer_name(ca_cert.subject)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+            )
+            .sign(ca_key, hashes.SHA256())
+        )
+    return _pem_pair(cert, key)
+
+
+#: The longest validity we write: a hundred years (X.509 dates end in 9999, datetime's too).
+MAX_DAYS = 36500
+
+
+def _check_days(days: int) -> None:
+    if not 1 <= days <= MAX_DAYS:
+        raise UsageError(f"bad validity {days} days", f"give a number of days from 1 to {MAX_DAYS}")
+
+
+def _pem_pair(cert: x509.Certificate, key: object) -> Certificate:
+    from cryptography.hazmat.primitives import serialization
+
     der = cert.public_bytes(serialization.Encoding.DER)
     return Certificate(
         cert_pem=cert.public_bytes(serialization.Encoding.PEM),
-        key_pem=key.private_bytes(
+        key_pem=key.private_bytes(  # type: ignore[attr-defined]
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),

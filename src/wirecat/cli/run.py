@@ -17,6 +17,8 @@ from wirecat.errors import EXIT_INTERRUPTED, ProgramError, ResolveError, UsageEr
 __all__ = ["Parser", "run"]
 
 #: Subcommands, in the order ``--help`` lists them: (name, module, one line, example).
+#: A two-word name (``tls probe``) is one command written as two words; the
+#: module may name its register function (``module:function``, default ``register``).
 SUBCOMMANDS: list[tuple[str, str, str, str]] = [
     (
         "connect",
@@ -50,6 +52,18 @@ SUBCOMMANDS: list[tuple[str, str, str, str]] = [
         "wirecat relay 8080 127.0.0.1:80",
     ),
     ("scan", "wirecat.cli.scan", "find open TCP ports", "wirecat scan 127.0.0.1 22,80,8000-8100"),
+    (
+        "tls probe",
+        "wirecat.cli.tls:register_probe",
+        "a TLS server's protocol, chain and verdict, readable (an s_client that ends)",
+        "wirecat tls probe example.com:443",
+    ),
+    (
+        "tls cert",
+        "wirecat.cli.tls:register_cert",
+        "write a certificate and key: self-signed, or signed by a local CA (--ca DIR)",
+        "wirecat tls cert --ca ~/.wirecat-ca localhost",
+    ),
     ("demo", "wirecat.cli.demo", "watch a TCP server and client talk, step by step", "wirecat demo"),
     (
         "explain",
@@ -157,7 +171,8 @@ def build_parser(only: str | None = None) -> Parser:
                 help="print each socket call on stderr as it is made; --trace=explain adds what each"
                 " call is for, --trace=bytes a hex dump of the data",
             )
-        importlib.import_module(module).register(sub)
+        module_name, _, function = module.partition(":")
+        getattr(importlib.import_module(module_name), function or "register")(sub)
     return parser
 
 
@@ -175,6 +190,7 @@ def parse_command_line(argv: list[str]) -> tuple[argparse.Namespace, list[str], 
     known = [name for name, *_ in SUBCOMMANDS]
     argv, program = split_program(argv)  # `--exec PROG ARGS...`: the program's words
     argv, trace_mode = _take_trace(argv)
+    argv = _join_group(argv)
     named = named_command(argv, known) is not None
     argv = translate(argv, known)
     command, rest = argv[0], argv[1:]
@@ -217,9 +233,46 @@ def parse_command_line(argv: list[str]) -> tuple[argparse.Namespace, list[str], 
             is_address = False
         else:
             is_address = target.is_unix or bool(target.host)
-        check_netcat_words(args.target, known, is_address=is_address)
+        check_netcat_words(args.target, [*known, *GROUPS], is_address=is_address)
         typo_words = args.target
     return args, program, typo_words
+
+
+#: Commands written as two words (``tls probe``), by their first word.
+GROUPS = {"tls": ("probe", "cert")}
+
+
+def _join_group(argv: list[str]) -> list[str]:
+    """``tls probe ARGS`` → ``"tls probe" ARGS``: one command name, as SUBCOMMANDS holds it.
+
+    Raises:
+        UsageError: the group's word alone, or with a second word it does not have.
+    """
+    if not argv or argv[0] not in GROUPS:
+        return argv
+    group, actions = argv[0], GROUPS[argv[0]]
+    if len(argv) > 1 and argv[1] in actions:
+        return [f"{group} {argv[1]}", *argv[2:]]
+    choices = " or ".join(f"'wirecat {group} {a}'" for a in actions)
+    if len(argv) == 1 or argv[1].startswith("-"):
+        raise UsageError(
+            f"{group} needs one of {', '.join(actions)}", f"e.g. {choices}; see 'wirecat help {group}'"
+        )
+    from wirecat.cli.unknown import close_match
+
+    near = close_match(argv[1], list(actions))
+    hint = f"did you mean '{group} {near}'?" if near else f"say {choices}"
+    raise UsageError(f"unknown command '{group} {argv[1]}'", hint)
+
+
+def _group_help(group: str) -> str:
+    """The help for a group's word alone: its commands, as the top-level help shows them."""
+    lines = [f"usage: wirecat {group} COMMAND [options] ...", "", "commands:"]
+    for name, _, summary, example in SUBCOMMANDS:
+        if name.partition(" ")[0] == group and " " in name:
+            lines += [f"  {name:<10}  {summary}", f"  {'':<10}    e.g. {example}"]
+    lines.append(f"\nwirecat {group} COMMAND --help for a command's options")
+    return "\n".join(lines) + "\n"
 
 
 def _command_help(name: str) -> None:
@@ -229,6 +282,11 @@ def _command_help(name: str) -> None:
         UsageError: no command has that name (with the nearest one).
     """
     known = [command for command, *_ in SUBCOMMANDS]
+    if name in GROUPS:
+        from wirecat.stdio import print_out
+
+        print_out(_group_help(name))
+        return
     if name not in known:
         from wirecat.cli.unknown import close_match
 
@@ -350,11 +408,15 @@ def run(argv: list[str]) -> int:
             raise no_command()
         if argv[0] in ("-h", "--help", "help"):
             if argv[0] == "help" and len(argv) > 1:  # `wirecat help listen`, as git has it
-                _command_help(argv[1])
+                _command_help(" ".join(argv[1:3]) if argv[1] in GROUPS and len(argv) > 2 else argv[1])
                 return 0
             print_out(_top_help())
             return 0
+        if argv[0] in GROUPS and argv[1:2] in (["-h"], ["--help"]):
+            print_out(_group_help(argv[0]))  # `wirecat tls --help`
+            return 0
         args, program, typo_words = parse_command_line(argv)
+        args.json = as_json  # (a command whose stdout is a report prints it as JSON: tls probe)
         trace_mode = args.trace
         for output in outputs:
             output.verbose = getattr(args, "verbose", 0)
@@ -379,7 +441,7 @@ def run(argv: list[str]) -> int:
             # `wirecat lisen 9000`: tried as a host, as nc would; none has that name.
             from wirecat.cli.unknown import typo_hint
 
-            exc.hint = typo_hint(typo_words, [name for name, *_ in SUBCOMMANDS]) or exc.hint
+            exc.hint = typo_hint(typo_words, [*(name for name, *_ in SUBCOMMANDS), *GROUPS]) or exc.hint
         if outputs:
             events.emit(events.Failed(describe(exc), exc.exit_code, origin="cli"))
         else:  # the output could not be set up (--log-json): say it plainly
