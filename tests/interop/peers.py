@@ -26,6 +26,7 @@ import selectors
 import shutil
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, ClassVar, Literal
@@ -231,8 +232,18 @@ def wait_for_listener(ep: Endpoint, *, timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-def read_exact(stream: IO[bytes], size: int, *, timeout: float = 10.0) -> bytes:
+def read_exact(
+    stream: IO[bytes],
+    size: int,
+    *,
+    timeout: float = 10.0,
+    on_stall: Callable[[], None] | None = None,
+    stall: float = 1.0,
+) -> bytes:
     """Read exactly ``size`` bytes from a pipe, with a deadline.
+
+    ``on_stall``, if given, is called each time nothing came for ``stall``
+    seconds (to nudge a peer that sits on bytes it has: see its callers).
 
     Raises:
         TimeoutError: fewer bytes came within ``timeout`` seconds, or the
@@ -245,6 +256,9 @@ def read_exact(stream: IO[bytes], size: int, *, timeout: float = 10.0) -> bytes:
         selector.register(fd, selectors.EVENT_READ)
         while len(data) < size:
             left = deadline - time.monotonic()
+            if left > 0 and on_stall is not None and not selector.select(min(left, stall)):
+                on_stall()
+                continue
             if left <= 0 or not selector.select(left):
                 raise TimeoutError(
                     f"got {len(data)} of {size} bytes within {timeout} s: {bytes(data)[:80]!r}"
