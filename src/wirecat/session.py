@@ -348,7 +348,11 @@ def session_closed(result: SessionResult, peer: str, origin: str) -> Closed:
 # -- TLS: one owner for both directions ---------------------------------------------------------
 
 #: Plaintext read ahead of stdout, and stdin read ahead of TLS: one buffer each.
-_TLS_CHUNK = 256 * 1024
+#: 1 MiB measured here against 256 KiB (1 GiB over loopback, CPU of each side
+#: by perf stat): sender 1.06 s against 1.20, receiver 0.78 against 0.92 —
+#: fewer trips round the loop, larger pipe reads and sends. One session, so
+#: two buffers cost nothing worth counting.
+_TLS_CHUNK = 1024 * 1024
 #: Room kept at the end of the receive buffer: one TLS record's plaintext.
 _RECORD = 16 * 1024
 #: Steps taken without waiting before the loop looks at the timers again.

@@ -118,6 +118,8 @@ class TLSEndpoint:
         self._shut = False
         self._shutdown_deferred = False
         self._tcp_ended = False
+        # An error met after some bytes were read: raised by the next recv_into().
+        self._deferred: WirecatError | None = None
         #: The last BlockingIOError needs write readiness (True) or read readiness (False).
         self.wants_write = False
         #: The peer's certificate (DER) once the handshake is done, or None.
@@ -198,9 +200,9 @@ class TLSEndpoint:
             except ssl.SSLError as exc:
                 self.handshake_error = exc
                 self._send_queued_quietly()  # the alert tells the peer why
-                raise self._handshake_failure(exc) from None
+                raise self._handshake_failure(exc) from exc
             except OSError as exc:
-                raise self._socket_error(exc, "TLS handshake") from None
+                raise self._socket_error(exc, "TLS handshake") from exc
             self._handshaken = True
             try:
                 self._record_session()
@@ -224,7 +226,7 @@ class TLSEndpoint:
         except WirecatError as error:
             # A failed verification leaves no certificate to describe: fetch it
             # (a second handshake that trusts nothing) to word the error.
-            raise explain_failed_verification(self, error, min(timeout or 5.0, 5.0)) from None
+            raise explain_failed_verification(self, error, min(timeout or 5.0, 5.0)) from error.__cause__
 
     def _handshake(self, timeout: float | None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -308,7 +310,11 @@ class TLSEndpoint:
         return self._unsent is not None or self._outgoing.pending > 0
 
     def recv_into(self, buffer: Buffer) -> int:
-        """Decrypt into ``buffer``; 0 at the peer's close_notify.
+        """Decrypt into ``buffer``, as many records as fit and have come; 0 at the peer's close_notify.
+
+        One call fills the buffer from every record already here (a record
+        is 16 KiB at most): one call per record would cost a trip through
+        Python per 16 KiB, the larger part of a bulk transfer's CPU.
 
         Raises:
             BlockingIOError: nothing to read yet (:attr:`wants_write` False:
@@ -316,31 +322,53 @@ class TLSEndpoint:
             TLSTruncated: the TCP stream ended without close_notify.
             WirecatError: a TLS error (a bad record, an alert), translated.
         """
+        if self._deferred is not None:
+            error, self._deferred = self._deferred, None
+            raise error
         # (typeshed says read() returns bytes; given a buffer it returns the count.)
         read = cast(Callable[[int, Buffer], int], self._ssl.read)
-        size = len(buffer)
-        while True:
+        view = buffer if isinstance(buffer, memoryview) else memoryview(buffer)
+        size = len(view)
+        total = 0
+        while total < size:
             try:
-                n = read(size, buffer)
+                n = read(size - total, view[total:] if total else view)
             except ssl.SSLWantReadError:
                 if self._outgoing.pending:
                     self._send_queued()  # a key update's answer, say: best effort, flush() does the rest
-                self._fill()
+                if not total:
+                    self._fill()  # BlockingIOError when the socket has nothing either
+                    continue
+                try:
+                    self._fill()
+                except BlockingIOError:
+                    break
                 continue
             except ssl.SSLZeroReturnError:
-                return 0
+                break  # close_notify: 0 now, or after what came before it
             except ssl.SSLError as exc:
-                if self._tcp_ended and isinstance(exc, ssl.SSLEOFError):
-                    raise TLSTruncated(f"{self.peer} ended the stream without TLS close_notify").caused_by(
-                        exc
-                    ) from None
-                raise translate_ssl_error(exc, self.peer, server_side=self.server_side) from None
-            if n == 0 and size:
-                return 0  # close_notify (the ssl module returns 0 for it rather than raising)
-            if self._shutdown_deferred and not self._ssl.pending():
-                self._shutdown_deferred = False
-                self._send_close_notify()
-            return n
+                error = self._read_error(exc)
+                if not total:
+                    raise error from exc
+                self._deferred = error  # what came before it is good: hand it over first
+                break
+            except WirecatError as exc:  # the socket failed in _fill
+                if not total:
+                    raise
+                self._deferred = exc
+                break
+            if n == 0:
+                break  # close_notify (the ssl module returns 0 for it rather than raising)
+            total += n
+        if self._shutdown_deferred and not self._ssl.pending():
+            self._shutdown_deferred = False
+            self._send_close_notify()
+        return total
+
+    def _read_error(self, exc: ssl.SSLError) -> WirecatError:
+        if self._tcp_ended and isinstance(exc, ssl.SSLEOFError):
+            return TLSTruncated(f"{self.peer} ended the stream without TLS close_notify").caused_by(exc)
+        return translate_ssl_error(exc, self.peer, server_side=self.server_side)
 
     def _fill(self) -> None:
         """Move what the socket has into the incoming BIO; BlockingIOError when it has nothing."""
@@ -355,7 +383,7 @@ class TLSEndpoint:
         except ssl.SSLError:
             raise
         except OSError as exc:
-            raise self._socket_error(exc, "receive") from None
+            raise self._socket_error(exc, "receive") from exc
         if n:
             self._incoming.write(self._view[:n])
         else:
@@ -384,7 +412,7 @@ class TLSEndpoint:
             self._fill()
             raise BlockingIOError from None
         except ssl.SSLError as exc:
-            raise translate_ssl_error(exc, self.peer, server_side=self.server_side) from None
+            raise translate_ssl_error(exc, self.peer, server_side=self.server_side) from exc
         self._send_queued()
         return n
 
@@ -408,7 +436,7 @@ class TLSEndpoint:
                 return False
             except OSError as exc:
                 self._unsent = None
-                raise self._socket_error(exc, "send") from None
+                raise self._socket_error(exc, "send") from exc
             self._unsent = data[n:] if n < len(data) else None
 
     def _send_queued_quietly(self) -> None:
