@@ -65,6 +65,7 @@ __all__ = [
     "peer_certificate",
     "server_context",
     "translate_ssl_error",
+    "unverified_leaf",
 ]
 
 #: The versions ``min_version`` may name. 1.0 and 1.1 are deprecated (RFC 8996) and never offered.
@@ -719,6 +720,28 @@ def _verification(
             "connect by a name it holds, or set the server name (SNI) to one",
         ).with_cli_hint("connect by a name it holds, or --servername NAME")
     return CertificateError(f"the certificate of {where} is not trusted: {exc.verify_message}")
+
+
+def unverified_leaf(sslobj: ssl.SSLObject | ssl.SSLSocket) -> bytes | None:
+    """The certificate (DER) a peer presented, even when it failed verification; None if unknown.
+
+    ``getpeercert()`` refuses until a handshake succeeds, but OpenSSL keeps
+    the chain it was sent: Python 3.13 gives it (``get_unverified_chain``);
+    3.10–3.12 have the same call on the object underneath, not exported.
+    Without either, None (a caller may fetch the certificate again).
+    """
+    getter = getattr(sslobj, "get_unverified_chain", None)  # 3.13+: a list of DER bytes
+    try:
+        if getter is not None:
+            chain = getter()
+            return bytes(chain[0]) if chain else None
+        inner = getattr(getattr(sslobj, "_sslobj", None), "get_unverified_chain", None)
+        if inner is None:
+            return None
+        chain = inner()
+        return bytes(chain[0].public_bytes(ssl._ssl.ENCODING_DER)) if chain else None  # type: ignore[attr-defined]
+    except (AttributeError, ValueError, ssl.SSLError):
+        return None
 
 
 def peer_certificate(sslobj: ssl.SSLObject | ssl.SSLSocket) -> bytes | None:

@@ -48,6 +48,7 @@ from wirecat.tls import (
     describe_certificate,
     peer_certificate,
     translate_ssl_error,
+    unverified_leaf,
 )
 
 __all__ = ["TLSEndpoint", "describe_session", "explain_failed_verification", "fetch_certificate", "secure"]
@@ -530,20 +531,25 @@ def fetch_certificate(
 def explain_failed_verification(endpoint: TLSEndpoint, error: WirecatError, timeout: float) -> WirecatError:
     """``error`` again with the certificate's details, when a verification failed on the client.
 
-    A failed verification leaves no certificate: this fetches it by
-    :func:`fetch_certificate` and words the error anew (the names it holds,
+    A failed verification leaves no verified certificate: this takes the
+    one OpenSSL was sent (:func:`wirecat.tls.unverified_leaf`), or fetches it
+    by :func:`fetch_certificate`, and words the error anew (the names it holds,
     its dates, the pin that would trust it). Other errors are returned as given.
     """
     exc = endpoint.handshake_error
     if endpoint.server_side or not isinstance(exc, ssl.SSLCertVerificationError):
         return error
-    try:
-        address = endpoint.socket.getpeername()
-    except OSError:
-        return error
-    der = fetch_certificate(
-        address, endpoint.socket.family, server_hostname=endpoint.server_hostname, timeout=timeout
-    )
+    # The chain the server sent is still in OpenSSL (a one-shot server, say
+    # `listen --tls`, will not answer a second handshake); else fetch it.
+    der = unverified_leaf(endpoint._ssl)
+    if der is None:
+        try:
+            address = endpoint.socket.getpeername()
+        except OSError:
+            return error
+        der = fetch_certificate(
+            address, endpoint.socket.family, server_hostname=endpoint.server_hostname, timeout=timeout
+        )
     if der is None:
         return error
     return translate_ssl_error(exc, endpoint.peer, server_hostname=endpoint.server_hostname, certificate=der)

@@ -229,6 +229,21 @@ def test_self_signed_names_the_pin(spawn: Callable[..., Proc]) -> None:
     )
 
 
+def test_self_signed_names_the_pin_of_a_one_client_listen(spawn: Callable[..., Proc]) -> None:
+    """A one-client listen is gone after the failed handshake: the pin comes from that very handshake."""
+    proc = spawn(WIRECAT, "listen", "--tls", "127.0.0.1", "0")
+    assert proc.popen.stderr is not None
+    pin = read_line_matching(proc.popen.stderr, r"made for this run: (sha256:[0-9a-f]{64})$", timeout=TIMEOUT)
+    port = proc.listening_port(TIMEOUT)
+    client = run_wirecat("connect", "--tls", "127.0.0.1", str(port))
+    assert client.returncode == 13
+    assert one_line(client.stderr) == (
+        f"wirecat: self-signed certificate for 127.0.0.1:{port}: "
+        f"to trust this one: --pin {pin.group(1)}, or --cafile FILE"
+    )
+    assert proc.popen.wait(TIMEOUT) != 0  # it served its one client, which failed
+
+
 def test_name_mismatch(
     spawn: Callable[..., Proc], files: dict[str, str], ca: trustme.CA, tmp_path: Path
 ) -> None:
