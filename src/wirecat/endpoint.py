@@ -9,16 +9,34 @@ only this of each:
   non-blocking endpoint has nothing to give or no room);
 * ``shutdown_write()``: **the one half-close**: ``shutdown(SHUT_WR)`` for a
   socket (a FIN), closing the write end for a pipe (the program sees the end
-  of its input); a TLS endpoint will send close_notify;
+  of its input); a TLS endpoint queues close_notify and goes on reading
+  (TLS 1.3's half-close);
 * ``abort()``: cut off, now: a reset (``SO_LINGER`` 0) for a TCP socket, and
   every thread waiting on it woken (:func:`wirecat.sockets.abort`);
 * ``close()``; ``peer`` and ``local``, for messages;
 * ``read_fd``/``write_fd``: what to wait on for readiness;
 * ``zero_copy_fds``: ``(read fd, write fd)`` the kernel may ``splice``, or
-  None when the bytes must pass through Python (a TLS endpoint will say None:
+  None when the bytes must pass through Python (a TLS endpoint says None:
   the relay's plain side still splices);
 * ``take_pushback()``: bytes already read past a header (a PROXY header read
   with the first data) that must be handed on first.
+
+**TLS** (:class:`wirecat.tls_endpoint.TLSEndpoint`, over ``ssl.SSLObject``
+and memory BIOs) is an endpoint too, with three extras an engine must honour,
+found with ``getattr`` or ``isinstance`` (plain endpoints lack them):
+
+* ``pending`` (int): plaintext OpenSSL has decrypted but not handed out; read
+  again before waiting on the descriptor, whose readiness will not fire for it;
+* ``pending_output`` (bool) and ``flush()``: ciphertext queued (a close_notify,
+  the tail of a send); wait for write readiness and call ``flush()`` until it
+  returns True;
+* ``wants_write``: after ``BlockingIOError``, True when the wait is for write
+  readiness (TLS may need to send before it can read), False for read.
+
+And one rule: a TLS endpoint has one owner thread. OpenSSL forbids two
+threads on one connection, so the two-thread pumps cannot carry TLS; the
+single-owner driver of :mod:`wirecat.session` (``run_tls_session``) moves
+both directions from one selector loop.
 """
 
 from __future__ import annotations
