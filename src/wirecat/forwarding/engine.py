@@ -260,6 +260,8 @@ class Direction:
                     assert self._view is not None
                     want = len(self._view)
                     n = self._src.recv_into(self._view)
+                    if n and self._src_tls is not None:
+                        n = self._read_more(n)
                     if n:
                         self._pending = -n
             except BlockingIOError:
@@ -352,6 +354,26 @@ class Direction:
                 self._stop_read()
                 self._want_read()
                 return
+
+    def _read_more(self, n: int) -> int:
+        """Fill the buffer from what a TLS source holds already (``n`` bytes are in).
+
+        One TLS read gives one record (16 KiB at most) while one recv() may
+        have brought sixteen: reading them all now makes one large send to
+        the destination instead of sixteen small ones.
+        """
+        assert self._view is not None
+        assert self._src_tls is not None
+        view, size = self._view, len(self._view)
+        while n < size and self._src_tls.pending:
+            try:
+                m = self._src.recv_into(view[n:])
+            except BlockingIOError:
+                break  # a partial record: the rest comes with readiness
+            if not m:
+                break  # close_notify: the next read says 0 again
+            n += m
+        return n
 
     def _step_over_urgent_mark(self) -> None:
         """Move one chunk by recv(), which passes TCP's urgent mark where
