@@ -233,7 +233,7 @@ class StreamRelay:
         except WirecatError as exc:
             # One line (rate-limited under a flood); the relay serves on. The
             # alert, if any, has gone: a close, not a reset, follows it.
-            self.refusals.reset(peer, str(exc), "closed")
+            self.refusals.reset(peer, str(exc), "the connection was closed")
             client.close()
             return None
         if endpoint.peer_certificate is not None:  # mutual TLS: who it is, under -v
