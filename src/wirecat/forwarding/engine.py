@@ -103,6 +103,7 @@ class Direction:
         "_reading",
         "_soon",
         "_src",
+        "_src_closed",
         "_src_fd",
         "_src_tls",
         "_src_traced",
@@ -143,6 +144,9 @@ class Direction:
         self._finishing = False  # our end of stream is passed on; its close_notify may still be queued
         self._stalled_on_write = False  # our TLS source wants its queued ciphertext out first
         self._soon: asyncio.Handle | None = None  # a read scheduled for bytes OpenSSL holds
+        # The TLS source's close_notify was read behind data (_read_more): its
+        # end is said by the next read, which no readiness will prompt.
+        self._src_closed = False
         self.name = name
         self._on_done = on_done
         self._pending = 0  # bytes in our pipe (or buffer), read but not yet written
@@ -195,7 +199,11 @@ class Direction:
         if not self._reading and not self.eof and not self._on_done.ended:
             self._reading = True
             self._loop.add_reader(self._src_fd, self._on_readable)
-            if self._src_tls is not None and self._soon is None and self._src_tls.pending:
+            if (
+                self._src_tls is not None
+                and self._soon is None
+                and (self._src_tls.pending or self._src_closed)
+            ):
                 # Decrypted bytes wait inside OpenSSL: the descriptor may
                 # never be readable for them, so read them now (soon).
                 self._soon = self._loop.call_soon(self._read_soon)
@@ -328,9 +336,9 @@ class Direction:
                 self.sibling.flush_for_sibling()  # the read queued ciphertext (a key update's answer)
             if not self._reading or self._on_done.ended:
                 return
-            if self._src_tls is not None and self._src_tls.pending:
-                # OpenSSL holds more, decrypted or not: read on (the
-                # descriptor may not fire for it), within the budget.
+            if self._src_tls is not None and (self._src_tls.pending or self._src_closed):
+                # OpenSSL holds more, decrypted or not, or its end: read on
+                # (the descriptor may not fire for it), within the budget.
                 budget -= n
                 if budget <= 0:
                     self._stop_read()
@@ -371,7 +379,8 @@ class Direction:
             except BlockingIOError:
                 break  # a partial record: the rest comes with readiness
             if not m:
-                break  # close_notify: the next read says 0 again
+                self._src_closed = True  # close_notify: the next read says 0 again
+                break
             n += m
         return n
 
