@@ -302,8 +302,14 @@ class TLSEndpoint:
 
     @property
     def pending(self) -> int:
-        """Plaintext already decrypted inside OpenSSL: read it before waiting on the descriptor."""
-        return self._ssl.pending()
+        """Bytes inside OpenSSL or its BIO: read them before waiting on the descriptor.
+
+        Plaintext already decrypted, and ciphertext already taken from the
+        socket: one ``recv()`` brings up to 16 records, one ``read`` gives
+        one record, and the descriptor does not fire for the rest. (A
+        partial record counts too: reading it raises BlockingIOError, once.)
+        """
+        return self._ssl.pending() + self._incoming.pending
 
     @property
     def pending_output(self) -> bool:

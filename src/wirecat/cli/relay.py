@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from wirecat.cli.common import positive_seconds, seconds
 from wirecat.cli.serving import add_limit_flags, run_until_signal
+from wirecat.cli.tls_flags import add_client_tls_flags, add_server_tls_flags
 from wirecat.limits import DEFAULT_CONNECT_TIMEOUT, DEFAULT_UDP_IDLE
 
 if TYPE_CHECKING:
@@ -31,9 +32,15 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="where clients connect: PORT (on 127.0.0.1, or ::1 with -6), HOST:PORT, unix:PATH, udp:PORT",
     )
     parser.add_argument(
-        "target", metavar="TARGET", help="where to relay them: HOST:PORT, unix:PATH, udp:HOST:PORT"
+        "target",
+        metavar="TARGET",
+        help="where to relay them: HOST:PORT, tls:HOST:PORT (TLS to it, verified), unix:PATH, udp:HOST:PORT",
     )
     add_limit_flags(parser)
+    # --tls terminates TLS on the listening side; a tls: target originates it,
+    # with the client flags named --target-* (--target-pin, --target-cafile...).
+    add_server_tls_flags(parser)
+    add_client_tls_flags(parser, prefix="target-", title="TLS to the target (a tls:HOST:PORT target)")
     group = parser.add_argument_group("relay")
     group.add_argument(
         "--connect-timeout",
@@ -75,11 +82,22 @@ def handle(args: argparse.Namespace) -> int:
     """Relay until SIGINT/SIGTERM."""
     from wirecat.address import parse_address
     from wirecat.cli.common import family_from, service_port
+    from wirecat.cli.tls_flags import client_tls_from, server_tls_from
     from wirecat.forwarding import relay
 
     # No host: relay() listens on loopback, in the family. A port may be a service name.
     listen = parse_address(args.listen, service=service_port)
-    target = parse_address(args.target, service=service_port)
+    target_text, target_is_tls = args.target, args.target[:4].lower() == "tls:"
+    if target_is_tls:
+        target_text = target_text[4:]
+    target = parse_address(target_text, service=service_port)
+    # Both made before listening: a bad certificate file fails the start, and
+    # an ephemeral certificate's pin is said before the first client comes.
+    target_tls = client_tls_from(args, tls=target_is_tls, prefix="target-")
+    host = "unix:" + listen.host if listen.is_unix else (listen.host or "127.0.0.1")
+    tls = server_tls_from(
+        args, hosts=[listen.host or "127.0.0.1"], connect_words=f"{host} {listen.port or 'PORT'}"
+    )
     # -4/-6 are the listening side's family (and a target name's); a target
     # given as an address keeps its own (README), so only LISTEN is checked.
     family = family_from(args, listen.host)
@@ -101,6 +119,9 @@ def handle(args: argparse.Namespace) -> int:
             family=family,
             source=(args.source.strip("[]"), 0) if args.source else None,
             udp_idle=args.udp_idle,
+            tls=tls,
+            target_tls=target_tls,
+            handshake_timeout=args.handshake_timeout,
         )
 
     return run_until_signal(args, start)

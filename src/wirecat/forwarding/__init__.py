@@ -21,7 +21,12 @@ bytes flow both ways until both directions are done:
   :func:`wirecat.serve`; a target that is down closes the client at once (or
   after ``connect_timeout``), logged, and the relay goes on;
 * optionally a PROXY protocol header (v1 or v2) to the target, so it learns
-  the real client, and/or one read from the client (``accept_proxy_protocol``).
+  the real client, and/or one read from the client (``accept_proxy_protocol``);
+* optionally TLS on either side or both: ``tls`` terminates it (the clients
+  speak TLS to us), ``target_tls`` (or a ``tls:`` target) originates it,
+  verified by default. A TLS side is one more endpoint
+  (:class:`wirecat.tls_endpoint.TLSEndpoint`) on the same engine; the
+  handshakes run in each connection's task, within ``handshake_timeout``.
 
 UDP relays (``udp:`` on both sides) keep one upstream socket per client
 address, forgotten after ``udp_idle`` seconds of silence: see :class:`UdpRelay`.
@@ -31,7 +36,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from wirecat.address import Address, as_address, is_ip_address
 from wirecat.admission import Admission
@@ -47,12 +52,18 @@ from wirecat.limits import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_DRAIN_TIMEOUT,
     DEFAULT_FRAME_TIMEOUT,
+    DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_UDP_IDLE,
     check_seconds,
 )
 from wirecat.listener import Listener
+
+if TYPE_CHECKING:
+    import ssl
+
+    from wirecat.tls import ClientTLS, ServerTLS
 
 __all__ = ["RelayResult", "UdpRelay", "relay"]
 
@@ -78,6 +89,9 @@ async def relay(
     source: tuple[str, int] | None = None,
     udp_idle: float = DEFAULT_UDP_IDLE,
     backlog: int = DEFAULT_BACKLOG,
+    tls: ServerTLS | ssl.SSLContext | None = None,
+    target_tls: ClientTLS | ssl.SSLContext | None = None,
+    handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
 ) -> Listener | UdpRelay:
     """Listen on ``listen`` and relay every client to ``target``.
 
@@ -87,7 +101,9 @@ async def relay(
     Args:
         listen: where clients connect: ``8080`` (on 127.0.0.1), ``host:port``,
             ``[::1]:port``, ``unix:/path``, ``udp:host:port``.
-        target: where each client is relayed to (same forms).
+        target: where each client is relayed to (same forms); ``tls:HOST:PORT``
+            speaks TLS to it, verified against the system's CAs and HOST
+            (as ``target_tls=wirecat.tls.ClientTLS(wirecat.tls.client_context())``).
         max_connections: clients relayed at once (UDP: client addresses).
         idle_timeout: close a connection with no bytes either way for this long.
         connect_timeout: how long a connection to the target may take.
@@ -106,12 +122,33 @@ async def relay(
         source: the local (host, port) the connections to the target come
             from (``""``/0 for any); TCP targets only.
         udp_idle: UDP: seconds before a silent client's session is forgotten.
+        tls: terminate TLS: the clients speak TLS to the relay, and the
+            target gets the plain bytes. A :class:`wirecat.tls.ServerTLS`
+            (:func:`wirecat.tls.server_context`; ``mutual`` for client
+            certificates) or a server-side ``ssl.SSLContext``. A client whose
+            handshake fails (a plain client, a refused certificate, a stall)
+            is closed, with one warning line; the relay serves on.
+        target_tls: originate TLS: the relay speaks TLS to the target. A
+            :class:`wirecat.tls.ClientTLS` (its ``pin`` is checked;
+            ``server_hostname`` overrides the target's host as SNI and the
+            name verified) or a client-side ``ssl.SSLContext``. A handshake
+            that fails (an untrusted certificate) resets the client, and the
+            warning names the cause. A PROXY header goes before it, in the clear.
+        handshake_timeout: how long each TLS handshake may take (None: no
+            bound); a client that stalls holds its slot that long at most.
 
     Raises:
         UsageError, BindError, ResolveError, ProgramError.
     """
     listen_at = listen_address(listen, family=family)
+    if isinstance(target, str) and target[:4].lower() == "tls:":
+        target = target[4:]
+        if target_tls is None:
+            from wirecat.tls import ClientTLS, client_context
+
+            target_tls = ClientTLS(client_context())
     destination = as_address(target)
+    handshake_timeout = check_seconds(handshake_timeout, "handshake_timeout")
     idle_timeout = check_seconds(idle_timeout, "idle_timeout")
     connect_timeout = check_seconds(connect_timeout, "connect_timeout")
     frame_timeout = check_seconds(frame_timeout, "frame_timeout")
@@ -146,6 +183,14 @@ async def relay(
             f"cannot relay between {listen_at} ({_kind(listen_at)}) and {destination} ({_kind(destination)})",
             "use udp: on both sides, or on neither",
         )
+    if (tls is not None or target_tls is not None) and destination.datagram:
+        raise UsageError("TLS is for stream relays, not UDP", "drop the TLS settings (DTLS is not spoken)")
+    target_hostname = None if destination.is_unix else destination.host
+    if target_tls is not None and target_hostname is None and _checks_hostname(target_tls):
+        raise UsageError(
+            f"a TLS target on a Unix socket ({destination}) has no host name to verify",
+            "give the name to verify as server_hostname, or a pin",
+        ).with_cli_hint("give the name with --target-servername NAME, or --target-pin")
     if proxy_protocol not in (None, 1, 2):
         raise UsageError(f"bad PROXY protocol version {proxy_protocol!r}", "use 1 or 2")
     admission = Admission.make(
@@ -169,6 +214,10 @@ async def relay(
         proxy_protocol=proxy_protocol,
         accept_proxy_protocol=accept_proxy_protocol,
         source=source,
+        tls=tls,
+        target_tls=target_tls,
+        target_hostname=target_hostname,
+        handshake_timeout=handshake_timeout,
     )
     bound = bind(listen_at, family=family, backlog=backlog, blocking=False)
     # The accept loop of serve(), with no Connection: the runner takes each socket as it is.
@@ -179,10 +228,19 @@ async def relay(
         runner.run,
         drain_timeout=drain_timeout,
         origin="relay",
-        on_finish=runner.resets.flush,
+        on_finish=runner.flush,
     )
     listener._start_accepting()
     return listener
+
+
+def _checks_hostname(target_tls: ClientTLS | ssl.SSLContext) -> bool:
+    """Whether the settings verify a host name (so they need one)."""
+    from wirecat.tls import ClientTLS  # (loaded already: there are TLS settings)
+
+    if isinstance(target_tls, ClientTLS):
+        return not target_tls.server_hostname and target_tls.context.check_hostname
+    return target_tls.check_hostname
 
 
 def _kind(address: Address) -> str:

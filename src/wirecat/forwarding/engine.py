@@ -2,15 +2,33 @@
 
 See :mod:`wirecat.forwarding` for what a relay does; this is how the bytes
 move once both sockets are open.
+
+A TLS endpoint (:class:`wirecat.tls_endpoint.TLSEndpoint`) is one more
+endpoint here, not a second engine: it offers no descriptors to splice, so a
+direction with a TLS side copies through its reused buffer (the other
+direction, plain on both ends, may still splice), and three things differ,
+all found by duck typing so that a plain relay never imports ``ssl``:
+
+* **bytes decrypted but not yet read** (``pending``) wait inside OpenSSL, and
+  the descriptor's readiness will not fire for them: the reader reads again
+  before it waits;
+* **ciphertext queued** (``pending_output``) after a ``send`` or a
+  ``shutdown_write`` (close_notify) is pushed with ``flush()`` on write
+  readiness, and a direction is done only once its close_notify has left;
+* **one descriptor, two directions**: the direction reading from a TLS side
+  owns the descriptor's reader, the one writing to it its writer; ciphertext
+  a read queues (a TLS 1.3 key update's answer) is flushed by the writer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from typing import Protocol, cast
 
 from wirecat import trace
 from wirecat.endpoint import Endpoint, SocketEndpoint
+from wirecat.errors import PeerReset, WirecatError
 from wirecat.sockets import (
     RESET_ERRNOS,
 )
@@ -42,6 +60,28 @@ def _no_pending_error() -> int:
     return 0
 
 
+class _Buffering(Protocol):
+    """What an endpoint that holds bytes of its own (TLS) adds to :class:`Endpoint`."""
+
+    @property
+    def pending(self) -> int: ...
+    @property
+    def pending_output(self) -> bool: ...
+    @property
+    def wants_write(self) -> bool: ...
+    def flush(self) -> bool: ...
+
+
+def _buffering(endpoint: Endpoint) -> _Buffering | None:
+    """The endpoint as a :class:`_Buffering` one (TLS), or None.
+
+    Duck typing, not ``isinstance``: importing the TLS endpoint imports ``ssl``.
+    """
+    if hasattr(endpoint, "pending_output") and hasattr(endpoint, "flush"):
+        return cast(_Buffering, endpoint)
+    return None
+
+
 class Direction:
     """Bytes from endpoint ``src`` to endpoint ``dst``, by splice through a private
     pipe when both offer descriptors the kernel may splice, else through a buffer."""
@@ -51,7 +91,9 @@ class Direction:
         "_capacity",
         "_dst",
         "_dst_fd",
+        "_dst_tls",
         "_dst_traced",
+        "_finishing",
         "_loop",
         "_on_done",
         "_pending",
@@ -59,9 +101,13 @@ class Direction:
         "_pipe_r",
         "_pipe_w",
         "_reading",
+        "_soon",
         "_src",
+        "_src_closed",
         "_src_fd",
+        "_src_tls",
         "_src_traced",
+        "_stalled_on_write",
         "_tcp_source",
         "_tracer",
         "_view",
@@ -71,6 +117,7 @@ class Direction:
         "eof",
         "last_active",
         "name",
+        "sibling",
     )
 
     def __init__(
@@ -88,6 +135,18 @@ class Direction:
         # an error can be left pending after a short read (libuv: see below).
         self._tcp_source = isinstance(src, SocketEndpoint) and src.is_tcp
         self._pending_error = src.pending_error if isinstance(src, SocketEndpoint) else _no_pending_error
+        # TLS on either end (see the module docstring).
+        self._src_tls = _buffering(src)
+        self._dst_tls = _buffering(dst)
+        #: The other direction of the pair: it writes to our source (TLS
+        #: ciphertext a read queued goes out through its writer).
+        self.sibling: Direction | None = None
+        self._finishing = False  # our end of stream is passed on; its close_notify may still be queued
+        self._stalled_on_write = False  # our TLS source wants its queued ciphertext out first
+        self._soon: asyncio.Handle | None = None  # a read scheduled for bytes OpenSSL holds
+        # The TLS source's close_notify was read behind data (_read_more): its
+        # end is said by the next read, which no readiness will prompt.
+        self._src_closed = False
         self.name = name
         self._on_done = on_done
         self._pending = 0  # bytes in our pipe (or buffer), read but not yet written
@@ -140,6 +199,19 @@ class Direction:
         if not self._reading and not self.eof and not self._on_done.ended:
             self._reading = True
             self._loop.add_reader(self._src_fd, self._on_readable)
+            if (
+                self._src_tls is not None
+                and self._soon is None
+                and (self._src_tls.pending or self._src_closed)
+            ):
+                # Decrypted bytes wait inside OpenSSL: the descriptor may
+                # never be readable for them, so read them now (soon).
+                self._soon = self._loop.call_soon(self._read_soon)
+
+    def _read_soon(self) -> None:
+        self._soon = None
+        if self._reading:
+            self._on_readable()
 
     def _stop_read(self) -> None:
         if self._reading:
@@ -160,6 +232,9 @@ class Direction:
         """Stop watching both sockets (the connection is ending)."""
         self._stop_read()
         self._stop_write()
+        if self._soon is not None:
+            self._soon.cancel()
+            self._soon = None
         for fd in (self._pipe_r, self._pipe_w):
             if fd >= 0:
                 os.close(fd)
@@ -193,10 +268,19 @@ class Direction:
                     assert self._view is not None
                     want = len(self._view)
                     n = self._src.recv_into(self._view)
+                    if n and self._src_tls is not None:
+                        n = self._read_more(n)
                     if n:
                         self._pending = -n
             except BlockingIOError:
-                if self._pending > 0:
+                if self._src_tls is not None and self._src_tls.wants_write:
+                    # The TLS source must send before it can read on: its
+                    # ciphertext goes out through the other direction's writer.
+                    self._stop_read()
+                    self._stalled_on_write = True
+                    if self.sibling is not None:
+                        self.sibling.flush_for_sibling()
+                elif self._pending > 0:
                     # Our pipe is full (its slots hold pages, so it can fill before
                     # `capacity` bytes): wait until the destination takes some.
                     self._stop_read()
@@ -210,6 +294,11 @@ class Direction:
                 if self._pipe_w >= 0 and refused(exc, moved_any=self.count > 0):
                     self._fall_back()  # the kernel refuses splice here: copy instead
                     continue
+                self._on_done.failed(self, exc, "read")
+                return
+            except WirecatError as exc:
+                # A TLS source: the stream ended without close_notify
+                # (TLSTruncated), or a record failed: never a clean end.
                 self._on_done.failed(self, exc, "read")
                 return
             if self._tracer is not None and (self._pipe_w >= 0 or not self._src_traced):
@@ -243,8 +332,19 @@ class Direction:
                 self._pending += n
             if not self._writing:
                 self._flush()
+            if self._src_tls is not None and self._src_tls.pending_output and self.sibling is not None:
+                self.sibling.flush_for_sibling()  # the read queued ciphertext (a key update's answer)
             if not self._reading or self._on_done.ended:
                 return
+            if self._src_tls is not None and (self._src_tls.pending or self._src_closed):
+                # OpenSSL holds more, decrypted or not, or its end: read on
+                # (the descriptor may not fire for it), within the budget.
+                budget -= n
+                if budget <= 0:
+                    self._stop_read()
+                    self._want_read()  # (schedules the read of what OpenSSL holds)
+                    return
+                continue
             if n < want:
                 # A short read: the source has nothing more for now. uvloop
                 # (libuv) silently stops watching a socket whose error is left
@@ -262,6 +362,27 @@ class Direction:
                 self._stop_read()
                 self._want_read()
                 return
+
+    def _read_more(self, n: int) -> int:
+        """Fill the buffer from what a TLS source holds already (``n`` bytes are in).
+
+        One TLS read gives one record (16 KiB at most) while one recv() may
+        have brought sixteen: reading them all now makes one large send to
+        the destination instead of sixteen small ones.
+        """
+        assert self._view is not None
+        assert self._src_tls is not None
+        view, size = self._view, len(self._view)
+        while n < size and self._src_tls.pending:
+            try:
+                m = self._src.recv_into(view[n:])
+            except BlockingIOError:
+                break  # a partial record: the rest comes with readiness
+            if not m:
+                self._src_closed = True  # close_notify: the next read says 0 again
+                break
+            n += m
+        return n
 
     def _step_over_urgent_mark(self) -> None:
         """Move one chunk by recv(), which passes TCP's urgent mark where
@@ -285,7 +406,31 @@ class Direction:
 
     def _on_writable(self) -> None:
         self.last_active = self._loop.time()  # the destination took bytes: not idle
-        self._flush()
+        if self._dst_tls is not None and self._dst_tls.pending_output:
+            # TLS ciphertext queued: it goes first, and nothing more is
+            # encrypted until it has (bounded memory: one buffer's worth).
+            try:
+                flushed = self._dst_tls.flush()
+            except (OSError, WirecatError) as exc:
+                self._on_done.failed(self, exc, "write")
+                return
+            if not flushed:
+                return  # still queued: stay armed
+            sibling = self.sibling
+            if sibling is not None and sibling._stalled_on_write:
+                sibling._stalled_on_write = False
+                sibling._want_read()
+        if self.done:
+            self._stop_write()  # (armed for the sibling's sake only)
+        elif self._finishing:
+            self._finish()
+        else:
+            self._flush()
+
+    def flush_for_sibling(self) -> None:
+        """Our destination (the sibling's TLS source) has ciphertext queued: push it out."""
+        if self._dst_tls is not None and not self._on_done.ended:
+            self._want_write()
 
     def _fall_back(self) -> None:
         for fd in (self._pipe_r, self._pipe_w):
@@ -315,7 +460,7 @@ class Direction:
                 else:
                     self._want_read()
                 return
-            except OSError as exc:
+            except (OSError, WirecatError) as exc:
                 self._on_done.failed(self, exc, "write")
                 return
             if self._tracer is not None and (self._pipe_r >= 0 or not self._dst_traced):
@@ -325,20 +470,42 @@ class Direction:
                     self._tracer.call("splice", f"pipe -> fd {self._dst_fd}", f"{m} bytes", fd=self._dst_fd)
                 else:
                     self._tracer.call("write", f"fd {self._dst_fd}, {m}", f"{m} bytes", fd=self._dst_fd)
-        self._stop_write()
+        if self._dst_tls is not None and self._dst_tls.pending_output:
+            # A TLS destination took the bytes, and holds some of their
+            # ciphertext: it goes out on write readiness, while we read on
+            # into the emptied buffer (its next send waits for the flush).
+            self._want_write()
+        else:
+            self._stop_write()
         if self.eof:
             self._finish()
         else:
             self._want_read()
 
     def _finish(self) -> None:
-        """End of stream from the source, all of it written: pass the FIN on."""
+        """End of stream from the source, all of it written: pass the FIN on.
+
+        To a TLS destination the end is a close_notify, queued: the direction
+        is done once it has left (a close before would lose the tail).
+        """
         if self.done:
             return
+        if not self._finishing:
+            self._finishing = True
+            self._stop_read()
+            self._dst.shutdown_write()  # (a destination already gone: the other direction will tell)
+        if self._dst_tls is not None and self._dst_tls.pending_output:
+            try:
+                flushed = self._dst_tls.flush()
+            except (OSError, WirecatError) as exc:
+                self._on_done.failed(self, exc, "write")
+                return
+            if not flushed:
+                self._want_write()
+                return
         self.done = True
         self._stop_read()
         self._stop_write()
-        self._dst.shutdown_write()  # (a destination already gone: the other direction will tell)
         self._on_done.direction_done(self)
 
 
@@ -366,12 +533,18 @@ class RelayedPair:
         except BaseException:
             self.up.stop()  # its pipe, made already (EMFILE here must not leak it)
             raise
+        self.up.sibling, self.down.sibling = self.down, self.up
 
     def start(self) -> None:
         """Begin both directions (the client's pushback, a PROXY header's leftovers, first)."""
         self.up.start()
         if not self.ended:  # sending the pushback may have failed and ended it all
             self.down.start()
+        # A TLS handshake may leave ciphertext queued (a TLS 1.3 server's
+        # session tickets): the direction writing to that side sends it.
+        for direction in (self.up, self.down):
+            if not self.ended and direction._dst_tls is not None and direction._dst_tls.pending_output:
+                direction.flush_for_sibling()
 
     def direction_done(self, direction: Direction) -> None:
         if self.up.done and self.down.done:
@@ -382,14 +555,21 @@ class RelayedPair:
                 "the client closed first" if direction is self.up else "the target closed first"
             )
 
-    def failed(self, direction: Direction, exc: OSError, action: str) -> None:
-        """A read or write failed on one side: reset the other side, and say why."""
+    def failed(self, direction: Direction, exc: OSError | WirecatError, action: str) -> None:
+        """A read or write failed on one side: reset the other side, and say why.
+
+        A TLS side's stream that ends without close_notify
+        (:class:`~wirecat.errors.TLSTruncated`) fails here too: the other side
+        is reset, as a truncation must never look like a clean end.
+        """
         # Reading fails on the direction's source, writing on its destination.
         broken_is_client = (direction is self.up) == (action == "read")
         side, other_side = ("client", "target") if broken_is_client else ("target", "client")
         other = self.target if broken_is_client else self.client
-        if exc.errno in RESET_ERRNOS:
+        if isinstance(exc, PeerReset) or (isinstance(exc, OSError) and exc.errno in RESET_ERRNOS):
             self.result.ending = f"the {side} reset the connection; the {other_side} was reset too"
+        elif isinstance(exc, WirecatError):
+            self.result.ending = f"{action} failed on the {side}: {exc.message}; the {other_side} was reset"
         else:
             self.result.ending = f"{action} failed on the {side}: {os.strerror(exc.errno or 0).lower()}"
         self._end(reset=(other,))

@@ -1,14 +1,26 @@
-"""One relayed connection from accept to end: the target dialled, PROXY headers, the idle clock."""
+"""One relayed connection from accept to end: PROXY headers, TLS handshakes, the target
+dialled, the idle clock.
+
+The order, for a client of a relay with every option on (HAProxy's): the
+client's PROXY header (in the clear), the client's TLS handshake, the
+connection to the target, our PROXY header to the target (in the clear), the
+target's TLS handshake; then the bytes. Each handshake runs here, in the
+connection's own task, on the event loop (``handshake_step()`` driven by
+readiness), bounded by ``handshake_timeout``: a client that stalls holds its
+slot that long at most and blocks no other. No target is dialled for a
+client whose handshake failed.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 import time
+from typing import TYPE_CHECKING
 
 from wirecat.address import Address
 from wirecat.dial import adial
-from wirecat.endpoint import SocketEndpoint
+from wirecat.endpoint import Endpoint, SocketEndpoint
 from wirecat.errors import ConnectTimeout, FrameTimeout, IdleTimeout, WirecatError
 from wirecat.events import Closed, Note, emit
 from wirecat.forwarding.engine import RelayedPair
@@ -20,6 +32,12 @@ from wirecat.sockets import (
     configure_stream,
     translate_os_error,
 )
+
+if TYPE_CHECKING:
+    import ssl
+
+    from wirecat.tls import ClientTLS, ServerTLS
+    from wirecat.tls_endpoint import TLSEndpoint
 
 __all__ = ["StreamRelay"]
 
@@ -43,16 +61,23 @@ class _ResetLog:
     """The warnings for clients reset because their connection to the target
     could not be made: at most one line per reason per interval (see above)."""
 
-    def __init__(self, interval: float = _WARNING_INTERVAL) -> None:
+    def __init__(self, interval: float = _WARNING_INTERVAL, verb: str = "reset") -> None:
         self.interval = interval
+        #: What happened to the clients, in the summary line ("reset", "closed").
+        self.verb = verb
         self._quiet_until = 0.0  # (loop time) failures before this are held, not said
         self._held: dict[str, int] = {}
         self._timer: asyncio.TimerHandle | None = None
 
-    def reset(self, peer: str, reason: str) -> None:
+    def is_quiet(self) -> bool:
+        """The next failure would be said at once (worth the cost of a better message)."""
+        return asyncio.get_running_loop().time() >= self._quiet_until and not self._held
+
+    def reset(self, peer: str, reason: str, outcome: str = "the client was reset") -> None:
         """Client ``peer`` was reset for ``reason``: say it now, or count it for later."""
         loop = asyncio.get_running_loop()
-        line = f"{peer}: {reason}; the client was reset"
+        # (A TLS error names the peer already: "plain HTTP request on a TLS port from …".)
+        line = f"{reason}; {outcome}" if peer in reason else f"{peer}: {reason}; {outcome}"
         if loop.time() >= self._quiet_until and not self._held:
             emit(Note(line, "warning", "relay"))
             self._quiet_until = loop.time() + self.interval
@@ -70,7 +95,7 @@ class _ResetLog:
             self._timer = None
         held, self._held = self._held, {}
         for reason, count in held.items():
-            clients = f"{count} more client{'s were' if count > 1 else ' was'} reset"
+            clients = f"{count} more client{'s were' if count > 1 else ' was'} {self.verb}"
             emit(
                 Note(f"{clients}: {reason}" if reason else f"{clients} for other reasons", "warning", "relay")
             )
@@ -92,6 +117,10 @@ class StreamRelay:
         proxy_protocol: int | None,
         accept_proxy_protocol: bool,
         source: tuple[str, int] | None = None,
+        tls: ServerTLS | ssl.SSLContext | None = None,
+        target_tls: ClientTLS | ssl.SSLContext | None = None,
+        target_hostname: str | None = None,
+        handshake_timeout: float | None = None,
     ) -> None:
         self.target = target
         self.source = source
@@ -101,9 +130,21 @@ class StreamRelay:
         self.frame_timeout = frame_timeout
         self.proxy_protocol = proxy_protocol
         self.accept_proxy_protocol = accept_proxy_protocol
+        self.tls = tls
+        self.target_tls = target_tls
+        self.target_hostname = target_hostname
+        self.handshake_timeout = handshake_timeout
         self.relayed = 0
         #: The warnings for clients reset because the target failed, rate-limited.
         self.resets = _ResetLog()
+        #: The warnings for clients whose own TLS handshake failed (a plain
+        #: client, a refused certificate, a stall), rate-limited the same way.
+        self.refusals = _ResetLog(verb="closed")
+
+    def flush(self) -> None:
+        """Say the warnings held (when the relay stops)."""
+        self.resets.flush()
+        self.refusals.flush()
 
     async def run(self, client: socket.socket, peer: str) -> None:
         """Relay one client until both directions are done; log how it went."""
@@ -117,15 +158,25 @@ class StreamRelay:
             header: ProxyHeader | None = None
             if self.accept_proxy_protocol:
                 header, first = await self._read_proxy_header(loop, client, peer)
+            client_end: Endpoint
+            if self.tls is not None:
+                tls_client = await self._accept_tls(client, peer, first)
+                if tls_client is None:
+                    return  # its handshake failed, said and closed
+                client_end = tls_client
+            else:
+                # What came after the client's PROXY header goes first.
+                client_end = SocketEndpoint(client, pushback=first, peer=peer)
             upstream = await self._connect()
             if self.proxy_protocol is not None:
+                # In the clear, before any TLS: as HAProxy sends it.
                 await loop.sock_sendall(upstream, self._proxy_header(client, header))
-            # Two endpoints; what came after the client's PROXY header goes first.
-            conn = RelayedPair(
-                loop,
-                SocketEndpoint(client, pushback=first, peer=peer),
-                SocketEndpoint(upstream, peer=where),
-            )
+            target_end: Endpoint
+            if self.target_tls is not None:
+                target_end = await self._originate_tls(upstream, where)
+            else:
+                target_end = SocketEndpoint(upstream, peer=where)
+            conn = RelayedPair(loop, client_end, target_end)
             upstream = None  # the connection owns it now
             conn.start()
             self.relayed += 1
@@ -169,6 +220,79 @@ class StreamRelay:
                         origin="relay",
                     )
                 )
+
+    async def _accept_tls(self, client: socket.socket, peer: str, first: bytes) -> TLSEndpoint | None:
+        """The client's TLS handshake; None (said, and the client closed) when it fails."""
+        from wirecat.tls_endpoint import TLSEndpoint
+
+        assert self.tls is not None
+        # Bytes read past a PROXY header are the start of the client's handshake.
+        endpoint = TLSEndpoint(client, self.tls, server_side=True, peer=peer, pushback=first)
+        try:
+            await self._handshake(endpoint)
+        except WirecatError as exc:
+            # One line (rate-limited under a flood); the relay serves on. The
+            # alert, if any, has gone: a close, not a reset, follows it.
+            self.refusals.reset(peer, str(exc), "the connection was closed")
+            client.close()
+            return None
+        if endpoint.peer_certificate is not None:  # mutual TLS: who it is, under -v
+            emit(
+                Note(
+                    f"{peer}: {endpoint.tls_version}, client certificate {endpoint.peer_subject}",
+                    "info",
+                    "relay",
+                )
+            )
+        return endpoint
+
+    async def _originate_tls(self, upstream: socket.socket, where: str) -> TLSEndpoint:
+        """TLS to the target, verified (unless told otherwise); raises a WirecatError."""
+        from wirecat.tls_endpoint import TLSEndpoint, explain_failed_verification
+
+        assert self.target_tls is not None
+        endpoint = TLSEndpoint(
+            upstream, self.target_tls, server_side=False, server_hostname=self.target_hostname, peer=where
+        )
+        try:
+            await self._handshake(endpoint)
+        except WirecatError as exc:
+            if not self.resets.is_quiet():
+                raise  # held and counted: no second handshake for a line not said
+            # A failed verification leaves no certificate to describe: a second,
+            # unverified handshake fetches it (blocking: in a thread), so the
+            # line can name the names, the dates, the pin that would trust it.
+            loop = asyncio.get_running_loop()
+            raise await loop.run_in_executor(None, explain_failed_verification, endpoint, exc, 2.0) from None
+        return endpoint
+
+    async def _handshake(self, endpoint: TLSEndpoint) -> None:
+        """Drive ``endpoint``'s handshake on the event loop, within handshake_timeout."""
+        loop = asyncio.get_running_loop()
+        fd = endpoint.read_fd
+        try:
+            async with asyncio.timeout(self.handshake_timeout):
+                while True:
+                    try:
+                        if endpoint.handshake_step():
+                            return
+                    except BlockingIOError:
+                        pass
+                    ready: asyncio.Future[None] = loop.create_future()
+                    if endpoint.wants_write:
+                        loop.add_writer(fd, _wake, ready)
+                        try:
+                            await ready
+                        finally:
+                            loop.remove_writer(fd)
+                    else:
+                        loop.add_reader(fd, _wake, ready)
+                        try:
+                            await ready
+                        finally:
+                            loop.remove_reader(fd)
+        except TimeoutError:
+            raise endpoint.timeout_error(self.handshake_timeout) from None
 
     async def _wait_with_idle(self, conn: RelayedPair) -> None:
         """Wait for the end of ``conn``; close it once no bytes moved either way for idle_timeout."""
@@ -233,6 +357,11 @@ class StreamRelay:
         source, destination = client.getpeername(), client.getsockname()
         src_host, dst_host = _plain_ip(source[0]), _plain_ip(destination[0])
         return encode(src_host, source[1], dst_host, destination[1])
+
+
+def _wake(ready: asyncio.Future[None]) -> None:
+    if not ready.done():
+        ready.set_result(None)
 
 
 def _plain_ip(host: str) -> str:
