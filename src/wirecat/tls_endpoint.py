@@ -121,6 +121,8 @@ class TLSEndpoint:
         self._tcp_ended = False
         # An error met after some bytes were read: raised by the next recv_into().
         self._deferred: WirecatError | None = None
+        # close_notify read behind some bytes: the next recv_into() says 0.
+        self._end_behind = False
         #: The last BlockingIOError needs write readiness (True) or read readiness (False).
         self.wants_write = False
         #: The peer's certificate (DER) once the handshake is done, or None.
@@ -305,11 +307,13 @@ class TLSEndpoint:
         """Bytes inside OpenSSL or its BIO: read them before waiting on the descriptor.
 
         Plaintext already decrypted, and ciphertext already taken from the
-        socket: one ``recv()`` brings up to 16 records, one ``read`` gives
-        one record, and the descriptor does not fire for the rest. (A
-        partial record counts too: reading it raises BlockingIOError, once.)
+        socket (more than a small buffer holds, say), and the descriptor
+        will not fire for them; likewise a close_notify or an error read
+        behind data, which the next :meth:`recv_into` hands on. (A partial
+        record counts too: reading it raises BlockingIOError, once.)
         """
-        return self._ssl.pending() + self._incoming.pending
+        behind = 1 if self._end_behind or self._deferred is not None else 0  # an end or error to hand on
+        return self._ssl.pending() + self._incoming.pending + behind
 
     @property
     def pending_output(self) -> bool:
@@ -332,6 +336,9 @@ class TLSEndpoint:
         if self._deferred is not None:
             error, self._deferred = self._deferred, None
             raise error
+        if self._end_behind:
+            self._end_behind = False
+            return 0
         # (typeshed says read() returns bytes; given a buffer it returns the count.)
         read = cast(Callable[[int, Buffer], int], self._ssl.read)
         view = buffer if isinstance(buffer, memoryview) else memoryview(buffer)
@@ -352,7 +359,8 @@ class TLSEndpoint:
                     break
                 continue
             except ssl.SSLZeroReturnError:
-                break  # close_notify: 0 now, or after what came before it
+                self._end_behind = total > 0  # close_notify: 0 now, or at the next call
+                break
             except ssl.SSLError as exc:
                 error = self._read_error(exc)
                 if not total:
@@ -365,7 +373,9 @@ class TLSEndpoint:
                 self._deferred = exc
                 break
             if n == 0:
-                break  # close_notify (the ssl module returns 0 for it rather than raising)
+                # close_notify (the ssl module returns 0 for it rather than raising)
+                self._end_behind = total > 0
+                break
             total += n
         if self._shutdown_deferred and not self._ssl.pending():
             self._shutdown_deferred = False
