@@ -73,11 +73,17 @@ class _ResetLog:
         """The next failure would be said at once (worth the cost of a better message)."""
         return asyncio.get_running_loop().time() >= self._quiet_until and not self._held
 
-    def reset(self, peer: str, reason: str, outcome: str = "the client was reset") -> None:
-        """Client ``peer`` was reset for ``reason``: say it now, or count it for later."""
+    def reset(
+        self, peer: str, reason: str, outcome: str = "the client was reset", *, names_peer: bool = False
+    ) -> None:
+        """Client ``peer`` was reset for ``reason``: say it now, or count it for later.
+
+        ``names_peer``: the reason names the client already (a TLS error:
+        "plain HTTP request on a TLS port from …"), so the line does not
+        begin with it again.
+        """
         loop = asyncio.get_running_loop()
-        # (A TLS error names the peer already: "plain HTTP request on a TLS port from …".)
-        line = f"{reason}; {outcome}" if peer in reason else f"{peer}: {reason}; {outcome}"
+        line = f"{reason}; {outcome}" if names_peer else f"{peer}: {reason}; {outcome}"
         if loop.time() >= self._quiet_until and not self._held:
             emit(Note(line, "warning", "relay"))
             self._quiet_until = loop.time() + self.interval
@@ -233,7 +239,7 @@ class StreamRelay:
         except WirecatError as exc:
             # One line (rate-limited under a flood); the relay serves on. The
             # alert, if any, has gone: a close, not a reset, follows it.
-            self.refusals.reset(peer, str(exc), "the connection was closed")
+            self.refusals.reset(peer, str(exc), "the connection was closed", names_peer=True)
             client.close()
             return None
         if endpoint.peer_certificate is not None:  # mutual TLS: who it is, under -v
