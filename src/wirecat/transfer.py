@@ -84,6 +84,8 @@ __all__ = [
     "Progress",
     "TransferResult",
     "check_plain",
+    "collect",
+    "connection",
     "is_local",
     "receive_files",
     "receive_over",
@@ -853,8 +855,6 @@ class _Receiving:
             Offer(action, reason=reason),
             FileResult(header.name, header.size, "", verdict, reason, _kind_name(header.kind)),
         )
-        if verdict != "skipped":
-            emit(Note(f"refused {header.name!r}: {reason}", "warning", "transfer"))
 
     def _on_header(self, header: FileHeader) -> None:
         try:
@@ -1095,8 +1095,6 @@ class _Receiving:
             FileResult(header.name, header.size, digest.hex(), name, reason, "file", incoming.offset, saved)
         )
         self.clock.tick(header.name, header.size, header.size, finished=True)
-        if kind is not VerdictKind.OK:
-            emit(Note(f"{header.name}: {name}: {reason}", "warning", "transfer"))
 
     def _close_part(self) -> None:
         for attribute in ("fd", "_read_fd"):
@@ -1188,16 +1186,21 @@ def _check_policy(policy: str) -> Policy:
     return policy  # type: ignore[return-value]
 
 
-def _connection(
+def connection(
     address: Address,
     *,
     listen: bool,
     timeout: float | None,
-    family: socket.AddressFamily,
-    on_listening: Callable[[list[str]], None] | None,
-    origin: str,
+    family: socket.AddressFamily = socket.AF_UNSPEC,
+    on_listening: Callable[[list[str]], None] | None = None,
+    origin: str = "transfer",
 ) -> tuple[socket.socket, str]:
-    """A connected socket and the peer's name: dialled, or the first admitted client."""
+    """A connected socket and the peer's name: dialled (the one dialer), or the
+    first client of a listener (the one binder) — the stream a transfer runs on.
+
+    Raises:
+        ConnectError, ResolveError, BindError, ConnectTimeout (``timeout``).
+    """
     from wirecat.admission import Admission
     from wirecat.sockets import accept_one, configure_stream
 
@@ -1269,7 +1272,7 @@ def send_files(
     target = _address(address, listen)
     check_plain(target, plain)
     entries = collect(paths)
-    sock, peer = _connection(
+    sock, peer = connection(
         target, listen=listen, timeout=timeout, family=family, on_listening=on_listening, origin="send"
     )
     with sock:
@@ -1319,7 +1322,7 @@ def receive_files(
     chosen = _check_policy(policy)
     if max_size is not None and (not isinstance(max_size, int) or max_size < 0):
         raise UsageError(f"bad max_size {max_size!r}", "give a number of bytes ≥ 0")
-    sock, peer = _connection(
+    sock, peer = connection(
         target, listen=listen, timeout=timeout, family=family, on_listening=on_listening, origin="recv"
     )
     with sock:
