@@ -827,8 +827,13 @@ class _Receiving:
                 if machine.ended and not machine.remaining and self.current is None:
                     self._finish()
                     break
+        except TransferProtocolError as exc:
+            # A lie (a record where data should end, a bad digest record) taints
+            # the part; a stream that merely ended early leaves a good prefix.
+            self._abandon(keep=self.resume and "stream ended" in exc.message)
+            raise
         except BaseException:
-            self._abandon()
+            self._abandon(keep=self.resume)
             raise
         return TransferResult(self.results, self.moved, time.monotonic() - start)
 
@@ -1110,14 +1115,14 @@ class _Receiving:
         except OSError:
             pass
 
-    def _abandon(self) -> None:
-        """The connection failed: keep the part for a resume (or drop it without)."""
+    def _abandon(self, *, keep: bool) -> None:
+        """The transfer failed: keep the current part for a resume, or drop it."""
         if self.hasher is not None:
             self.hasher.cancel()
             self.hasher = None
         current = self.current
         self._close_part()
-        if current is not None and not self.resume:
+        if current is not None and not keep:
             self._discard(current.part)
 
     def _finish(self) -> None:
