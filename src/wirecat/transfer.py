@@ -366,6 +366,38 @@ class _Wire:
 _HAS_SPLICE = hasattr(os, "splice")
 
 
+_syncfs: Callable[[int], int] | None = None
+
+
+def _sync_all(fd: int) -> int:
+    """The portable fallback of syncfs: every file system."""
+    os.sync()
+    return 0
+
+
+def _sync_filesystem(path: str) -> None:
+    """``syncfs(2)`` of the file system holding ``path`` (Linux); ``sync()`` elsewhere.
+
+    One journal commit for every file written since: what makes a batch of
+    small files durable at the cost of one ``fsync``.
+    """
+    global _syncfs
+    if _syncfs is None:
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            _syncfs = libc.syncfs
+        except (OSError, AttributeError):
+            _syncfs = _sync_all
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
+
+
 def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
@@ -803,6 +835,13 @@ class _Receiving:
         self.directories: list[tuple[str, FileHeader]] = []
         self.clock = _Clock(progress, 0)
         self.moved = 0
+        #: Files whose digest came, waiting for _settle: (file, verdict, digest, reason).
+        self._settled: list[tuple[_Incoming, VerdictKind, bytes, str]] = []
+        self._unsynced = False
+        #: Parent directories already made and checked in this transfer.
+        self._parents: set[str] = set()
+        #: Bytes free at the last statvfs, less what was accepted since.
+        self._budget = -1
 
     # -- the loop
     def run(self) -> TransferResult:
@@ -810,7 +849,7 @@ class _Receiving:
         machine = self.machine
         try:
             while True:
-                data = self.wire.recv()
+                data = self._recv()
                 events = machine.feed(data) if data else machine.feed(b"")
                 if not data:
                     break
@@ -869,17 +908,19 @@ class _Receiving:
             return
         final = os.path.join(self.root, *parts)
         parent = os.path.dirname(final)
-        try:
-            os.makedirs(parent, exist_ok=True)
-        except OSError as exc:
-            self._refuse(header, f"cannot make its directory: {(exc.strerror or str(exc)).lower()}")
-            return
-        # A link already on the receiver's disk (not of this transfer) must not
-        # carry a file out of the directory either.
-        real_parent = os.path.realpath(parent)
-        if real_parent != self.root and not real_parent.startswith(self.root + os.sep):
-            self._refuse(header, "unsafe name: its directory is a symlink out of the target directory")
-            return
+        if parent not in self._parents:  # (once per directory: thousands of files share one)
+            try:
+                os.makedirs(parent, exist_ok=True)
+            except OSError as exc:
+                self._refuse(header, f"cannot make its directory: {(exc.strerror or str(exc)).lower()}")
+                return
+            # A link already on the receiver's disk (not of this transfer) must not
+            # carry a file out of the directory either.
+            real_parent = os.path.realpath(parent)
+            if real_parent != self.root and not real_parent.startswith(self.root + os.sep):
+                self._refuse(header, "unsafe name: its directory is a symlink out of the target directory")
+                return
+            self._parents.add(parent)
         if header.kind is Kind.DIRECTORY:
             self._make_directory(header, final)
         elif header.kind is Kind.SYMLINK:
@@ -966,14 +1007,16 @@ class _Receiving:
             finally:
                 os.close(fd)
         need = header.size - offset
-        try:
-            space = os.statvfs(parent)
-        except OSError:
-            space = None
-        if space is not None and need > space.f_bavail * space.f_frsize:
-            free = space.f_bavail * space.f_frsize
-            self._refuse(header, f"no space: it needs {need} bytes, {free} are free")
-            return
+        if need > self._budget:  # look again only when the last look does not cover it
+            try:
+                space = os.statvfs(parent)
+                self._budget = space.f_bavail * space.f_frsize
+            except OSError:
+                self._budget = need
+            if need > self._budget:
+                self._refuse(header, f"no space: it needs {need} bytes, {self._budget} are free")
+                return
+        self._budget -= need
         self.accepted.append(_Incoming(header, target, part, offset))
         self._offer(Offer(OfferAction.ACCEPT, offset, prefix))
 
@@ -1026,7 +1069,7 @@ class _Receiving:
         if self.small is not None:
             # A small file's rest: read it whole (it is hashed as it comes).
             while self.machine.remaining:
-                data = self.wire.recv()
+                data = self._recv()
                 if not data:
                     self.machine.feed(b"")
                 events = self.machine.feed(data)
@@ -1037,25 +1080,42 @@ class _Receiving:
                 if self.current is None:
                     return
             return
+        self._flush()
         self.wire.receive_file(self.fd, count, self._landed)
         self.machine.skip(count)
+
+    def _flush(self) -> None:
+        """Settle what can be, and send every answer we owe."""
+        self._settle()
+        if self.out:
+            self.wire.send(self.out)
+            self.out.clear()
+
+    def _recv(self) -> memoryview:
+        self._flush()
+        return self.wire.recv()
 
     def _on_digest(self, theirs: bytes) -> None:
         incoming = self.current
         assert incoming is not None
         header = incoming.header
         self.current = None
+        small = self.small is not None
         try:
             if self.small is not None:
                 ours = self.small.digest()
             else:
                 assert self.hasher is not None
                 ours = self.hasher.digest()
-            os.fsync(self.fd)
+            if ours == theirs:
+                os.fchmod(self.fd, header.mode)
+                os.utime(self.fd, ns=(header.mtime_ns, header.mtime_ns))
+                if not small:
+                    os.fsync(self.fd)  # a large file on its own; small ones together (_settle)
         except OSError as exc:
             self._close_part()
             self._discard(incoming.part)
-            self._verdict(header, VerdictKind.FAILED, _NO_DIGEST, f"disk error: {exc.strerror}", incoming)
+            self._settled.append((incoming, VerdictKind.FAILED, _NO_DIGEST, f"disk error: {exc.strerror}"))
             return
         finally:
             self.hasher = None
@@ -1063,32 +1123,45 @@ class _Receiving:
         self._close_part()
         if ours != theirs:
             self._discard(incoming.part)
-            self._verdict(
-                header, VerdictKind.MISMATCH, ours, "the digests differ: the part was discarded", incoming
-            )
+            reason = "the digests differ: the part was discarded"
+            self._settled.append((incoming, VerdictKind.MISMATCH, ours, reason))
             return
+        if small:
+            self._unsynced = True
+        self._settled.append((incoming, VerdictKind.OK, ours, ""))
+
+    def _settle(self) -> None:
+        """Make the files verified so far durable, rename them into place, and
+        queue their verdicts (in the order of their digests, as the protocol
+        wants). Called before every wait for the sender, so its answers never
+        wait on us.
+
+        Small files are made durable together: one ``syncfs(2)`` for a whole
+        batch (a journal commit) instead of an ``fsync`` each (2–3 ms each on
+        the VM's disk: 300 files/s at most); large ones were fsynced alone.
+        """
+        if not self._settled:
+            return
+        if self._unsynced:
+            _sync_filesystem(self.root)
+            self._unsynced = False
+        for incoming, kind, digest, reason in self._settled:
+            if kind is VerdictKind.OK:
+                kind, reason = self._put_in_place(incoming)
+            self._verdict(incoming.header, kind, digest, reason, incoming)
+        self._settled.clear()
+
+    def _put_in_place(self, incoming: _Incoming) -> tuple[VerdictKind, str]:
+        header = incoming.header
         try:
-            os.chmod(incoming.part, header.mode)
-            os.utime(incoming.part, ns=(header.mtime_ns, header.mtime_ns))
-            if (
-                incoming.final != os.path.join(self.root, *header.name.split("/"))
-                or self.policy == "overwrite"
-            ):
-                os.replace(incoming.part, incoming.final)
-            elif os.path.lexists(incoming.final):
-                # Made by someone else while it was arriving: refuse, keep the part.
-                self._verdict(
-                    header, VerdictKind.FAILED, ours, "it appeared while arriving; kept the part", incoming
-                )
-                return
-            else:
-                os.replace(incoming.part, incoming.final)
+            renamed = incoming.final != os.path.join(self.root, *header.name.split("/"))
+            if not renamed and self.policy != "overwrite" and os.path.lexists(incoming.final):
+                # Made by someone else while it was arriving: keep the part.
+                return VerdictKind.FAILED, "it appeared while arriving; kept the part"
+            os.replace(incoming.part, incoming.final)
         except OSError as exc:
-            self._verdict(
-                header, VerdictKind.FAILED, ours, f"cannot put it in place: {exc.strerror}", incoming
-            )
-            return
-        self._verdict(header, VerdictKind.OK, ours, "", incoming)
+            return VerdictKind.FAILED, f"cannot put it in place: {exc.strerror}"
+        return VerdictKind.OK, ""
 
     def _verdict(
         self, header: FileHeader, kind: VerdictKind, digest: bytes, reason: str, incoming: _Incoming
@@ -1116,7 +1189,12 @@ class _Receiving:
             pass
 
     def _abandon(self, *, keep: bool) -> None:
-        """The transfer failed: keep the current part for a resume, or drop it."""
+        """The transfer failed: put the files verified so far in place; keep
+        the current part for a resume, or drop it."""
+        try:
+            self._settle()
+        except OSError:
+            pass  # (each file's own failure is in its result)
         if self.hasher is not None:
             self.hasher.cancel()
             self.hasher = None
@@ -1126,6 +1204,7 @@ class _Receiving:
             self._discard(current.part)
 
     def _finish(self) -> None:
+        self._settle()
         # Directories last and deepest first: writing a file into one changes its mtime.
         for path, header in reversed(self.directories):
             try:
