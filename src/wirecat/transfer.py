@@ -43,7 +43,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from wirecat.address import Address, as_address, ip_version
 from wirecat.errors import (
@@ -58,6 +58,7 @@ from wirecat.errors import (
     WirecatError,
 )
 from wirecat.events import Accepted, Connected, Listening, Note, emit
+from wirecat.limits import DEFAULT_HANDSHAKE_TIMEOUT
 from wirecat.protocol.transfer import (
     DIGEST_SIZE,
     Data,
@@ -76,6 +77,9 @@ from wirecat.protocol.transfer import (
 )
 from wirecat.protocol.transfer_paths import PathGuard
 
+if TYPE_CHECKING:
+    from wirecat.tls import ClientTLS, ServerTLS
+
 __all__ = [
     "BATCH",
     "DEFAULT_TRANSFER_IDLE",
@@ -86,6 +90,7 @@ __all__ = [
     "check_plain",
     "collect",
     "connection",
+    "handshake",
     "is_local",
     "receive_files",
     "receive_over",
@@ -206,23 +211,31 @@ def is_local(address: Address) -> bool:
     return ipaddress.ip_address(host.split("%")[0]).is_loopback
 
 
-def check_plain(address: Address, plain: bool) -> None:
-    """Refuse a transfer off loopback in clear unless asked, and any over UDP.
+def check_plain(address: Address, plain: bool, tls: object = None) -> None:
+    """Refuse any transfer over UDP, and one off loopback in clear unless asked.
+
+    Args:
+        plain: the caller allows clear text off loopback.
+        tls: the TLS settings given (None: none).
 
     Raises:
-        UsageError: a datagram address, or a host that is not loopback
-            without ``plain`` (TLS for transfers is not built yet).
+        UsageError: a datagram address; ``plain`` with TLS; a host that is
+            not loopback (or a Unix socket) with neither TLS nor ``plain``.
     """
     if address.datagram:
         raise UsageError(
             "file transfer needs a stream, not UDP",
             "UDP loses, reorders and repeats datagrams and a file must arrive whole: use TCP or unix:PATH",
         )
-    if not plain and not is_local(address):
+    if plain and tls is not None:
+        raise UsageError("plain and TLS cannot go together", "give one").with_cli_hint(
+            "--plain and --tls cannot go together: give one"
+        )
+    if not plain and tls is None and not is_local(address):
         raise UsageError(
-            "TLS for off-loopback transfers is not built yet",
-            "pass plain=True to send in clear",
-        ).with_cli_hint("use --plain to send in clear")
+            f"{address} is not on this machine: a transfer off loopback runs over TLS",
+            "give tls (ClientTLS, ServerTLS or True), or plain=True to send in clear",
+        ).with_cli_hint("use --tls (with --pin from the other side), or --plain to send in clear")
 
 
 # -- the connection ---------------------------------------------------------------
@@ -657,10 +670,11 @@ def send_over(
     wire.send(out)
     out.clear()
     read_until(lambda: machine.finished is not None)
-    try:
-        wire.sock.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
+    if wire.zero_copy:  # (a TLS socket's shutdown() would drop TLS; its close says the end)
+        try:
+            wire.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
     ordered = [results.get(i) or _missing(entries[i].header) for i in range(len(entries))]
     return TransferResult(ordered, moved, time.monotonic() - start)
 
@@ -1278,12 +1292,17 @@ def connection(
     family: socket.AddressFamily = socket.AF_UNSPEC,
     on_listening: Callable[[list[str]], None] | None = None,
     origin: str = "transfer",
+    tls: ClientTLS | ServerTLS | None = None,
+    handshake_timeout: float | None = None,
 ) -> tuple[socket.socket, str]:
     """A connected socket and the peer's name: dialled (the one dialer), or the
     first client of a listener (the one binder) — the stream a transfer runs on.
+    With ``tls`` the socket returned is an ``ssl.SSLSocket``, its handshake done
+    (and the pin checked, for a client with one).
 
     Raises:
-        ConnectError, ResolveError, BindError, ConnectTimeout (``timeout``).
+        ConnectError, ResolveError, BindError, ConnectTimeout (``timeout``),
+        TLSError, CertificateError, HandshakeTimeout.
     """
     from wirecat.admission import Admission
     from wirecat.sockets import accept_one, configure_stream
@@ -1300,14 +1319,63 @@ def connection(
             )
             emit(Accepted(peer, bound.names[0], 1, origin))
         configure_stream(sock, interactive=True)  # offers and verdicts are small: no Nagle wait
-        return sock, peer
-    from wirecat.dial import dial
+    else:
+        from wirecat.dial import dial
 
-    sock = dial(address, family=family, timeout=timeout)
-    configure_stream(sock, interactive=True)  # offers and verdicts are small: no Nagle wait
-    peer = _peer_of(sock)
-    emit(Connected(peer, _local_of(sock), origin))
-    return sock, peer
+        sock = dial(address, family=family, timeout=timeout)
+        configure_stream(sock, interactive=True)  # offers and verdicts are small: no Nagle wait
+        peer = _peer_of(sock)
+        emit(Connected(peer, _local_of(sock), origin))
+    if tls is None:
+        return sock, peer
+    try:
+        return handshake(sock, tls, peer, server_hostname=address.host, timeout=handshake_timeout), peer
+    except BaseException:
+        sock.close()
+        raise
+
+
+def handshake(
+    sock: socket.socket,
+    tls: ClientTLS | ServerTLS,
+    peer: str,
+    *,
+    server_hostname: str = "",
+    timeout: float | None = None,
+) -> socket.socket:
+    """The TLS handshake on a connected socket, blocking; the ``SSLSocket``.
+
+    A client with a pin checks it here (its context verified nothing).
+
+    Raises:
+        TLSError, CertificateError: the handshake failed, in one line.
+        HandshakeTimeout: not done within ``timeout``.
+    """
+    import ssl
+
+    from wirecat import tls as tls_module
+    from wirecat.errors import HandshakeTimeout
+
+    client = isinstance(tls, tls_module.ClientTLS)
+    name = None
+    if client:
+        name = tls.server_hostname or server_hostname.strip("[]") or None  # type: ignore[union-attr]
+    sock.settimeout(timeout)
+    try:
+        wrapped = tls.context.wrap_socket(sock, server_side=not client, server_hostname=name)
+    except ssl.SSLError as exc:
+        raise tls_module.translate_ssl_error(exc, peer, server_hostname=name, server_side=not client) from exc
+    except TimeoutError as exc:
+        raise HandshakeTimeout(f"the TLS handshake with {peer} took more than {timeout:g} s") from exc
+    except OSError as exc:
+        raise _translate(exc, peer) from exc
+    if client and tls.pin is not None:  # type: ignore[union-attr]
+        try:
+            tls_module.check_pin(tls_module.peer_certificate(wrapped), tls.pin, peer)  # type: ignore[union-attr]
+        except BaseException:
+            wrapped.close()
+            raise
+    return wrapped
 
 
 def _local_of(sock: socket.socket) -> str:
@@ -1325,8 +1393,10 @@ def send_files(
     *,
     listen: bool = False,
     plain: bool = False,
+    tls: bool | ClientTLS | ServerTLS | None = None,
     timeout: float | None = None,
     idle_timeout: float | None = DEFAULT_TRANSFER_IDLE,
+    handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
     family: socket.AddressFamily = socket.AF_UNSPEC,
     progress: ProgressCallback | None = None,
     on_listening: Callable[[list[str]], None] | None = None,
@@ -1338,7 +1408,13 @@ def send_files(
         address: the receiver (``"host:port"``, ``"unix:/path"``), or with
             ``listen`` where to wait for it (``9000`` listens on 127.0.0.1).
         listen: wait for the receiver to connect (it is the reachable one).
-        plain: allow a host off loopback in clear (TLS is not built yet).
+        plain: allow a host off loopback in clear.
+        tls: TLS: a :class:`wirecat.tls.ClientTLS` (connecting) or
+            :class:`wirecat.tls.ServerTLS` (with ``listen``), or True for the
+            defaults (a client verifying against the system's CAs; a server
+            with a certificate made now). Required off loopback unless
+            ``plain``.
+        handshake_timeout: seconds for the TLS handshake.
         timeout: seconds to connect, or to wait for the receiver with ``listen``.
         idle_timeout: seconds with nothing moving before giving up.
         progress: called with a :class:`Progress` as data moves.
@@ -1349,15 +1425,24 @@ def send_files(
         raises otherwise).
 
     Raises:
-        UsageError: UDP, or off loopback without ``plain``.
+        UsageError: UDP, or off loopback with neither TLS nor ``plain``.
         ProgramError: a path that cannot be read.
-        ConnectError, ResolveError, Timeout, PeerReset, TransferProtocolError.
+        ConnectError, ResolveError, Timeout, PeerReset, TransferProtocolError,
+        TLSError, CertificateError.
     """
     target = _address(address, listen)
-    check_plain(target, plain)
+    settings = _tls_settings(tls, listen, target)
+    check_plain(target, plain, settings)
     entries = collect(paths)
     sock, peer = connection(
-        target, listen=listen, timeout=timeout, family=family, on_listening=on_listening, origin="send"
+        target,
+        listen=listen,
+        timeout=timeout,
+        family=family,
+        on_listening=on_listening,
+        origin="send",
+        tls=settings,
+        handshake_timeout=handshake_timeout,
     )
     with sock:
         return send_over(sock, entries, peer=peer, idle_timeout=idle_timeout, progress=progress)
@@ -1369,6 +1454,8 @@ def receive_files(
     *,
     listen: bool = True,
     plain: bool = False,
+    tls: bool | ClientTLS | ServerTLS | None = None,
+    handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
     policy: str = "refuse",
     resume: bool = True,
     max_size: int | None = None,
@@ -1384,6 +1471,7 @@ def receive_files(
         directory: where the files go (it must exist).
         address: where to listen (``9000``: 127.0.0.1:9000), or with
             ``listen=False`` the sender to connect to.
+        plain, tls, handshake_timeout: as for :func:`send_files`.
         policy: a name that exists: ``"refuse"`` (the default), ``"overwrite"``,
             ``"skip"``, ``"rename"`` (``name (1).ext``).
         resume: offer part files left by a cut transfer (default on).
@@ -1401,13 +1489,21 @@ def receive_files(
         PeerReset, TransferProtocolError.
     """
     target = _address(address, listen)
-    check_plain(target, plain)
+    settings = _tls_settings(tls, listen, target)
+    check_plain(target, plain, settings)
     root = _check_directory(os.fspath(directory))
     chosen = _check_policy(policy)
     if max_size is not None and (not isinstance(max_size, int) or max_size < 0):
         raise UsageError(f"bad max_size {max_size!r}", "give a number of bytes ≥ 0")
     sock, peer = connection(
-        target, listen=listen, timeout=timeout, family=family, on_listening=on_listening, origin="recv"
+        target,
+        listen=listen,
+        timeout=timeout,
+        family=family,
+        on_listening=on_listening,
+        origin="recv",
+        tls=settings,
+        handshake_timeout=handshake_timeout,
     )
     with sock:
         return receive_over(
@@ -1428,3 +1524,34 @@ def _address(address: str | int | Address, listen: bool) -> Address:
 
         return listen_address(address)
     return as_address(address)
+
+
+def _tls_settings(
+    tls: bool | ClientTLS | ServerTLS | None, listen: bool, address: Address
+) -> ClientTLS | ServerTLS | None:
+    """The TLS settings of one side: None, or those given, or (True) the defaults of its role.
+
+    Raises:
+        UsageError: settings of the wrong role (a ServerTLS to connect with).
+    """
+    if tls is None or tls is False:
+        return None
+    from wirecat import tls as tls_module
+
+    if tls is True:
+        if listen:
+            host = address.host.strip("[]")
+            names = [h for h in (host, "localhost") if h and h not in ("0.0.0.0", "::")]
+            certificate = tls_module.ephemeral_certificate(names)
+            context = tls_module.server_context(certificate=certificate)
+            return tls_module.ServerTLS(context, certificate.fingerprint, ephemeral=True)
+        return tls_module.ClientTLS(tls_module.client_context())
+    wanted = tls_module.ServerTLS if listen else tls_module.ClientTLS
+    if not isinstance(tls, wanted):
+        role = "listening" if listen else "connecting"
+        raise UsageError(f"bad tls {tls!r} for the {role} side", f"give a {wanted.__name__}, True or None")
+    if listen:
+        tls.context.num_tickets = (
+            0  # none after the handshake: nothing resumes, and a close with them unread resets
+        )
+    return tls

@@ -224,8 +224,27 @@ def test_udp_and_off_loopback_are_refused(dirs: tuple[Path, Path]) -> None:
     (source / "a").write_bytes(b"a")
     with pytest.raises(UsageError, match="needs a stream, not UDP"):
         send_files([source / "a"], "udp:127.0.0.1:9")
-    with pytest.raises(UsageError, match="TLS for off-loopback transfers is not built yet"):
-        send_files([source / "a"], "192.0.2.1:9")
+    with pytest.raises(UsageError, match="a transfer off loopback runs over TLS"):
+        send_files([source / "a"], "192.0.2.1:9")  # refused before any connection is tried
+    with pytest.raises(UsageError, match="plain and TLS cannot go together"):
+        send_files([source / "a"], "127.0.0.1:9", plain=True, tls=True)
+
+
+def test_tls_with_a_pin(dirs: tuple[Path, Path]) -> None:
+    from wirecat import tls
+
+    source, target = dirs
+    (source / "a").write_bytes(os.urandom(3_000_000))
+    certificate = tls.ephemeral_certificate(["127.0.0.1"])
+    server = tls.ServerTLS(
+        tls.server_context(certificate=certificate), certificate.fingerprint, ephemeral=True
+    )
+    receiving = Receiving(target, tls=server)
+    client = tls.ClientTLS(tls.client_context(pin=certificate.fingerprint), pin=certificate.fingerprint)
+    sent = send_files([source / "a"], receiving.address, tls=client)
+    assert sent.ok
+    assert receiving.wait().ok
+    assert (target / "a").read_bytes() == (source / "a").read_bytes()
 
 
 # -- a hand-made sender that lies --------------------------------------------------------------

@@ -92,8 +92,10 @@ def test_keep_open_with_two_senders(spawn, tmp_path: Path) -> None:  # type: ign
     ("args", "message"),
     [
         (["send", "-u", "x", "127.0.0.1:9"], b"file transfer needs a stream, not UDP"),
-        (["send", "x", "192.0.2.1:9"], b"TLS for off-loopback transfers is not built yet: use --plain"),
-        (["recv", "--listen", "0.0.0.0:0"], b"TLS for off-loopback transfers is not built yet: use --plain"),
+        (["send", "--tls", "--plain", "x", "127.0.0.1:9"], b"--plain and --tls cannot go together"),
+        (["send", "--pin", "sha256:" + "a" * 64, "x", "127.0.0.1:9"], b"--pin is for TLS: add --tls"),
+        (["send", "--listen", "0", "--pin", "sha256:" + "a" * 64, "x"], b"--pin is for the connecting side"),
+        (["recv", "--tls", "--cert", "c.pem", "127.0.0.1:9"], b"--cert is for the listening side"),
         (["send", "x"], b"send needs PATH... and then HOST:PORT"),
         (["recv"], b"recv needs one of PORT"),
         (["recv", "-k", "127.0.0.1:9"], b"-k applies to a listening recv"),
@@ -147,3 +149,83 @@ def test_send_does_not_import_asyncio_or_ssl(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split()[-2:] == ["False", "False"]
+
+
+def other_side(err: bytes) -> list[str]:
+    """The command the listener printed for the other side, as words."""
+    line = re.search(rb"on the other side run: (.*)$", err, re.M)
+    assert line is not None, err
+    return line.group(1).decode().split()
+
+
+def test_tls_recv_prints_the_command_and_it_works_as_printed(spawn, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "out").mkdir()
+    payload = tmp_path / "payload.bin"
+    payload.write_bytes(bytes(range(256)) * 4000)
+    recv = spawn(WIRECAT, "recv", "--tls", "--dir", str(tmp_path / "out"), "0")
+    assert recv.popen.stderr is not None
+    line = read_line_matching(recv.popen.stderr, r"on the other side run: (.*)$", timeout=20)
+    words = line.group(1).split()
+    assert words[:4] == ["wirecat", "send", "--tls", "--pin"]
+    assert words[4].startswith("sha256:")
+    assert words[5] == "FILE..."
+    words[5] = str(payload)
+    sent = subprocess.run([WIRECAT, *words[1:]], capture_output=True, timeout=30, check=False)
+    code, _, err = recv.finish()
+    assert sent.returncode == 0, sent.stderr
+    assert code == 0, err
+    assert (tmp_path / "out" / "payload.bin").read_bytes() == payload.read_bytes()
+
+
+def test_tls_send_listen_prints_a_recv_command_that_works_as_printed(spawn, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "out").mkdir()
+    (tmp_path / "a.txt").write_bytes(b"secret\n")
+    send = spawn(WIRECAT, "send", "--tls", "--listen", "0", str(tmp_path / "a.txt"))
+    assert send.popen.stderr is not None
+    line = read_line_matching(send.popen.stderr, r"on the other side run: (.*)$", timeout=20)
+    words = line.group(1).split()
+    assert words[:4] == ["wirecat", "recv", "--tls", "--pin"]
+    received = subprocess.run(
+        [WIRECAT, *words[1:]], capture_output=True, timeout=30, check=False, cwd=tmp_path / "out"
+    )
+    code, _, err = send.finish()
+    assert received.returncode == 0, received.stderr
+    assert code == 0, err
+    assert (tmp_path / "out" / "a.txt").read_bytes() == b"secret\n"
+
+
+def test_tls_a_wrong_pin_is_exit_13(spawn, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "out").mkdir()
+    (tmp_path / "a").write_bytes(b"a")
+    recv = spawn(WIRECAT, "recv", "--tls", "--dir", str(tmp_path / "out"), "0")
+    assert recv.popen.stderr is not None
+    port = int(read_line_matching(recv.popen.stderr, r"listening on .*:(\d+)$", timeout=20).group(1))
+    sent = run_wirecat(
+        "send", "--tls", "--pin", "sha256:" + "0" * 64, str(tmp_path / "a"), f"127.0.0.1:{port}"
+    )
+    assert sent.returncode == 13, sent.stderr
+    assert b"is not the pinned one" in sent.stderr
+    recv.finish()
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_tls_with_a_ca_certificate(spawn, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    server.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "a").write_bytes(b"via a CA")
+    recv = spawn(
+        WIRECAT, "recv", "--tls", "--cert", str(tmp_path / "server.pem"), "--dir", str(tmp_path / "out"), "0"
+    )
+    assert recv.popen.stderr is not None
+    port = int(read_line_matching(recv.popen.stderr, r"listening on .*:(\d+)$", timeout=20).group(1))
+    sent = run_wirecat(
+        "send", "--tls", "--cafile", str(tmp_path / "ca.pem"), str(tmp_path / "a"), f"127.0.0.1:{port}"
+    )
+    code, _, err = recv.finish()
+    assert sent.returncode == 0, sent.stderr
+    assert code == 0, err
+    assert (tmp_path / "out" / "a").read_bytes() == b"via a CA"

@@ -11,19 +11,23 @@ import os
 import socket
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from wirecat.address import Address
 from wirecat.errors import WirecatError
 from wirecat.events import Accepted, Listening, Note, emit
 from wirecat.report import say
 from wirecat.transfer import (
-    DEFAULT_TRANSFER_IDLE,
     FileResult,
     Progress,
     ProgressCallback,
     TransferResult,
+    handshake,
     receive_over,
 )
+
+if TYPE_CHECKING:
+    from wirecat.tls import ServerTLS
 
 __all__ = ["ProgressLine", "describe_result", "human_bytes", "receive_forever", "summary"]
 
@@ -143,7 +147,9 @@ def receive_forever(
     receive: Callable[[socket.socket, str], TransferResult],
     family: socket.AddressFamily = socket.AF_UNSPEC,
     on_result: Callable[[TransferResult, str], None] = lambda result, peer: None,
-    idle_timeout: float | None = DEFAULT_TRANSFER_IDLE,
+    on_listening: Callable[[list[str]], None] | None = None,
+    tls: ServerTLS | None = None,
+    handshake_timeout: float | None = None,
 ) -> None:
     """``recv -k``: receive transfers until interrupted, up to ``max_conns`` at once.
 
@@ -165,6 +171,12 @@ def receive_forever(
 
     def serve(sock: socket.socket, peer: str) -> None:
         try:
+            if tls is not None:  # in this thread: a slow handshake holds up no other sender
+                try:
+                    sock = handshake(sock, tls, peer, timeout=handshake_timeout)
+                except BaseException:
+                    sock.close()
+                    raise
             with sock:
                 result = receive(sock, peer)
             on_result(result, peer)
@@ -176,6 +188,8 @@ def receive_forever(
 
     with bind(address, family=family) as bound:
         emit(Listening(tuple(bound.names), "recv"))
+        if on_listening is not None:
+            on_listening(bound.names)
         while True:
             sock, peer = accept_one(bound.sockets, admission, active=count, origin="recv")
             configure_stream(sock, interactive=True)

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from wirecat.cli.transfer_flags import add_common_flags, byte_size, check_common, text_mode, transfer_address
+from wirecat.cli.transfer_flags import (
+    add_common_flags,
+    byte_size,
+    check_common,
+    say_how_to_trust,
+    text_mode,
+    tls_from,
+    transfer_address,
+)
 from wirecat.errors import UsageError
 from wirecat.limits import DEFAULT_MAX_CONNECTIONS
 
@@ -64,7 +72,8 @@ def handle(args: argparse.Namespace) -> int:
         listen = ":" not in word  # a bare PORT listens; HOST:PORT and unix:PATH connect
         address = transfer_address(word, listen=listen)
     family = family_from(args, address.host)
-    check_plain(address, args.plain)
+    settings = tls_from(args, listen=listen, address=address)
+    check_plain(address, args.plain, settings)
     if args.keep_open and not listen:
         raise UsageError("-k applies to a listening recv", "drop -k, or listen: wirecat recv -k PORT")
     if args.max_conns is not None and not args.keep_open:
@@ -81,17 +90,22 @@ def handle(args: argparse.Namespace) -> int:
         if args.rename
         else "refuse"
     )
-    settings = {
+    options = {
         "policy": policy,
         "resume": not args.no_resume,
         "max_size": args.max_size,
         "idle_timeout": args.idle_timeout,
     }
     textual = text_mode()
+
+    def listening(names: list[str]) -> None:
+        if settings is not None and listen:
+            say_how_to_trust(settings, names, "wirecat send", "FILE...")  # type: ignore[arg-type]
+
     if args.keep_open:
 
         def receive(sock: object, peer: str) -> object:
-            return receive_one(sock, peer, directory, **settings)  # type: ignore[arg-type]
+            return receive_one(sock, peer, directory, **options)  # type: ignore[arg-type]
 
         receive_forever(
             directory,
@@ -100,16 +114,28 @@ def handle(args: argparse.Namespace) -> int:
             receive=receive,  # type: ignore[arg-type]
             family=family,
             on_result=lambda result, peer: report(result, "recv", textual),
+            on_listening=listening,
+            tls=settings,  # type: ignore[arg-type]
+            handshake_timeout=args.handshake_timeout,
         )
         return 0
-    sock, peer = connection(address, listen=listen, timeout=args.timeout, family=family, origin="recv")
+    sock, peer = connection(
+        address,
+        listen=listen,
+        timeout=args.timeout,
+        family=family,
+        origin="recv",
+        on_listening=listening,
+        tls=settings,
+        handshake_timeout=args.handshake_timeout,
+    )
     with sock:
         result = receive_over(
             sock,
             directory,
             peer=peer,
             progress=progress_for(args.progress),
-            **settings,
+            **options,
         )
     report(result, "recv", textual)
     result.check()

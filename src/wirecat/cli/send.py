@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from wirecat.cli.transfer_flags import add_common_flags, check_common, text_mode, transfer_address
+from wirecat.cli.transfer_flags import (
+    add_common_flags,
+    check_common,
+    say_how_to_trust,
+    text_mode,
+    tls_from,
+    transfer_address,
+)
 from wirecat.errors import UsageError
 
 __all__ = ["register"]
@@ -42,12 +49,26 @@ def handle(args: argparse.Namespace) -> int:
                 "send needs PATH... and then HOST:PORT", "e.g. wirecat send report.pdf 127.0.0.1:9000"
             )
         paths, where = args.words[:-1], args.words[-1]
-    address = transfer_address(where, listen=args.listen is not None)
+    listen = args.listen is not None
+    address = transfer_address(where, listen=listen)
     family = family_from(args, address.host)
-    check_plain(address, args.plain)
+    settings = tls_from(args, listen=listen, address=address)
+    check_plain(address, args.plain, settings)
     entries = collect(paths)
+
+    def listening(names: list[str]) -> None:
+        if settings is not None and listen:
+            say_how_to_trust(settings, names, "wirecat recv")  # type: ignore[arg-type]
+
     sock, peer = connection(
-        address, listen=args.listen is not None, timeout=args.timeout, family=family, origin="send"
+        address,
+        listen=listen,
+        timeout=args.timeout,
+        family=family,
+        origin="send",
+        on_listening=listening,
+        tls=settings,
+        handshake_timeout=args.handshake_timeout,
     )
     with sock:
         result = send_over(
