@@ -229,3 +229,38 @@ def test_tls_with_a_ca_certificate(spawn, tmp_path: Path) -> None:  # type: igno
     assert sent.returncode == 0, sent.stderr
     assert code == 0, err
     assert (tmp_path / "out" / "a").read_bytes() == b"via a CA"
+
+
+def test_a_killed_receiver_then_resume(spawn, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import signal
+    import time
+
+    (tmp_path / "out").mkdir()
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(1 << 20) * 96)
+    part = tmp_path / "out" / ".big.bin.wirecat-part"
+    recv = spawn(WIRECAT, "recv", "--dir", str(tmp_path / "out"), "0")
+    port = listening_port(recv.popen)
+    # -i: the sender's wait for a verdict is bounded if the kill comes between files
+    send = spawn(WIRECAT, "send", "-i", "20", str(big), f"127.0.0.1:{port}")
+    deadline = time.monotonic() + 30
+    while not (part.exists() and part.stat().st_size > 0):  # bounded: the deadline
+        assert time.monotonic() < deadline, "no part file appeared"
+        assert recv.popen.poll() is None, "the receiver ended before it could be killed"
+        time.sleep(0.001)  # pacing of a poll on a file, not synchronisation
+    os.kill(recv.popen.pid, signal.SIGKILL)
+    code, _, err = send.finish()
+    assert code != 0, err  # the receiver never confirmed: send must not say 0
+    recv.finish()
+    held = part.stat().st_size
+    recv = spawn(WIRECAT, "recv", "-v", "--dir", str(tmp_path / "out"), "0")
+    port = listening_port(recv.popen)
+    sent = run_wirecat("send", str(big), f"127.0.0.1:{port}")
+    code, _, err = recv.finish()
+    assert sent.returncode == 0, sent.stderr
+    assert code == 0, err
+    if held < big.stat().st_size:
+        assert re.search(rb"resumed at \d+", err), err
+    assert (tmp_path / "out" / "big.bin").read_bytes() == big.read_bytes()
+    assert not part.exists()
