@@ -45,7 +45,9 @@ def valid_streams(rng: random.Random) -> tuple[bytes, bytes]:
         kind = rng.choice(list(Kind))
         data = rng.randbytes(rng.randint(0, 40)) if kind is Kind.FILE else b""
         target = "t" * rng.randint(1, 5) if kind is Kind.SYMLINK else ""
-        items.append((FileHeader(f"d/f{index}é", len(data), 0o644, rng.randint(0, 2**40), kind, target), data))
+        items.append(
+            (FileHeader(f"d/f{index}é", len(data), 0o644, rng.randint(0, 2**40), kind, target), data)
+        )
     out = sender.encode(Hello()) + b"".join(sender.encode(h) for h, _ in items)
     receiver.feed(out)
     back = receiver.encode(Hello())

@@ -67,11 +67,20 @@ def make_big(path: str, size: int) -> str:
     return digest.hexdigest()
 
 
-def run_pair(listener: list[str], client: list[str], *, port_from_stderr: bool, port: int,
-             listener_stdout: object = None, client_stdin: object = None, shell: bool = False) -> float:
+def run_pair(
+    listener: list[str],
+    client: list[str],
+    *,
+    port_from_stderr: bool,
+    port: int,
+    listener_stdout: object = None,
+    client_stdin: object = None,
+    shell: bool = False,
+) -> float:
     """Start the listener, wait until it listens, time the client until both exited."""
-    listen = Child.start("listener", listener, stdout=listener_stdout or subprocess.DEVNULL,
-                         stderr=subprocess.PIPE)
+    listen = Child.start(
+        "listener", listener, stdout=listener_stdout or subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     try:
         if port_from_stderr:
             assert listen.popen.stderr is not None
@@ -80,8 +89,13 @@ def run_pair(listener: list[str], client: list[str], *, port_from_stderr: bool, 
             wait_listening(port, listen)
         argv = [word.replace("{port}", str(port)) for word in client]
         start = time.perf_counter()
-        child = Child.start("client", argv, stdin=client_stdin or subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        child = Child.start(
+            "client",
+            argv,
+            stdin=client_stdin or subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         if not child.wait(600) or not listen.wait(600):
             raise RuntimeError("a transfer did not finish in 600 s")
         if child.status or listen.status:
@@ -116,7 +130,9 @@ def main() -> int:
     parser.add_argument("--size", default="2G")
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--dir", default=None, help="where files are written (default: a temporary directory)")
+    parser.add_argument(
+        "--dir", default=None, help="where files are written (default: a temporary directory)"
+    )
     args = parser.parse_args()
     wirecat = wirecat_bin()
     nc = require("nc")
@@ -143,34 +159,59 @@ def main() -> int:
             return out
 
         def send_recv() -> float:
-            return run_pair([wirecat, "recv", "--dir", fresh(), "0"],
-                            [wirecat, "send", big, f"{HOST}:{{port}}"], port_from_stderr=True, port=0)
+            return run_pair(
+                [wirecat, "recv", "--dir", fresh(), "0"],
+                [wirecat, "send", big, f"{HOST}:{{port}}"],
+                port_from_stderr=True,
+                port=0,
+            )
 
         def raw_bulk() -> float:
             fresh()
             with open(os.path.join(out, "big.bin"), "wb") as sink, open(big, "rb") as stdin:
-                return run_pair([wirecat, "listen", HOST, "0"], [wirecat, "connect", HOST, "{port}"],
-                                port_from_stderr=True, port=0, listener_stdout=sink, client_stdin=stdin)
+                return run_pair(
+                    [wirecat, "listen", HOST, "0"],
+                    [wirecat, "connect", HOST, "{port}"],
+                    port_from_stderr=True,
+                    port=0,
+                    listener_stdout=sink,
+                    client_stdin=stdin,
+                )
 
         def netcat() -> float:
             fresh()
             port = free_port()
             with open(os.path.join(out, "big.bin"), "wb") as sink, open(big, "rb") as stdin:
-                return run_pair([nc, "-l", HOST, str(port)], [nc, "-N", HOST, "{port}"],
-                                port_from_stderr=False, port=port, listener_stdout=sink, client_stdin=stdin)
+                return run_pair(
+                    [nc, "-l", HOST, str(port)],
+                    [nc, "-N", HOST, "{port}"],
+                    port_from_stderr=False,
+                    port=port,
+                    listener_stdout=sink,
+                    client_stdin=stdin,
+                )
 
         def small_send_recv() -> float:
-            return run_pair([wirecat, "recv", "--dir", fresh(), "0"],
-                            [wirecat, "send", small, f"{HOST}:{{port}}"], port_from_stderr=True, port=0)
+            return run_pair(
+                [wirecat, "recv", "--dir", fresh(), "0"],
+                [wirecat, "send", small, f"{HOST}:{{port}}"],
+                port_from_stderr=True,
+                port=0,
+            )
 
         def small_tar() -> float:
             fresh()
             port = free_port()
-            return shell_pair(f"{nc} -l {HOST} {port} | {tar} x -C {out}",
-                              f"{tar} c -C {source} small | {nc} -N {HOST} {port}", port)
+            return shell_pair(
+                f"{nc} -l {HOST} {port} | {tar} x -C {out}",
+                f"{tar} c -C {source} small | {nc} -N {HOST} {port}",
+                port,
+            )
 
         large: dict[str, Callable[[], float]] = {
-            "send→recv": send_recv, "connect<file → listen>file": raw_bulk, "nc → nc": netcat,
+            "send→recv": send_recv,
+            "connect<file → listen>file": raw_bulk,
+            "nc → nc": netcat,
         }
         many: dict[str, Callable[[], float]] = {"send→recv": small_send_recv, "tar|nc → nc|tar": small_tar}
         times: dict[str, list[float]] = {f"large {k}": [] for k in large} | {f"small {k}": [] for k in many}
@@ -196,12 +237,16 @@ def main() -> int:
         print("|---|---:|---:|---|")
         for name, values in times.items():
             m = median(values)
-            rate = f"{size / m / GB:.2f} GB/s" if name.startswith("large") else f"{args.files / m:,.0f} files/s"
+            rate = (
+                f"{size / m / GB:.2f} GB/s" if name.startswith("large") else f"{args.files / m:,.0f} files/s"
+            )
             print(f"| {name} | {m:.2f} | {rate} | {', '.join(f'{v:.2f}' for v in values)} |")
         ours = median(times["large send→recv"])
-        print(f"send→recv ÷ raw bulk: {median(times['large connect<file → listen>file']) / ours:.2f}×;"
-              f" ÷ nc: {median(times['large nc → nc']) / ours:.2f}×;"
-              f" small files ÷ tar|nc: {median(times['small tar|nc → nc|tar']) / median(times['small send→recv']):.2f}×")
+        print(
+            f"send→recv ÷ raw bulk: {median(times['large connect<file → listen>file']) / ours:.2f}×;"
+            f" ÷ nc: {median(times['large nc → nc']) / ours:.2f}×;"
+            f" small files ÷ tar|nc: {median(times['small tar|nc → nc|tar']) / median(times['small send→recv']):.2f}×"
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

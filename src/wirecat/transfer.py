@@ -99,9 +99,11 @@ __all__ = [
 ]
 
 #: Entries whose headers go before their offers are read: one round trip per
-#: batch. Each answer is at most ~1.1 KiB (a reason), so a batch's answers
-#: fit in the smallest socket buffer Linux gives (tcp_rmem's 128 KiB default).
-BATCH = 64
+#: batch. The offers are read as they come; the verdicts, which pile up while
+#: the sender is still sending, are under ~150 bytes each (our reasons are
+#: short), so a batch's verdicts fit in the smallest receive buffer Linux gives
+#: by default (tcp_rmem's 128 KiB): neither end can block the other.
+BATCH = 256
 #: Files up to this size are read, hashed and sent in one piece with their
 #: records; larger ones go with sendfile and a hashing thread.
 SMALL_FILE = 256 * 1024
@@ -1028,7 +1030,7 @@ class _Receiving:
         except OSError as exc:
             self._refuse(header, f"cannot make the link: {(exc.strerror or str(exc)).lower()}")
             return
-        saved = os.path.relpath(target, self.root)
+        saved = target[len(self.root) :].lstrip(os.sep)
         self._offer(Offer(OfferAction.DONE), FileResult(header.name, 0, "", "ok", "", "symlink", 0, saved))
 
     def _offer_file(self, header: FileHeader, final: str, parent: str) -> None:
@@ -1218,7 +1220,7 @@ class _Receiving:
     ) -> None:
         self.out += self.machine.encode(Verdict(kind, digest, reason))
         name = {VerdictKind.OK: "ok", VerdictKind.MISMATCH: "mismatch", VerdictKind.FAILED: "failed"}[kind]
-        saved = os.path.relpath(incoming.final, self.root)
+        saved = incoming.final[len(self.root) :].lstrip(os.sep)  # (under root: made from its parts)
         self.results.append(
             FileResult(header.name, header.size, digest.hex(), name, reason, "file", incoming.offset, saved)
         )

@@ -247,14 +247,9 @@ class Finished(NamedTuple):
 Event = Hello | FileHeader | Offer | DataStart | Data | Digest | Verdict | End | Finished
 
 
-class _Type(bytes, enum.Enum):
-    HEADER = b"H"
-    START = b"S"
-    DIGEST = b"D"
-    END = b"E"
-    OFFER = b"O"
-    VERDICT = b"V"
-    FINISHED = b"F"
+# Record types: one byte each (plain constants: enum lookups cost on the per-file path).
+_HEADER, _START, _DIGEST, _END = b"H", b"S", b"D", b"E"
+_OFFER, _VERDICT, _FINISHED = b"O", b"V", b"F"
 
 
 def encode_hello(version: int = VERSION) -> bytes:
@@ -262,8 +257,8 @@ def encode_hello(version: int = VERSION) -> bytes:
     return MAGIC + bytes([version]) + b"\0\0\0"
 
 
-def _record(kind: _Type, body: bytes) -> bytes:
-    return kind.value + len(body).to_bytes(4, "big") + body
+def _record(kind: bytes, body: bytes) -> bytes:
+    return kind + len(body).to_bytes(4, "big") + body
 
 
 def _text(raw: bytes, what: str) -> str:
@@ -363,7 +358,7 @@ def _encode_header(header: FileHeader, max_name: int, max_size: int) -> bytes:
         + len(target).to_bytes(2, "big")
         + target
     )
-    return _record(_Type.HEADER, body)
+    return _record(_HEADER, body)
 
 
 def _check_header_fields(
@@ -521,21 +516,21 @@ class Sender:
             self._accepted.popleft()
             self._sending = sent.header
             self._remaining = sent.header.size - event.offset
-            return _record(_Type.START, event.offset.to_bytes(8, "big"))
+            return _record(_START, event.offset.to_bytes(8, "big"))
         if isinstance(event, Digest):
             if self._sending is None:
                 raise TransferProtocolError("a digest with no file sent")
             digest = _check_digest(event.digest)
             self._awaiting_verdict.append(self._sending)
             self._sending = None
-            return _record(_Type.DIGEST, digest)
+            return _record(_DIGEST, digest)
         if isinstance(event, End):
             if self._unanswered or self._accepted:
                 raise TransferProtocolError("the end, with headers unanswered or accepted files unsent")
             if event.entries != self._count:
                 raise TransferProtocolError(f"the end says {event.entries} entries; {self._count} were sent")
             self._ended = True
-            return _record(_Type.END, event.entries.to_bytes(8, "big"))
+            return _record(_END, event.entries.to_bytes(8, "big"))
         raise TypeError(f"a sender does not encode {type(event).__name__}")
 
     def sent(self, count: int) -> None:
@@ -578,7 +573,7 @@ class Sender:
         return events
 
     def _on_record(self, kind: int, body: bytes) -> Event:
-        if kind == _Type.OFFER.value[0]:
+        if kind == _OFFER[0]:
             if len(body) < 1 + 8 + DIGEST_SIZE + 2:
                 raise TransferProtocolError("an offer record too short")
             if not self._unanswered:
@@ -603,7 +598,7 @@ class Sender:
                 raise TransferProtocolError("an offset with an offer that is not an acceptance")
             self._unanswered.popleft()
             return Offer(action, offset, prefix, reason, header)
-        if kind == _Type.VERDICT.value[0]:
+        if kind == _VERDICT[0]:
             if len(body) < 1 + DIGEST_SIZE + 2:
                 raise TransferProtocolError("a verdict record too short")
             if not self._awaiting_verdict:
@@ -614,7 +609,7 @@ class Sender:
             reason = _decode_reason(body[1 + DIGEST_SIZE :])
             header = self._awaiting_verdict.popleft()
             return Verdict(VerdictKind(verdict_byte), body[1 : 1 + DIGEST_SIZE], reason, header)
-        if kind == _Type.FINISHED.value[0]:
+        if kind == _FINISHED[0]:
             _check_body(body, 16, "finished")
             if not self._ended or self._unanswered or self._accepted or self._awaiting_verdict:
                 raise TransferProtocolError("the receiver finished before the transfer's end")
@@ -729,12 +724,12 @@ class Receiver:
                 continue
             if self._end is not None:
                 raise TransferProtocolError("the sender sent bytes after its end")
-            if self._receiving is not None and buffer[0] != _Type.DIGEST.value[0]:
+            if self._receiving is not None and buffer[0] != _DIGEST[0]:
                 raise TransferProtocolError(
                     f"more bytes of {self._receiving.name!r} than its declared {self._receiving.size}:"
                     " a file's data must be followed by its digest"
                 )
-            if self._receiving is None and buffer[0] == _Type.START.value[0] and not self._accepted:
+            if self._receiving is None and buffer[0] == _START[0] and not self._accepted:
                 if self._unanswered:
                     # Wait for the offer (the I/O layer is making it), within a limit.
                     if len(buffer) > reader._max_record + _RECORD_HEAD:
@@ -749,7 +744,7 @@ class Receiver:
 
     def _on_record(self, kind: int, body: bytes) -> Event:
         if self._receiving is not None:
-            if kind != _Type.DIGEST.value[0]:
+            if kind != _DIGEST[0]:
                 raise TransferProtocolError(
                     f"a file's data must be followed by its digest, not {bytes([kind])!r}"
                 )
@@ -758,14 +753,14 @@ class Receiver:
             self._receiving = None
             self._awaiting_verdict.append(header)
             return Digest(body, header)
-        if kind == _Type.HEADER.value[0]:
+        if kind == _HEADER[0]:
             if self._count >= self._max_files:
                 raise TransferProtocolError(f"more than {self._max_files} entries in one transfer")
             header = _decode_header(body, self._max_name, self._max_size)
             self._count += 1
             self._unanswered.append(header)
             return header
-        if kind == _Type.START.value[0]:
+        if kind == _START[0]:
             _check_body(body, 8, "start")
             sent = self._accepted.popleft()  # (pending() checked there is one)
             offset = int.from_bytes(body, "big")
@@ -774,7 +769,7 @@ class Receiver:
             self._receiving = sent.header
             self._remaining = sent.header.size - offset
             return DataStart(offset, self._remaining, sent.header)
-        if kind == _Type.END.value[0]:
+        if kind == _END[0]:
             _check_body(body, 8, "end")
             count = int.from_bytes(body, "big")
             if count != self._count:
@@ -783,7 +778,7 @@ class Receiver:
                 raise TransferProtocolError("the sender ended with accepted files unsent")
             self._end = End(count)
             return self._end
-        if kind == _Type.DIGEST.value[0]:
+        if kind == _DIGEST[0]:
             raise TransferProtocolError("a digest with no file")
         raise TransferProtocolError(f"unknown record type {bytes([kind])!r} from the sender")
 
@@ -829,7 +824,7 @@ class Receiver:
                 self._ok += 1
             elif action is OfferAction.REFUSE:
                 self._failed += 1
-            return _record(_Type.OFFER, body)
+            return _record(_OFFER, body)
         if isinstance(event, Verdict):
             if not self._awaiting_verdict:
                 raise TransferProtocolError("a verdict for no file")
@@ -840,12 +835,12 @@ class Receiver:
             else:
                 self._failed += 1
             body = bytes([kind]) + _check_digest(event.digest) + _encode_reason(event.reason)
-            return _record(_Type.VERDICT, body)
+            return _record(_VERDICT, body)
         if isinstance(event, Finished):
             if self._end is None or self._awaiting_verdict or self._receiving is not None:
                 raise TransferProtocolError("the last word comes after the sender's end and every verdict")
             self._finished = True
-            return _record(_Type.FINISHED, event.ok.to_bytes(8, "big") + event.failed.to_bytes(8, "big"))
+            return _record(_FINISHED, event.ok.to_bytes(8, "big") + event.failed.to_bytes(8, "big"))
         raise TypeError(f"a receiver does not encode {type(event).__name__}")
 
     def finished(self) -> Finished:
