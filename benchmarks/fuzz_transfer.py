@@ -109,7 +109,7 @@ def chunks(rng: random.Random, data: bytes) -> list[bytes]:
 def run_receiver(rng: random.Random, data: bytes) -> None:
     receiver = Receiver(max_record=512, max_files=50)
     receiver.encode(Hello())
-    for chunk in chunks(rng, data) + [b""]:
+    for chunk in [*chunks(rng, data), b""]:
         events = receiver.feed(chunk)
         while True:
             answered = False
@@ -134,7 +134,7 @@ def run_sender(rng: random.Random, data: bytes) -> None:
     sender.encode(Hello())
     for index in range(rng.randint(0, 3)):
         sender.encode(FileHeader(f"f{index}", rng.randint(0, 50)))
-    for chunk in chunks(rng, data) + [b""]:
+    for chunk in [*chunks(rng, data), b""]:
         sender.feed(chunk)
 
 

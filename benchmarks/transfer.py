@@ -242,10 +242,11 @@ def main() -> int:
             )
             print(f"| {name} | {m:.2f} | {rate} | {', '.join(f'{v:.2f}' for v in values)} |")
         ours = median(times["large send→recv"])
+        small_ratio = median(times["small tar|nc → nc|tar"]) / median(times["small send→recv"])
         print(
             f"send→recv ÷ raw bulk: {median(times['large connect<file → listen>file']) / ours:.2f}×;"
             f" ÷ nc: {median(times['large nc → nc']) / ours:.2f}×;"
-            f" small files ÷ tar|nc: {median(times['small tar|nc → nc|tar']) / median(times['small send→recv']):.2f}×"
+            f" small files ÷ tar|nc: {small_ratio:.2f}×"
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
