@@ -564,6 +564,8 @@ def collect(paths: Iterable[str | os.PathLike[str]]) -> list[_Entry]:
         except OSError as exc:
             raise ProgramError(f"cannot send {path}: {(exc.strerror or str(exc)).lower()}") from exc
         base = os.path.basename(os.path.normpath(os.path.abspath(path)))
+        if not base:
+            raise ProgramError(f"cannot send {path} as a whole", "send the directories in it instead")
         if base in seen:
             raise ProgramError(
                 f"two paths named {base!r}", "send them from different directories, or rename one"
@@ -850,6 +852,11 @@ def _renamed(path: str) -> str:
     raise TransferError(f"no free name for {base}")
 
 
+#: Part files being written by some transfer of this process (``recv -k``), and its lock.
+_IN_USE: set[str] = set()
+_IN_USE_LOCK = threading.Lock()
+
+
 class _Incoming(NamedTuple):
     header: FileHeader
     final: str  # where it goes
@@ -895,6 +902,8 @@ class _Receiving:
         self._parents: set[str] = set()
         #: Bytes free at the last statvfs, less what was accepted since.
         self._budget = -1
+        #: Part files this transfer writes (``recv -k``: no two senders write one).
+        self._claimed: set[str] = set()
 
     # -- the loop
     def run(self) -> TransferResult:
@@ -927,6 +936,9 @@ class _Receiving:
         except BaseException:
             self._abandon(keep=self.resume)
             raise
+        finally:
+            with _IN_USE_LOCK:
+                _IN_USE.difference_update(self._claimed)
         return TransferResult(self.results, self.moved, time.monotonic() - start)
 
     def _handle(self, events: Sequence[object]) -> None:
@@ -958,6 +970,10 @@ class _Receiving:
             parts = self.guard.check(header)
         except UnsafePath as exc:
             self._refuse(header, f"unsafe name: {exc.message}")
+            return
+        if parts[-1].startswith(".") and parts[-1].endswith(_PART_SUFFIX):
+            # It could be, or replace, another file's part file.
+            self._refuse(header, f"unsafe name: names ending in {_PART_SUFFIX} are the receiver's own")
             return
         final = os.path.join(self.root, *parts)
         parent = os.path.dirname(final)
@@ -1070,6 +1086,16 @@ class _Receiving:
                 self._refuse(header, f"no space: it needs {need} bytes, {self._budget} are free")
                 return
         self._budget -= need
+        with _IN_USE_LOCK:
+            if part in _IN_USE:
+                busy = True
+            else:
+                busy = False
+                _IN_USE.add(part)
+                self._claimed.add(part)
+        if busy:
+            self._refuse(header, "another sender is sending it right now")
+            return
         self.accepted.append(_Incoming(header, target, part, offset))
         self._offer(Offer(OfferAction.ACCEPT, offset, prefix))
 

@@ -97,7 +97,7 @@ def dirs(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     return source, target
 
 
-def transfer(paths: list[Path], target: Path, **settings: Any) -> tuple[TransferResult, TransferResult]:
+def transfer_files(paths: list[Path], target: Path, **settings: Any) -> tuple[TransferResult, TransferResult]:
     receiving = Receiving(target, **settings)
     sent = send_files(paths, receiving.address)
     return sent, receiving.wait()
@@ -125,7 +125,7 @@ def test_a_tree_with_modes_mtimes_links_and_empties(dirs: tuple[Path, Path]) -> 
             follow_symlinks=False,
         )
     os.utime(tree, ns=(1, 1_500_000_000_123_456_789))
-    sent, received = transfer([tree], target)
+    sent, received = transfer_files([tree], target)
     assert sent.ok
     assert received.ok
     assert tree_of(target) == {"tree": tree_of(source)["tree"], **tree_of(source)}
@@ -142,7 +142,7 @@ def test_a_large_file(dirs: tuple[Path, Path]) -> None:
     with big.open("wb") as f:
         for i in range(256):
             f.write(block[i:] + block[:i])
-    sent, received = transfer([big], target)
+    sent, received = transfer_files([big], target)
     assert sent.ok
     assert received.ok
     assert sent.files[0].digest == hashlib.sha256(big.read_bytes()).hexdigest()
@@ -161,7 +161,7 @@ def test_many_small_files_and_a_deep_tree(dirs: tuple[Path, Path]) -> None:
         path = path / f"level{level}"
     path.mkdir(parents=True)
     (path / "bottom.txt").write_bytes(b"bottom")
-    sent, received = transfer([many, deep], target)
+    sent, received = transfer_files([many, deep], target)
     assert sent.ok
     assert received.ok
     assert len(received.files) == 1 + 2100 + 1 + 60 + 1
@@ -182,7 +182,7 @@ def test_overwrite_policies(dirs: tuple[Path, Path], policy: str, content: bytes
     (target / "a.txt").write_bytes(b"old")
     if policy == "rename":
         (target / "a (1).txt").write_bytes(b"older")
-    sent, received = transfer([source / "a.txt"], target, policy=policy)
+    sent, received = transfer_files([source / "a.txt"], target, policy=policy)
     assert sent.ok
     assert received.ok
     assert (target / "a.txt").read_bytes() == content
@@ -199,7 +199,7 @@ def test_an_existing_file_is_refused_by_default(dirs: tuple[Path, Path]) -> None
     (source / "a.txt").write_bytes(b"new")
     (source / "b.txt").write_bytes(b"b")
     (target / "a.txt").write_bytes(b"old")
-    sent, _received = transfer([source / "a.txt", source / "b.txt"], target)
+    sent, _received = transfer_files([source / "a.txt", source / "b.txt"], target)
     assert not sent.ok
     assert [r.verdict for r in sent.files] == ["refused", "ok"]
     assert "exists" in sent.files[0].reason
@@ -213,7 +213,7 @@ def test_max_size(dirs: tuple[Path, Path]) -> None:
     source, target = dirs
     (source / "small").write_bytes(b"x" * 10)
     (source / "large").write_bytes(b"x" * 11)
-    sent, _ = transfer([source / "small", source / "large"], target, max_size=10)
+    sent, _ = transfer_files([source / "small", source / "large"], target, max_size=10)
     assert [r.verdict for r in sent.files] == ["ok", "refused"]
     assert "over the receiver's limit of 10" in sent.files[1].reason
     assert not (target / "large").exists()
@@ -425,7 +425,7 @@ def test_a_killed_sender_then_resume(dirs: tuple[Path, Path], seed: int) -> None
     if seed % 3 == 2:  # a part that is not a prefix of the file: the sender starts over
         with part.open("r+b") as f:
             f.write(b"\xff" * min(10, held))
-    sent, received = transfer([source / "f.bin"], target)
+    sent, received = transfer_files([source / "f.bin"], target)
     assert sent.ok
     assert received.ok
     expected = 0 if seed % 3 == 2 and held else held
@@ -442,7 +442,36 @@ def test_no_resume_starts_over(dirs: tuple[Path, Path]) -> None:
     source, target = dirs
     (source / "f").write_bytes(b"abcdef")
     (target / part_name("f")).write_bytes(b"abc")
-    sent, received = transfer([source / "f"], target, resume=False)
+    sent, received = transfer_files([source / "f"], target, resume=False)
     assert sent.ok
     assert received.bytes == 6
     assert (target / "f").read_bytes() == b"abcdef"
+
+
+def test_part_file_names_are_the_receivers_own(dirs: tuple[Path, Path]) -> None:
+    _, target = dirs
+    receiving = Receiving(target)
+    liar = Liar(receiving.address)
+    offers = liar.headers(FileHeader(".a.wirecat-part", 1))
+    assert offers[0].action is OfferAction.REFUSE
+    assert "the receiver's own" in offers[0].reason
+    liar.end(1)
+    liar.close()
+    receiving.wait()
+
+
+def test_a_file_another_sender_is_sending_is_refused(dirs: tuple[Path, Path]) -> None:
+    from wirecat import transfer
+
+    source, target = dirs
+    (source / "a").write_bytes(b"a")
+    busy = os.path.join(os.path.realpath(target), part_name("a"))
+    transfer._IN_USE.add(busy)  # as a concurrent transfer of recv -k holds it
+    try:
+        sent, _ = transfer_files([source / "a"], target)
+    finally:
+        transfer._IN_USE.discard(busy)
+    assert sent.files[0].verdict == "refused"
+    assert "another sender" in sent.files[0].reason
+    sent, _ = transfer_files([source / "a"], target)
+    assert sent.ok
