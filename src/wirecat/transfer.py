@@ -57,7 +57,7 @@ from wirecat.errors import (
     UsageError,
     WirecatError,
 )
-from wirecat.events import Accepted, Connected, Listening, Note, emit
+from wirecat.events import Accepted, Listening, Note, emit
 from wirecat.limits import DEFAULT_HANDSHAKE_TIMEOUT
 from wirecat.protocol.transfer import (
     DIGEST_SIZE,
@@ -1388,8 +1388,7 @@ def connection(
 
         sock = dial(address, family=family, timeout=timeout)
         configure_stream(sock, interactive=True)  # offers and verdicts are small: no Nagle wait
-        peer = _peer_of(sock)
-        emit(Connected(peer, _local_of(sock), origin))
+        peer = _peer_of(sock)  # (the dialer said Connected)
     if tls is None:
         return sock, peer
     try:
@@ -1440,15 +1439,6 @@ def handshake(
             wrapped.close()
             raise
     return wrapped
-
-
-def _local_of(sock: socket.socket) -> str:
-    from wirecat.address import format_sockaddr
-
-    try:
-        return format_sockaddr(sock.getsockname())
-    except OSError:
-        return ""
 
 
 def send_files(
