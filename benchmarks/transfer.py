@@ -15,6 +15,11 @@ Two measures, in one run (ratios compare only within a run):
     ``wirecat connect 127.0.0.1 PORT < FILE`` (no name, no digest, no fsync);
   - ``nc``: ``nc -l 127.0.0.1 PORT > OUT/file`` and ``nc -N 127.0.0.1 PORT < FILE``.
 
+* **Over TLS** (``--tls``): ``recv --tls`` (a certificate made at start)
+  and ``send --tls --pin …`` as the receiver prints it, against socat
+  ``OPENSSL-LISTEN`` → ``OPENSSL`` tuned (``-b 262144``, an ECDSA P-256
+  certificate from ``openssl req``, ``verify=0``), the same file.
+
 * **Many small files** (FILES × 4 KiB in one directory): ``send``→``recv``
   against ``tar c DIR | nc -N`` → ``nc -l | tar x`` (files per second).
 
@@ -133,7 +138,11 @@ def main() -> int:
     parser.add_argument(
         "--dir", default=None, help="where files are written (default: a temporary directory)"
     )
+    parser.add_argument(
+        "--tls", action="store_true", help="also measure TLS: send→recv against socat OPENSSL"
+    )
     args = parser.parse_args()
+    socat = require("socat") if args.tls else None
     wirecat = wirecat_bin()
     nc = require("nc")
     tar = require("tar")
@@ -208,11 +217,68 @@ def main() -> int:
                 port,
             )
 
+        def tls_send_recv() -> float:
+            listen = Child.start(
+                "listener", [wirecat, "recv", "--tls", "--dir", fresh(), "0"], stderr=subprocess.PIPE
+            )
+            try:
+                from wirecat.testing import read_line_matching
+
+                assert listen.popen.stderr is not None
+                words = read_line_matching(listen.popen.stderr, r"on the other side run: (.*)$", timeout=20)
+                argv = [wirecat, *[big if w == "FILE..." else w for w in words.group(1).split()[1:]]]
+                start = time.perf_counter()
+                child = Child.start("client", argv, stdout=subprocess.DEVNULL)
+                if not child.wait(600) or not listen.wait(600) or child.status or listen.status:
+                    raise RuntimeError(f"TLS transfer failed: {child.status}/{listen.status}")
+                return max(child.ended, listen.ended) - start
+            finally:
+                listen.kill()
+
+        def tls_socat() -> float:
+            fresh()
+            port = free_port()
+            cert, key = os.path.join(work, "c.pem"), os.path.join(work, "k.pem")
+            listener = [
+                socat,
+                "-u",
+                "-b",
+                "262144",
+                f"OPENSSL-LISTEN:{port},bind={HOST},cert={cert},key={key},verify=0",
+                f"CREATE:{os.path.join(out, 'big.bin')}",
+            ]
+            client = [socat, "-u", "-b", "262144", f"FILE:{big}", f"OPENSSL:{HOST}:{{port}},verify=0"]
+            return run_pair(listener, client, port_from_stderr=False, port=port)
+
         large: dict[str, Callable[[], float]] = {
             "send→recv": send_recv,
             "connect<file → listen>file": raw_bulk,
             "nc → nc": netcat,
         }
+        if socat is not None:
+            subprocess.run(
+                [
+                    "openssl",
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1",
+                    "-nodes",
+                    "-keyout",
+                    os.path.join(work, "k.pem"),
+                    "-out",
+                    os.path.join(work, "c.pem"),
+                    "-days",
+                    "1",
+                    "-subj",
+                    "/CN=localhost",
+                ],
+                check=True,
+                capture_output=True,
+            )
+            large |= {"TLS send→recv": tls_send_recv, "TLS socat OPENSSL -b 262144": tls_socat}
         many: dict[str, Callable[[], float]] = {"send→recv": small_send_recv, "tar|nc → nc|tar": small_tar}
         times: dict[str, list[float]] = {f"large {k}": [] for k in large} | {f"small {k}": [] for k in many}
         for round_number in range(args.reps + 1):
@@ -243,6 +309,11 @@ def main() -> int:
             print(f"| {name} | {m:.2f} | {rate} | {', '.join(f'{v:.2f}' for v in values)} |")
         ours = median(times["large send→recv"])
         small_ratio = median(times["small tar|nc → nc|tar"]) / median(times["small send→recv"])
+        if socat is not None:
+            tls_ratio = median(times["large TLS socat OPENSSL -b 262144"]) / median(
+                times["large TLS send→recv"]
+            )
+            print(f"TLS send→recv ÷ socat OPENSSL: {tls_ratio:.2f}×")
         print(
             f"send→recv ÷ raw bulk: {median(times['large connect<file → listen>file']) / ours:.2f}×;"
             f" ÷ nc: {median(times['large nc → nc']) / ours:.2f}×;"

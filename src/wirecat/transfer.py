@@ -308,17 +308,23 @@ class _Wire:
             return
         left = count
         while left:
-            try:
-                n = self.sock.recv_into(self.buffer, min(left, _CHUNK))
-            except OSError as exc:
-                raise _translate(exc, self.peer) from exc
-            if not n:
-                raise TransferProtocolError(
-                    f"the sender's stream ended {left} bytes before the end of a file"
-                )
-            _write_all(fd, self.view[:n])
-            left -= n
-            on_chunk(n)
+            # Fill the buffer before writing: a TLS socket gives one record (16 KiB)
+            # a call, and a write and a progress step per record cost more than the copy.
+            want = min(left, _CHUNK)
+            filled = 0
+            while filled < want:
+                try:
+                    n = self.sock.recv_into(self.view[filled:want])
+                except OSError as exc:
+                    raise _translate(exc, self.peer) from exc
+                if not n:
+                    raise TransferProtocolError(
+                        f"the sender's stream ended {left - filled} bytes before the end of a file"
+                    )
+                filled += n
+            _write_all(fd, self.view[:filled])
+            left -= filled
+            on_chunk(filled)
 
     def _splice_to(self, fd: int, count: int, on_chunk: Callable[[int], None]) -> None:
         # socket → pipe → file. The socket is non-blocking under settimeout(),
