@@ -297,14 +297,21 @@ class _Wire:
             sent += len(data)
         return sent
 
-    def receive_file(self, fd: int, count: int, on_chunk: Callable[[int], None]) -> None:
+    def receive_file(
+        self, fd: int, count: int, on_chunk: Callable[[int], None], on_disk_error: Callable[[OSError], None]
+    ) -> None:
         """Write the next ``count`` bytes of the stream to ``fd``, calling ``on_chunk(n)`` as they land.
+
+        A write that fails (no space, an I/O error) is handed to
+        ``on_disk_error``, which points ``fd`` somewhere harmless (/dev/null):
+        the rest of the file is read and dropped, so the stream stays in step
+        and the file gets its verdict.
 
         Raises:
             TransferProtocolError: the stream ended first.
         """
         if self.zero_copy and _HAS_SPLICE:
-            self._splice_to(fd, count, on_chunk)
+            self._splice_to(fd, count, on_chunk, on_disk_error)
             return
         left = count
         while left:
@@ -322,11 +329,13 @@ class _Wire:
                         f"the sender's stream ended {left - filled} bytes before the end of a file"
                     )
                 filled += n
-            _write_all(fd, self.view[:filled])
+            _write_or(fd, self.view[:filled], on_disk_error)
             left -= filled
             on_chunk(filled)
 
-    def _splice_to(self, fd: int, count: int, on_chunk: Callable[[int], None]) -> None:
+    def _splice_to(
+        self, fd: int, count: int, on_chunk: Callable[[int], None], on_disk_error: Callable[[OSError], None]
+    ) -> None:
         # socket → pipe → file. The socket is non-blocking under settimeout(),
         # so wait for it with poll() (the idle timeout), then splice what is there.
         from wirecat.splice import SPLICE_FLAGS, open_pipe
@@ -361,13 +370,16 @@ class _Wire:
                     raise TransferProtocolError(
                         f"the sender's stream ended {left} bytes before the end of a file"
                     )
-                _write_all(fd, data)
+                _write_or(fd, data, on_disk_error)
                 left -= len(data)
                 on_chunk(len(data))
                 continue
             pending = moved
             while pending:
-                pending -= os.splice(read_end, fd, pending)
+                try:
+                    pending -= os.splice(read_end, fd, pending)
+                except OSError as exc:
+                    on_disk_error(exc)  # fd is /dev/null from now on: the pipe drains there
             left -= moved
             on_chunk(moved)
 
@@ -441,6 +453,15 @@ def _sync_filesystem(path: str) -> None:
             os.sync()
     finally:
         os.close(fd)
+
+
+def _write_or(fd: int, data: bytes | memoryview, on_disk_error: Callable[[OSError], None]) -> None:
+    """Write all of ``data``; on a failure, ``on_disk_error`` (which redirects ``fd``) and once more."""
+    try:
+        _write_all(fd, data)
+    except OSError as exc:
+        on_disk_error(exc)
+        _write_all(fd, data)
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
@@ -910,6 +931,8 @@ class _Receiving:
         self._budget = -1
         #: Part files this transfer writes (``recv -k``: no two senders write one).
         self._claimed: set[str] = set()
+        #: Why writing the current file failed (its bytes go to /dev/null), or None.
+        self._write_failed: OSError | None = None
 
     # -- the loop
     def run(self) -> TransferResult:
@@ -1109,22 +1132,29 @@ class _Receiving:
     def _on_start(self, start: DataStart) -> None:
         incoming = self.accepted.pop(0)
         header = incoming.header
+        self.current = incoming._replace(offset=start.offset)
+        self.written = start.offset
+        self.clock.total = max(self.clock.total, self.clock.done + header.size)
         flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
         if start.offset == 0:
             flags |= os.O_TRUNC
-        self.fd = os.open(incoming.part, flags, 0o600)
-        if start.offset:
-            os.ftruncate(self.fd, start.offset)  # exactly the prefix the sender agreed to
-            os.lseek(self.fd, start.offset, os.SEEK_SET)
-        self.current = incoming._replace(offset=start.offset)
-        self.written = start.offset
-        reader = self.fd_read() if start.offset or header.size > SMALL_FILE else -1
-        state = _hash_prefix(reader, start.offset) if start.offset else hashlib.sha256()
+        try:
+            self.fd = os.open(incoming.part, flags, 0o600)
+            if start.offset:
+                os.ftruncate(self.fd, start.offset)  # exactly the prefix the sender agreed to
+                os.lseek(self.fd, start.offset, os.SEEK_SET)
+            reader = self.fd_read() if start.offset or header.size > SMALL_FILE else -1
+            state = _hash_prefix(reader, start.offset) if start.offset else hashlib.sha256()
+        except OSError as exc:
+            if self.fd < 0:
+                self.fd = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+            self.small = self.hasher = None
+            self._disk_error(exc)  # its bytes go to /dev/null; it fails at its digest
+            return
         if header.size <= SMALL_FILE:
             self.small, self.hasher = state, None
         else:
             self.small, self.hasher = None, _Hasher(reader, start.offset, state, start.offset, writeback=True)
-        self.clock.total = max(self.clock.total, self.clock.done + header.size)
 
     def fd_read(self) -> int:
         """A read descriptor of the part file (the hasher reads while we write)."""
@@ -1135,8 +1165,20 @@ class _Receiving:
     _read_fd = -1
 
     def _write(self, data: bytes) -> None:
-        _write_all(self.fd, data)
+        _write_or(self.fd, data, self._disk_error)
         self._landed(len(data), data)
+
+    def _disk_error(self, exc: OSError) -> None:
+        """Writing the part failed: drop the rest of this file's bytes, and fail it at its digest."""
+        if self._write_failed is None:
+            self._write_failed = exc
+            if self.hasher is not None:
+                self.hasher.cancel()
+                self.hasher = None
+            self.small = None
+            sink = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+            os.dup2(sink, self.fd)  # same descriptor number, now /dev/null
+            os.close(sink)
 
     def _landed(self, count: int, data: bytes | None = None) -> None:
         self.written += count
@@ -1166,7 +1208,7 @@ class _Receiving:
                     return
             return
         self._flush()
-        self.wire.receive_file(self.fd, count, self._landed)
+        self.wire.receive_file(self.fd, count, self._landed, self._disk_error)
         self.machine.skip(count)
 
     def _flush(self) -> None:
@@ -1185,6 +1227,13 @@ class _Receiving:
         assert incoming is not None
         header = incoming.header
         self.current = None
+        failed, self._write_failed = self._write_failed, None
+        if failed is not None:
+            self._close_part()
+            self._discard(incoming.part)
+            reason = f"disk error: {(failed.strerror or str(failed)).lower()}; the part was discarded"
+            self._settled.append((incoming, VerdictKind.FAILED, _NO_DIGEST, reason))
+            return
         small = self.small is not None
         try:
             os.fchmod(self.fd, header.mode)  # (a part that fails the check is discarded anyway)

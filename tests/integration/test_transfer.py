@@ -475,3 +475,53 @@ def test_a_file_another_sender_is_sending_is_refused(dirs: tuple[Path, Path]) ->
     assert "another sender" in sent.files[0].reason
     sent, _ = transfer_files([source / "a"], target)
     assert sent.ok
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs (root only: elsewhere the test is skipped)."""
+    import subprocess
+
+    mount = tmp_path / "small"
+    mount.mkdir()
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True, check=False
+    )
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {made.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_file_larger_than_the_free_space_is_refused_before_a_byte(
+    dirs: tuple[Path, Path], small_disk: Path
+) -> None:
+    source, _ = dirs
+    (source / "big").write_bytes(b"x" * 2_000_000)
+    (source / "small").write_bytes(b"y" * 1000)
+    sent, received = transfer_files([source / "big", source / "small"], small_disk)
+    assert [r.verdict for r in sent.files] == ["refused", "ok"]
+    assert "no space" in sent.files[0].reason
+    assert sorted(p.name for p in small_disk.iterdir()) == ["small"]
+    assert not received.ok
+
+
+def test_a_disk_that_fills_up_while_writing(small_disk: Path) -> None:
+    receiving = Receiving(small_disk)
+    liar = Liar(receiving.address)
+    data = os.urandom(700_000)
+    offers = liar.headers(FileHeader("a", len(data)), FileHeader("b", 3))
+    assert offers[0].action is OfferAction.ACCEPT
+    (small_disk / "filler").write_bytes(b"f" * 600_000)  # someone else takes the space meanwhile
+    liar.file(data)
+    liar.file(b"abc")
+    events = liar.end(2)
+    verdicts = [e for e in events if isinstance(e, Verdict)]
+    assert [v.kind.name for v in verdicts] == ["FAILED", "OK"]
+    assert "no space left on device" in verdicts[0].reason
+    liar.close()
+    result = receiving.wait()
+    assert [r.verdict for r in result.files] == ["failed", "ok"]
+    assert sorted(p.name for p in small_disk.iterdir()) == ["b", "filler"]  # the part was discarded
