@@ -289,12 +289,13 @@ class _Wire:
             except OSError as exc:
                 raise _translate(exc, self.peer) from exc
             return sent
+        view = self.view  # (the receive buffer: a sender never receives while it sends a file)
         while sent < count:
-            data = os.pread(fd, min(_CHUNK, count - sent), offset + sent)
-            if not data:
+            got = os.preadv(fd, [view[: count - sent]], offset + sent)
+            if not got:
                 break
-            self.send(data)
-            sent += len(data)
+            self.send(view[:got])
+            sent += got
         return sent
 
     def receive_file(
