@@ -686,12 +686,10 @@ def send_over(
     moved = 0
     out = bytearray(machine.encode(Hello()))
     pending: list[int] = []  # indexes of this batch, in order
-    verdict_queue: list[int] = []  # files whose digest is sent
     offers: dict[int, Offer] = {}
-    greeted = False
 
     def read_until(condition: Callable[[], bool]) -> None:
-        nonlocal greeted
+        """Read the receiver's answers (offers, verdicts) until ``condition()``."""
         while not condition():
             data = wire.recv()
             if not data:
@@ -700,9 +698,7 @@ def send_over(
                     "the receiver closed the connection before the end of the transfer"
                 )
             for event in machine.feed(data):
-                if isinstance(event, Hello):
-                    greeted = True
-                elif isinstance(event, Offer):
+                if isinstance(event, Offer):
                     assert event.header is not None
                     index = _index(event.header)
                     offers[index] = event
@@ -733,7 +729,6 @@ def send_over(
                 continue
             entry = entries[index]
             moved += _send_one(wire, machine, entry, offer, out, clock)
-            verdict_queue.append(index)
         pending = []
     out += machine.encode(End(len(entries)))
     wire.send(out)
@@ -913,7 +908,9 @@ class _Receiving:
         self.machine = Receiver()
         self.guard = PathGuard()
         self.out = bytearray(self.machine.encode(Hello()))
-        self.results: list[FileResult] = []
+        #: Each entry's result, by the order its header came in (results come in out of order).
+        self.results: dict[int, FileResult] = {}
+        self._order: dict[int, int] = {}  # id(header) -> its place
         self.accepted: list[_Incoming] = []  # offered, data not started
         self.current: _Incoming | None = None
         self.fd = -1
@@ -969,7 +966,8 @@ class _Receiving:
         finally:
             with _IN_USE_LOCK:
                 _IN_USE.difference_update(self._claimed)
-        return TransferResult(self.results, self.moved, time.monotonic() - start)
+        ordered = [self.results[place] for place in sorted(self.results)]
+        return TransferResult(ordered, self.moved, time.monotonic() - start)
 
     def _handle(self, events: Sequence[object]) -> None:
         for event in events:
@@ -983,19 +981,26 @@ class _Receiving:
                 self._on_digest(event.digest)
 
     # -- headers
-    def _offer(self, offer: Offer, result: FileResult | None = None) -> None:
+    def _offer(
+        self, offer: Offer, header: FileHeader | None = None, result: FileResult | None = None
+    ) -> None:
         self.out += self.machine.encode(offer)
-        if result is not None:
-            self.results.append(result)
+        if header is not None and result is not None:
+            self._result(header, result)
+
+    def _result(self, header: FileHeader, result: FileResult) -> None:
+        self.results[self._order[id(header)]] = result
 
     def _refuse(self, header: FileHeader, reason: str, verdict: str = "refused") -> None:
         action = OfferAction.SKIP if verdict == "skipped" else OfferAction.REFUSE
         self._offer(
             Offer(action, reason=reason),
+            header,
             FileResult(header.name, header.size, "", verdict, reason, _kind_name(header.kind)),
         )
 
     def _on_header(self, header: FileHeader) -> None:
+        self._order[id(header)] = len(self._order)
         try:
             parts = self.guard.check(header)
         except UnsafePath as exc:
@@ -1057,7 +1062,7 @@ class _Receiving:
                 self._refuse(header, f"cannot make it: {(exc.strerror or str(exc)).lower()}")
                 return
         self.directories.append((final, header))
-        self._offer(Offer(OfferAction.DONE), FileResult(header.name, 0, "", "ok", "", "directory"))
+        self._offer(Offer(OfferAction.DONE), header, FileResult(header.name, 0, "", "ok", "", "directory"))
 
     def _make_link(self, header: FileHeader, final: str) -> None:
         target = self._existing(header, final)
@@ -1077,7 +1082,8 @@ class _Receiving:
             self._refuse(header, f"cannot make the link: {(exc.strerror or str(exc)).lower()}")
             return
         saved = target[len(self.root) :].lstrip(os.sep)
-        self._offer(Offer(OfferAction.DONE), FileResult(header.name, 0, "", "ok", "", "symlink", 0, saved))
+        result = FileResult(header.name, 0, "", "ok", "", "symlink", 0, saved)
+        self._offer(Offer(OfferAction.DONE), header, result)
 
     def _offer_file(self, header: FileHeader, final: str, parent: str) -> None:
         if self.max_size is not None and header.size > self.max_size:
@@ -1144,7 +1150,7 @@ class _Receiving:
             if start.offset:
                 os.ftruncate(self.fd, start.offset)  # exactly the prefix the sender agreed to
                 os.lseek(self.fd, start.offset, os.SEEK_SET)
-            reader = self.fd_read() if start.offset or header.size > SMALL_FILE else -1
+            reader = self._open_reader() if start.offset or header.size > SMALL_FILE else -1
             state = _hash_prefix(reader, start.offset) if start.offset else hashlib.sha256()
         except OSError as exc:
             if self.fd < 0:
@@ -1157,7 +1163,7 @@ class _Receiving:
         else:
             self.small, self.hasher = None, _Hasher(reader, start.offset, state, start.offset, writeback=True)
 
-    def fd_read(self) -> int:
+    def _open_reader(self) -> int:
         """A read descriptor of the part file (the hasher reads while we write)."""
         assert self.current is not None
         self._read_fd = os.open(self.current.part, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
@@ -1303,8 +1309,9 @@ class _Receiving:
         self.out += self.machine.encode(Verdict(kind, digest, reason))
         name = {VerdictKind.OK: "ok", VerdictKind.MISMATCH: "mismatch", VerdictKind.FAILED: "failed"}[kind]
         saved = incoming.final[len(self.root) :].lstrip(os.sep)  # (under root: made from its parts)
-        self.results.append(
-            FileResult(header.name, header.size, digest.hex(), name, reason, "file", incoming.offset, saved)
+        self._result(
+            header,
+            FileResult(header.name, header.size, digest.hex(), name, reason, "file", incoming.offset, saved),
         )
         self.clock.tick(header.name, header.size, header.size, finished=True)
 
