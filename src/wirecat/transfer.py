@@ -910,7 +910,8 @@ class _Receiving:
         self.out = bytearray(self.machine.encode(Hello()))
         #: Each entry's result, by the order its header came in (results come in out of order).
         self.results: dict[int, FileResult] = {}
-        self._order: dict[int, int] = {}  # id(header) -> its place
+        self._order: dict[int, int] = {}  # id(header) -> its place, until it has its result
+        self._headers = 0
         self.accepted: list[_Incoming] = []  # offered, data not started
         self.current: _Incoming | None = None
         self.fd = -1
@@ -989,7 +990,8 @@ class _Receiving:
             self._result(header, result)
 
     def _result(self, header: FileHeader, result: FileResult) -> None:
-        self.results[self._order[id(header)]] = result
+        # (popped: once a header is answered for good, its id may be reused by a new one)
+        self.results[self._order.pop(id(header))] = result
 
     def _refuse(self, header: FileHeader, reason: str, verdict: str = "refused") -> None:
         action = OfferAction.SKIP if verdict == "skipped" else OfferAction.REFUSE
@@ -1000,7 +1002,8 @@ class _Receiving:
         )
 
     def _on_header(self, header: FileHeader) -> None:
-        self._order[id(header)] = len(self._order)
+        self._order[id(header)] = self._headers
+        self._headers += 1
         try:
             parts = self.guard.check(header)
         except UnsafePath as exc:
