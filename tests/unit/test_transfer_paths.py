@@ -182,3 +182,10 @@ def test_an_accepted_symlink_stays_inside(words: list[str], name: str) -> None:
         return
     resolved = posixpath.normpath(posixpath.join("/root/dir", posixpath.dirname(name), target))
     assert resolved == "/root/dir" or resolved.startswith("/root/dir/")
+
+
+def test_a_refusal_stays_short_whatever_the_name() -> None:
+    with pytest.raises(UnsafePath) as caught:
+        PathGuard().check(FileHeader("/" + "x" * 4000))
+    assert len(str(caught.value)) < 140
+    assert "…" in str(caught.value)

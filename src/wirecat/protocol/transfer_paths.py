@@ -37,16 +37,26 @@ from wirecat.protocol.transfer import DEFAULT_MAX_NAME, MAX_COMPONENT, FileHeade
 __all__ = ["PathGuard", "check_name"]
 
 
+#: Characters of a name shown in a refusal: enough to recognise it, and a
+#: refusal stays one line (and small on the wire) whatever the sender sent.
+_SHOWN = 80
+
+
+def _show(text: str) -> str:
+    """``text`` as a message shows it: quoted, control characters escaped, cut at ``_SHOWN``."""
+    return repr(text) if len(text) <= _SHOWN else repr(text[:_SHOWN]) + "…"
+
+
 def _check_text(text: str, what: str) -> None:
     for char in text:
         if unicodedata.category(char) == "Cc":
-            raise UnsafePath(f"{what} {text!r} holds a control character ({ord(char):#04x})")
+            raise UnsafePath(f"{what} {_show(text)} holds a control character ({ord(char):#04x})")
     if "\\" in text:
-        raise UnsafePath(f"{what} {text!r} holds a backslash (a Windows separator)")
+        raise UnsafePath(f"{what} {_show(text)} holds a backslash (a Windows separator)")
     if text.startswith("/"):
-        raise UnsafePath(f"{what} {text!r} is an absolute path")
+        raise UnsafePath(f"{what} {_show(text)} is an absolute path")
     if len(text) >= 2 and text[1] == ":" and text[0].isascii() and text[0].isalpha():
-        raise UnsafePath(f"{what} {text!r} starts with a drive letter")
+        raise UnsafePath(f"{what} {_show(text)} starts with a drive letter")
 
 
 def check_name(
@@ -61,13 +71,13 @@ def check_name(
         raise UnsafePath("an empty name")
     _check_text(name, "name")
     if len(name.encode("utf-8", "surrogatepass")) > max_name:
-        raise UnsafePath(f"name {name[:40]!r}… is over {max_name} bytes")
+        raise UnsafePath(f"name {_show(name[:40])}… is over {max_name} bytes")
     parts = tuple(name.split("/"))
     for part in parts:
         if part in ("", ".", ".."):
-            raise UnsafePath(f"name {name!r} has {'a ' + repr(part) if part else 'an empty'} component")
+            raise UnsafePath(f"name {_show(name)} has {'a ' + repr(part) if part else 'an empty'} component")
         if len(part.encode("utf-8", "surrogatepass")) > max_component:
-            raise UnsafePath(f"name {name[:40]!r} has a component over {max_component} bytes")
+            raise UnsafePath(f"name {_show(name[:40])} has a component over {max_component} bytes")
     return parts
 
 
@@ -112,13 +122,15 @@ class PathGuard:
             known = self._seen.get(prefix_key)
             if known is not None and known != raw:
                 raise UnsafePath(
-                    f"name {header.name!r} differs from {known!r} only by Unicode normalisation"
+                    f"name {_show(header.name)} differs from {_show(known)} only by Unicode normalisation"
                     " (one file on some file systems)"
                 )
             if depth < len(parts) and prefix_key in self._links:
-                raise UnsafePath(f"name {header.name!r} passes through the symlink {raw!r} of this transfer")
+                raise UnsafePath(
+                    f"name {_show(header.name)} passes through the symlink {_show(raw)} of this transfer"
+                )
         if key in self._entries:
-            raise UnsafePath(f"name {header.name!r} came twice in one transfer")
+            raise UnsafePath(f"name {_show(header.name)} came twice in one transfer")
         if header.kind is Kind.SYMLINK:
             self._check_target(parts, header.target)
         for depth in range(1, len(parts) + 1):
@@ -131,19 +143,21 @@ class PathGuard:
     def _check_target(self, parts: tuple[str, ...], target: str) -> None:
         name = "/".join(parts)
         if not target:
-            raise UnsafePath(f"symlink {name!r} has no target")
-        _check_text(target, f"symlink {name!r} target")
+            raise UnsafePath(f"symlink {_show(name)} has no target")
+        _check_text(target, f"symlink {_show(name)} target")
         if len(target.encode("utf-8", "surrogatepass")) > self._max_name:
-            raise UnsafePath(f"symlink {name!r} has a target over {self._max_name} bytes")
+            raise UnsafePath(f"symlink {_show(name)} has a target over {self._max_name} bytes")
         resolved = list(parts[:-1])
         for part in target.split("/"):
             if part in ("", "."):
                 continue
             if part == "..":
                 if not resolved:
-                    raise UnsafePath(f"symlink {name!r} -> {target!r} points outside the directory")
+                    raise UnsafePath(f"symlink {_show(name)} -> {_show(target)} points outside the directory")
                 resolved.pop()
                 continue
             resolved.append(part)
             if _key(tuple(resolved)) in self._links:
-                raise UnsafePath(f"symlink {name!r} -> {target!r} passes through a symlink of this transfer")
+                raise UnsafePath(
+                    f"symlink {_show(name)} -> {_show(target)} passes through a symlink of this transfer"
+                )
