@@ -98,12 +98,14 @@ __all__ = [
     "send_over",
 ]
 
-#: Entries whose headers go before their offers are read: one round trip per
-#: batch. The offers are read as they come; the verdicts, which pile up while
-#: the sender is still sending, are under ~150 bytes each (our reasons are
-#: short), so a batch's verdicts fit in the smallest receive buffer Linux gives
-#: by default (tcp_rmem's 128 KiB): neither end can block the other.
-BATCH = 256
+#: Entries whose headers go before their offers are read. The sender is one
+#: batch ahead: it sends the next batch's headers, then this batch's data, then
+#: reads. What the receiver writes meanwhile, unread until then, is one batch
+#: of offers and one of verdicts, each under ~200 bytes (a refusal's reason
+#: shows at most 80 characters of a name): under 52 KiB, within the smallest
+#: receive buffer Linux gives by default (tcp_rmem's 128 KiB), so neither end
+#: can block the other however the two stall.
+BATCH = 128
 #: Files up to this size are read, hashed and sent in one piece with their
 #: records; larger ones go with sendfile and a hashing thread.
 SMALL_FILE = 256 * 1024
@@ -685,7 +687,6 @@ def send_over(
     index_of = {id(e.header): i for i, e in enumerate(entries)}
     moved = 0
     out = bytearray(machine.encode(Hello()))
-    pending: list[int] = []  # indexes of this batch, in order
     offers: dict[int, Offer] = {}
 
     def read_until(condition: Callable[[], bool]) -> None:
@@ -713,23 +714,34 @@ def send_over(
         return index_of[id(header)]
 
     start = time.monotonic()
-    position = 0
-    while position < len(entries) or pending:
-        batch = entries[position : position + BATCH]
-        for entry in batch:
-            out += machine.encode(entry.header)
-        pending = [position + i for i in range(len(batch))]
-        position += len(batch)
-        wire.send(out)
-        out.clear()
-        read_until(lambda: machine.unanswered == 0)
-        for index in pending:
+    # Pipelined: the headers of the next batch go before the data of this one,
+    # so the receiver makes their offers while this end reads and sends files,
+    # and they are waiting when this batch is done (one batch ahead, no more:
+    # the answers stay within a socket buffer; see BATCH).
+    batch = list(range(min(BATCH, len(entries))))
+    for index in batch:
+        out += machine.encode(entries[index].header)
+    wire.send(out)
+    out.clear()
+    read_until(lambda: machine.unanswered == 0)
+    position = len(batch)
+    while batch:
+        following = list(range(position, min(position + BATCH, len(entries))))
+        position += len(following)
+        for index in following:
+            out += machine.encode(entries[index].header)
+        if out:
+            wire.send(out)
+            out.clear()
+        for index in batch:
             offer = offers[index]
-            if offer.action is not OfferAction.ACCEPT:
-                continue
-            entry = entries[index]
-            moved += _send_one(wire, machine, entry, offer, out, clock)
-        pending = []
+            if offer.action is OfferAction.ACCEPT:
+                moved += _send_one(wire, machine, entries[index], offer, out, clock)
+        if out:
+            wire.send(out)
+            out.clear()
+        read_until(lambda: machine.unanswered == 0)
+        batch = following
     out += machine.encode(End(len(entries)))
     wire.send(out)
     out.clear()
@@ -971,9 +983,15 @@ class _Receiving:
         return TransferResult(ordered, self.moved, time.monotonic() - start)
 
     def _handle(self, events: Sequence[object]) -> None:
-        for event in events:
+        last = len(events) - 1
+        for position, event in enumerate(events):
             if isinstance(event, FileHeader):
                 self._on_header(event)
+                if position == last or not isinstance(events[position + 1], FileHeader):
+                    # The offers go now: the sender is one batch ahead and reads
+                    # them when it is done with the files before (pipelining).
+                    self.wire.send(self.out)
+                    self.out.clear()
             elif isinstance(event, DataStart):
                 self._on_start(event)
             elif isinstance(event, Data):
