@@ -525,3 +525,21 @@ def test_a_disk_that_fills_up_while_writing(small_disk: Path) -> None:
     result = receiving.wait()
     assert [r.verdict for r in result.files] == ["failed", "ok"]
     assert sorted(p.name for p in small_disk.iterdir()) == ["b", "filler"]  # the part was discarded
+
+
+def test_many_long_refusals_between_large_files_do_not_stall(dirs: tuple[Path, Path]) -> None:
+    """Both ends write while the other writes (answers against data): a batch's
+    answers must fit in the socket buffers, however long the names refused."""
+    source, target = dirs
+    tree = source / "tree"
+    tree.mkdir()
+    for i in range(300):
+        (tree / (f"{i:03d}\x01" + "n" * 240)).write_bytes(b"x")  # refused: a control character
+        if i % 50 == 0:
+            (tree / f"{i:03d}big").write_bytes(os.urandom(3_000_000))
+    sent, received = transfer_files([tree], target)
+    verdicts = [r.verdict for r in sent.files]
+    assert verdicts.count("refused") == 300
+    assert verdicts.count("ok") == 1 + 6
+    assert [r.verdict for r in received.files] == verdicts
+    assert all(len(r.reason) < 200 for r in sent.files)

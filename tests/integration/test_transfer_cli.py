@@ -264,3 +264,28 @@ def test_a_killed_receiver_then_resume(spawn, tmp_path: Path) -> None:  # type: 
         assert re.search(rb"resumed at \d+", err), err
     assert (tmp_path / "out" / "big.bin").read_bytes() == big.read_bytes()
     assert not part.exists()
+
+
+def test_tls_keep_open_with_two_senders(spawn, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "out").mkdir()
+    for name in ("one", "two"):
+        (tmp_path / name).write_bytes(name.encode() * 50_000)
+    recv = spawn(WIRECAT, "recv", "-k", "--tls", "--dir", str(tmp_path / "out"), "0")
+    assert recv.popen.stderr is not None
+    words = (
+        read_line_matching(recv.popen.stderr, r"on the other side run: (.*)$", timeout=20).group(1).split()
+    )
+    senders = [
+        subprocess.Popen(
+            [WIRECAT, *[str(tmp_path / name) if w == "FILE..." else w for w in words[1:]]],
+            stderr=subprocess.PIPE,
+        )
+        for name in ("one", "two")
+    ]
+    for sender in senders:
+        _, err = sender.communicate(timeout=30)
+        assert sender.returncode == 0, err
+    for name in ("one", "two"):
+        assert (tmp_path / "out" / name).read_bytes() == name.encode() * 50_000
+    recv.popen.terminate()
+    recv.finish()
