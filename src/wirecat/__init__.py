@@ -34,11 +34,17 @@ _EXPORTS = {
     "Raw": "wirecat.framing",
     "Lines": "wirecat.framing",
     "LengthPrefixed": "wirecat.framing",
+    "send_files": "wirecat.transfer",
+    "receive_files": "wirecat.transfer",
+    "FileResult": "wirecat.transfer",
+    "TransferResult": "wirecat.transfer",
+    "Progress": "wirecat.transfer",
     **{
         name: "wirecat.errors"
         for name in (
             "BindError",
             "CertificateError",
+            "ChecksumMismatch",
             "ConnectError",
             "ConnectTimeout",
             "ConnectionClosed",
@@ -54,10 +60,14 @@ _EXPORTS = {
             "ProxyProtocolError",
             "ProgramError",
             "ResolveError",
+            "SizeMismatch",
             "TLSError",
             "TLSTruncated",
             "Timeout",
+            "TransferError",
+            "TransferProtocolError",
             "Truncated",
+            "UnsafePath",
             "UsageError",
             "WirecatError",
         )
@@ -69,11 +79,13 @@ __all__ = [
     "Address",
     "BindError",
     "CertificateError",
+    "ChecksumMismatch",
     "ConnectError",
     "ConnectTimeout",
     "Connection",
     "ConnectionClosed",
     "DrainResult",
+    "FileResult",
     "FrameError",
     "FrameTimeout",
     "FrameTooLarge",
@@ -86,6 +98,7 @@ __all__ = [
     "NetworkError",
     "PeerReset",
     "ProgramError",
+    "Progress",
     "ProtocolError",
     "ProxyProtocolError",
     "Raw",
@@ -93,11 +106,16 @@ __all__ = [
     "Server",
     "SessionOptions",
     "SessionResult",
+    "SizeMismatch",
     "TLSError",
     "TLSTruncated",
     "Timeout",
+    "TransferError",
+    "TransferProtocolError",
+    "TransferResult",
     "Truncated",
     "UdpRelay",
+    "UnsafePath",
     "UsageError",
     "WirecatError",
     "__version__",
@@ -105,8 +123,10 @@ __all__ = [
     "connect",
     "dial",
     "parse_address",
+    "receive_files",
     "relay",
     "run_session",
+    "send_files",
     "serve",
 ]
 
@@ -117,6 +137,7 @@ if TYPE_CHECKING:
     from wirecat.errors import (
         BindError,
         CertificateError,
+        ChecksumMismatch,
         ConnectError,
         ConnectionClosed,
         ConnectTimeout,
@@ -132,10 +153,14 @@ if TYPE_CHECKING:
         ProtocolError,
         ProxyProtocolError,
         ResolveError,
+        SizeMismatch,
         Timeout,
         TLSError,
         TLSTruncated,
+        TransferError,
+        TransferProtocolError,
         Truncated,
+        UnsafePath,
         UsageError,
         WirecatError,
     )
@@ -145,6 +170,7 @@ if TYPE_CHECKING:
     from wirecat.server import Server, serve
     from wirecat.session import SessionOptions, SessionResult, run_session
     from wirecat.stream import Connection, connect
+    from wirecat.transfer import FileResult, Progress, TransferResult, receive_files, send_files
 
 
 #: Submodules reachable as attributes after a bare ``import wirecat``.

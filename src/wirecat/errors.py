@@ -27,7 +27,13 @@ with the code; a traceback appears only with ``--debug``.
     │   ├── FrameTooLarge                      a frame or line over its size limit
     │   └── IncompleteFrame                    the stream ended in the middle of a frame
     ├── ProtocolError                 exit 11  a peer broke a protocol we speak
-    │   └── ProxyProtocolError                 a bad or missing PROXY protocol header
+    │   ├── ProxyProtocolError                 a bad or missing PROXY protocol header
+    │   └── TransferProtocolError              bytes that break the file-transfer protocol
+    ├── TransferError                 exit 1   a file was not delivered (refused: it exists,
+    │   │                                      it is too large, no space)
+    │   ├── UnsafePath                exit 11  a name that would write outside the directory
+    │   ├── SizeMismatch              exit 11  more or fewer bytes than the header declared
+    │   └── ChecksumMismatch          exit 11  the digests of the two ends differ
     ├── TLSError                      exit 12  the TLS handshake failed: versions, ciphers,
     │                                          a plain-TCP peer, a client certificate asked for
     └── CertificateError              exit 13  the peer's certificate is not trusted (issuer,
@@ -49,6 +55,7 @@ __all__ = [
     "EXIT_OK",
     "BindError",
     "CertificateError",
+    "ChecksumMismatch",
     "ConnectError",
     "ConnectTimeout",
     "ConnectionClosed",
@@ -64,10 +71,14 @@ __all__ = [
     "ProtocolError",
     "ProxyProtocolError",
     "ResolveError",
+    "SizeMismatch",
     "TLSError",
     "TLSTruncated",
     "Timeout",
+    "TransferError",
+    "TransferProtocolError",
     "Truncated",
+    "UnsafePath",
     "UsageError",
     "WirecatError",
 ]
@@ -279,6 +290,46 @@ class ProtocolError(WirecatError):
 class ProxyProtocolError(ProtocolError):
     """Raised for a PROXY protocol header that is missing, malformed, too long,
     or of a version not accepted."""
+
+
+class TransferProtocolError(ProtocolError):
+    """Raised by the file-transfer state machines (:mod:`wirecat.protocol.transfer`)
+    for bytes or a turn that break the protocol: a bad greeting or version, a
+    record over its limit, a record out of order, the stream ending inside a
+    record. The only error they raise, whatever bytes they are fed."""
+
+
+class TransferError(WirecatError):
+    """Raised when a file transfer did not deliver every file verified: the
+    receiver refused some (the name exists, the file is over its size limit,
+    no space), or a file failed. Not raised for a file skipped on purpose
+    (``skip_existing``). The message counts the files and names the first."""
+
+
+class UnsafePath(TransferError):
+    """Raised (and sent to the sender as the reason of a refusal) for a name
+    the receiver will not write: ``..``, an absolute path, a drive letter,
+    control characters, an over-long name, a name that collides with another
+    of the same transfer once Unicode-normalised, a path through a symlink,
+    a symlink pointing outside the directory. A lie by the peer: exit 11."""
+
+    exit_code = 11
+
+
+class SizeMismatch(TransferError):
+    """Raised when a file's bytes did not match its declared size: the file
+    changed while it was being sent, or the stream ended before its end.
+    The part file is kept for a resume when the stream ended, discarded
+    otherwise."""
+
+    exit_code = 11
+
+
+class ChecksumMismatch(TransferError):
+    """Raised when the receiver's digest of a file differs from the sender's:
+    the part file is discarded and the file reported failed at both ends."""
+
+    exit_code = 11
 
 
 class TLSError(WirecatError):

@@ -52,7 +52,9 @@ def test_hidden_flags_are_not_suggested_from_other_commands() -> None:
     assert "-k" in flags_of(parsers["connect"])  # (there, to explain itself)
     assert "-k" not in flags_of(parsers["connect"], hidden=False)
     error = unknown_flag_error("-k", "echo", parsers, named=True, has_words=True)
-    assert str(error) == "unknown flag '-k' for echo: -k is a flag of listen; see 'wirecat echo --help'"
+    assert (
+        str(error) == "unknown flag '-k' for echo: -k is a flag of listen and recv; see 'wirecat echo --help'"
+    )
 
 
 @pytest.mark.parametrize(

@@ -51,6 +51,18 @@ SUBCOMMANDS: list[tuple[str, str, str, str]] = [
         "forward a port: each client gets its own connection to the target",
         "wirecat relay 8080 127.0.0.1:80",
     ),
+    (
+        "send",
+        "wirecat.cli.send",
+        "send files and directories, verified end to end (to wirecat recv)",
+        "wirecat send report.pdf photos/ 127.0.0.1:9000",
+    ),
+    (
+        "recv",
+        "wirecat.cli.recv",
+        "receive files from wirecat send: checked names, atomic, resumable",
+        "wirecat recv --dir inbox 9000",
+    ),
     ("scan", "wirecat.cli.scan", "find open TCP ports", "wirecat scan 127.0.0.1 22,80,8000-8100"),
     (
         "tls probe",
