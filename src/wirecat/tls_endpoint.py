@@ -35,7 +35,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 from wirecat.address import format_sockaddr
 from wirecat.errors import HandshakeTimeout, TLSError, TLSTruncated, WirecatError
@@ -296,7 +296,16 @@ class TLSEndpoint:
 
     @property
     def peer_subject(self) -> str | None:
-        """The peer certificate's subject (``CN=example.com``), or None if it sent none."""
+        """The peer certificate's subject (``CN=example.com``), or None if it sent none.
+
+        From what OpenSSL verified when it did (no import); a certificate
+        trusted by pin alone is read with ``cryptography``.
+        """
+        if self.peer_certificate is None:
+            return None
+        verified = self._ssl.getpeercert()  # {} when the context verified nothing
+        if verified and verified.get("subject"):
+            return _rfc4514(verified["subject"])
         info = self.peer_info
         return info.subject if info is not None else None
 
@@ -591,6 +600,37 @@ def secure(
     endpoint = TLSEndpoint(sock, tls, server_side=server_side, server_hostname=server_hostname, peer=peer)
     endpoint.handshake(timeout)
     return endpoint
+
+
+#: OpenSSL's long attribute names (``getpeercert()``) in RFC 4514's short form.
+_SHORT_NAMES = {
+    "commonName": "CN",
+    "organizationName": "O",
+    "organizationalUnitName": "OU",
+    "countryName": "C",
+    "localityName": "L",
+    "stateOrProvinceName": "ST",
+    "streetAddress": "STREET",
+    "domainComponent": "DC",
+    "userId": "UID",
+}
+
+
+def _rfc4514(subject: Any) -> str:
+    """``getpeercert()``'s subject as ``cryptography`` writes it (RFC 4514: the last RDN first)."""
+    return ",".join(
+        "+".join(f"{_SHORT_NAMES.get(key, key)}={_escape(value)}" for key, value in rdn)
+        for rdn in reversed(subject)
+    )
+
+
+def _escape(value: str) -> str:
+    escaped = "".join("\\" + c if c in ',+"\\<>;' else c for c in value)
+    if escaped.startswith(("#", " ")):
+        escaped = "\\" + escaped
+    if escaped.endswith(" "):
+        escaped = escaped[:-1] + "\\ "
+    return escaped
 
 
 def describe_session(endpoint: TLSEndpoint) -> str:

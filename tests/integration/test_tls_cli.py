@@ -11,6 +11,7 @@ import re
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -140,6 +141,29 @@ def test_verified_by_cafile_and_half_close_reply(spawn: Callable[..., Proc], fil
     assert b"peer certificate" in client.stderr
     code, _, err = proc.finish(timeout=TIMEOUT)
     assert code == 0, err
+
+
+@pytest.mark.parametrize("trust", ["cafile", "pin"])
+def test_a_tls_client_does_not_load_cryptography(
+    spawn: Callable[..., Proc], files: dict[str, str], trust: str
+) -> None:
+    """cryptography (~30 ms) is for making certificates and describing bad ones, not for connecting."""
+    from wirecat.tls import fingerprint
+
+    _proc, port = listen(spawn, "--tls", "--cert", files["cert"], "--key", files["key"])
+    pin = fingerprint(Path(files["cert"]).read_bytes())
+    flags = ["--cafile", files["ca"]] if trust == "cafile" else ["--pin", pin]
+    argv = ["connect", "--tls", *flags, "127.0.0.1", str(port)]
+    client = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "wirecat", *argv],
+        input=b"hello\n",
+        capture_output=True,
+        timeout=TIMEOUT,
+    )
+    assert client.returncode == 0, client.stderr[-2000:]
+    imported = [line.split("|")[-1].strip() for line in client.stderr.decode().splitlines() if "|" in line]
+    assert "ssl" in imported
+    assert not [name for name in imported if name.startswith("cryptography")]
 
 
 def test_tls_address_form(spawn: Callable[..., Proc], files: dict[str, str]) -> None:

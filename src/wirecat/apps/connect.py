@@ -71,7 +71,8 @@ def start_tls(
     endpoint = secure(
         sock, tls, server_side=False, server_hostname=host, peer=peer, timeout=handshake_timeout
     )
-    report(describe_session(endpoint))
+    if report is not quiet:  # -v only (the subject may need cryptography)
+        report(describe_session(endpoint))
     return endpoint
 
 

@@ -96,7 +96,8 @@ def listen_stdio(
             from wirecat.tls_endpoint import describe_session, secure
 
             endpoint = secure(sock, tls, server_side=True, timeout=handshake_timeout, peer=peer)
-            report(describe_session(endpoint))
+            if report is not quiet:  # -v only (the subject may need cryptography)
+                report(describe_session(endpoint))
             result = run_session(endpoint, peer=peer, options=session)
         else:
             result = run_session(sock, peer=peer, options=session)

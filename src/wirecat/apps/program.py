@@ -404,7 +404,8 @@ def _secured(
     from wirecat.tls_endpoint import describe_session, secure
 
     endpoint = secure(sock, tls, server_side=True, timeout=timeout, peer=peer)
-    report(describe_session(endpoint))
+    if report is not quiet:  # -v only (the subject may need cryptography)
+        report(describe_session(endpoint))
     return endpoint
 
 
