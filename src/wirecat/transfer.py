@@ -487,7 +487,8 @@ def _new_hash() -> _HashState:
 
     Imported here, not at the top: only a transfer pays for the extension.
     One thread per hash (the default): on two cores the other one moves the
-    data (sendfile, splice), and BLAKE3's own threads measured no faster there.
+    data (sendfile, splice); ``max_threads=AUTO`` measured within the noise
+    there (2 GiB to tmpfs, 7 rounds each: median 2.4 s against 2.6 s, ±30 %).
     """
     from blake3 import blake3
 
