@@ -9,7 +9,7 @@ Two measures, in one run (ratios compare only within a run):
   written by the receiver into ``--dir``:
 
   - ``send``→``recv``: ``wirecat recv --dir OUT 0`` and
-    ``wirecat send FILE 127.0.0.1:PORT`` (names, SHA-256 at both ends,
+    ``wirecat send FILE 127.0.0.1:PORT`` (names, BLAKE3 at both ends,
     fsync, rename);
   - wirecat's own raw bulk: ``wirecat listen 127.0.0.1 0 > OUT/file`` and
     ``wirecat connect 127.0.0.1 PORT < FILE`` (no name, no digest, no fsync);

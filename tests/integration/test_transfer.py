@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import socket
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from blake3 import blake3
 
 from wirecat.errors import (
     ChecksumMismatch,
@@ -84,7 +84,7 @@ def tree_of(root: Path) -> dict[str, tuple[str, int, int, str]]:
                 "file",
                 st.st_mode & 0o7777,
                 st.st_mtime_ns,
-                hashlib.sha256(path.read_bytes()).hexdigest(),
+                blake3(path.read_bytes()).hexdigest(),
             )
     return out
 
@@ -131,7 +131,7 @@ def test_a_tree_with_modes_mtimes_links_and_empties(dirs: tuple[Path, Path]) -> 
     assert tree_of(target) == {"tree": tree_of(source)["tree"], **tree_of(source)}
     assert [r.name for r in sent.files] == [r.name for r in received.files]  # in the order sent
     digests = {r.name: r.digest for r in received.files if r.kind == "file"}
-    assert digests["tree/a.txt"] == hashlib.sha256(b"hello\n").hexdigest()
+    assert digests["tree/a.txt"] == blake3(b"hello\n").hexdigest()
     assert not list(target.rglob("*.wirecat-part"))
 
 
@@ -145,7 +145,7 @@ def test_a_large_file(dirs: tuple[Path, Path]) -> None:
     sent, received = transfer_files([big], target)
     assert sent.ok
     assert received.ok
-    assert sent.files[0].digest == hashlib.sha256(big.read_bytes()).hexdigest()
+    assert sent.files[0].digest == blake3(big.read_bytes()).hexdigest()
     assert (target / "big.bin").read_bytes() == big.read_bytes()
 
 
@@ -275,7 +275,7 @@ class Liar:
         self.sock.sendall(self.machine.encode(DataStart(start)))
         self.machine.sent(len(data) - start)
         self.sock.sendall(data[start:])
-        self.sock.sendall(self.machine.encode(Digest(digest or hashlib.sha256(data).digest())))
+        self.sock.sendall(self.machine.encode(Digest(digest or blake3(data).digest())))
 
     def end(self, count: int) -> list[object]:
         self.sock.sendall(self.machine.encode(End(count)))
@@ -367,7 +367,7 @@ def test_a_digest_lie_discards_the_part(dirs: tuple[Path, Path]) -> None:
     events = liar.end(1)
     verdicts = [e for e in events if isinstance(e, Verdict)]
     assert verdicts[0].kind.name == "MISMATCH"
-    assert verdicts[0].digest == hashlib.sha256(b"hello").digest()
+    assert verdicts[0].digest == blake3(b"hello").digest()
     liar.close()
     result = receiving.wait()
     assert result.files[0].verdict == "mismatch"

@@ -79,8 +79,8 @@ def test_one_shot_paths_do_not_import_asyncio(command: list[str]) -> None:
         f"with contextlib.redirect_stdout(io.StringIO()):\n"
         f"    try: main({command!r})\n"
         "    except SystemExit: pass\n"
-        "print('asyncio' in sys.modules, 'ssl' in sys.modules)\n"
+        "print('asyncio' in sys.modules, 'ssl' in sys.modules, 'blake3' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     # (the command's own output goes to fd 1 itself, before this last line)
-    assert out.split()[-2:] == ["False", "False"]
+    assert out.split()[-3:] == ["False", "False", "False"]

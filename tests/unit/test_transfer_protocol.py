@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from wirecat.errors import TransferProtocolError
 from wirecat.protocol.transfer import (
+    DIGEST_NAME,
     DIGEST_SIZE,
     Data,
     DataStart,
@@ -191,7 +192,11 @@ def header_bytes(header: FileHeader) -> bytes:
     ("stream", "message"),
     [
         (b"GET / HTTP/1.1\r\n", "does not speak"),
-        (b"WCXF\x02\0\0\0", "version 2"),
+        (b"WCXF\x01\0\0\0", "version 1, this wirecat 2"),
+        (b"WCXF\x03", "version 3, this wirecat 2"),
+        (b"WCXF\x02\0\0\0", "names a digest of 0 bytes"),
+        (b"WCXF\x02\0\0\x21" + b"x" * 33, "names a digest of 33 bytes"),
+        (encode_hello(digest="sha256"), "hashes with 'sha256', this wirecat with blake3"),
         (encode_hello() + b"H" + (1 << 20).to_bytes(4, "big"), "over the limit"),
         (encode_hello() + b"Z\0\0\0\0", "unknown record type"),
         (encode_hello() + b"S\0\0\0\x08" + bytes(8), "no offer accepted"),
@@ -296,3 +301,18 @@ def test_a_stream_that_ends_before_the_end_is_an_error() -> None:
     sender.encode(Hello())
     with pytest.raises(TransferProtocolError, match="before the end"):
         sender.feed(b"")
+
+
+def test_the_greeting_names_the_digest() -> None:
+    hello = encode_hello()
+    assert hello == b"WCXF\x02\0\0\x06blake3"
+    assert DIGEST_NAME == "blake3"
+    receiver = Receiver()
+    assert receiver.feed(hello[:9]) == []  # a greeting cut inside its name waits for the rest
+    assert receiver.feed(hello[9:]) == [Hello(2, "blake3")]
+    sender = Sender()
+    sender.encode(Hello())
+    with pytest.raises(TransferProtocolError, match="the receiver hashes with 'md5'"):
+        sender.feed(encode_hello(digest="md5"))
+    with pytest.raises(TransferProtocolError, match="a digest name of 33 bytes"):
+        Sender().encode(Hello(digest="x" * 33))

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from wirecat.address import Address
 from wirecat.errors import WirecatError
 from wirecat.events import Accepted, Listening, Note, emit
+from wirecat.protocol.transfer import DIGEST_NAME
 from wirecat.report import say
 from wirecat.transfer import (
     FileResult,
@@ -68,7 +69,7 @@ def describe_result(result: FileResult) -> str:
         return f"{result.kind} {result.name}: {result.verdict}{': ' + result.reason if result.reason else ''}"
     text = f"{result.name}: {result.verdict}, {human_bytes(result.size)}"
     if result.digest and result.verdict == "ok":
-        text += f", sha256 {result.digest}"
+        text += f", {DIGEST_NAME} {result.digest}"  # as `b3sum FILE` prints it
     if result.resumed_from:
         text += f", resumed at {result.resumed_from}"
     if result.saved_as and result.saved_as != result.name:

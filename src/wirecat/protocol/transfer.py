@@ -1,8 +1,9 @@
 """The file-transfer protocol of ``wirecat send`` / ``wirecat recv``, sans-IO.
 
 One stream connection carries files one way; the other way carries the
-receiver's answers. Both directions start with the same 8-byte greeting
-(``WCXF``, the version, three zero bytes); then everything is a *record*:
+receiver's answers. Both directions start with the same greeting
+(``WCXF``, the version, two zero bytes, then the digest's name: its length
+in one byte and that many bytes of ASCII, ``blake3``); then everything is a *record*:
 a type byte, a 4-byte big-endian body length, the body. Only the file data
 itself is not a record: it follows its ``START`` record raw, exactly as many
 bytes as the record says, so the I/O layer can move it with ``sendfile`` and
@@ -17,11 +18,11 @@ bytes as the record says, so the I/O layer can move it with ``sendfile`` and
                               ◄─────────          HELLO
                               ◄─────────          OFFER a: accept at offset K
                                                        (K > 0: "I hold a prefix of
-                                                       K bytes, its SHA-256 is …")
+                                                       K bytes, its BLAKE3 is …")
                               ◄─────────          OFFER d: done (made) / refused
     START a, offset 0 or K    ─────────►
     size - offset raw bytes   ─────────►
-    DIGEST a (SHA-256, whole) ─────────►
+    DIGEST a (BLAKE3, whole)  ─────────►
                               ◄─────────          VERDICT a: ok / mismatch / failed
     END (entries sent)        ─────────►
                               ◄─────────          FINISHED (ok, failed)
@@ -35,6 +36,11 @@ that comes before it made the offer. A sender that resumes at ``K`` has hashed
 its own first ``K`` bytes and compared them with the receiver's digest of its
 part file: where they differ it starts at 0 instead. Directories and
 symbolic links have no data: their OFFER is their final answer.
+
+The digest is named in the greeting, not implied by the version, so that a
+peer that hashes another way is refused in its first bytes with a message
+that says so (:data:`DIGESTS` lists the names this module accepts). This
+module never hashes: the I/O layer does, with the algorithm named.
 
 The machines: :class:`Sender` (encodes the sender's records, is fed the
 receiver's) and :class:`Receiver` (the other way round). ``feed(data)``
@@ -61,6 +67,8 @@ __all__ = [
     "DEFAULT_MAX_NAME",
     "DEFAULT_MAX_RECORD",
     "DEFAULT_MAX_SIZE",
+    "DIGESTS",
+    "DIGEST_NAME",
     "DIGEST_SIZE",
     "HELLO_SIZE",
     "MAGIC",
@@ -89,11 +97,21 @@ __all__ = [
 MAGIC = b"WCXF"
 #: The protocol version this module speaks. A peer of another version is
 #: refused at the greeting, before any file moves.
-VERSION = 1
-#: MAGIC, the version byte, three reserved zero bytes.
+#: 2: the greeting names the digest (version 1 was SHA-256, unnamed).
+VERSION = 2
+#: The greeting's fixed part: MAGIC, the version byte, two reserved zero
+#: bytes, the digest name's length; the name follows.
 HELLO_SIZE = 8
-#: SHA-256.
+#: The digest of every file's data, and of a resumed file's prefix: BLAKE3
+#: (32-byte output), 3-4x SHA-256's speed on one core, measured
+#: (benchmarks/RESULTS.md, issue 14): the transfer's bottleneck was hashing.
+DIGEST_NAME = "blake3"
+#: The digest names this module accepts in a peer's greeting.
+DIGESTS = frozenset({DIGEST_NAME})
+#: Bytes of a digest.
 DIGEST_SIZE = 32
+#: Longest digest name in a greeting.
+_MAX_DIGEST_NAME = 32
 #: Longest relative path in bytes of UTF-8: Linux's PATH_MAX.
 DEFAULT_MAX_NAME = 4096
 #: Longest path component in bytes: NAME_MAX on Linux, macOS and Windows alike.
@@ -152,9 +170,10 @@ class VerdictKind(enum.IntEnum):
 
 
 class Hello(NamedTuple):
-    """The greeting, either way: the peer speaks ``version``."""
+    """The greeting, either way: the peer speaks ``version`` and hashes with ``digest``."""
 
     version: int = VERSION
+    digest: str = DIGEST_NAME
 
 
 class FileHeader(NamedTuple):
@@ -185,7 +204,7 @@ class Offer(NamedTuple):
         action: accept, refuse, skip, or done (a directory or link made).
         offset: with ACCEPT, where the sender may start: the length of the
             prefix the receiver already holds (0: from the start).
-        prefix_digest: SHA-256 of that prefix (32 zero bytes when 0).
+        prefix_digest: the digest (BLAKE3) of that prefix (32 zero bytes when 0).
         reason: why, for REFUSE and SKIP; ``""`` otherwise.
         header: the header answered (filled in by the machine that decodes it).
     """
@@ -216,7 +235,7 @@ class Data(NamedTuple):
 
 
 class Digest(NamedTuple):
-    """The sender's SHA-256 of the whole file (the prefix included), after its data."""
+    """The sender's digest (BLAKE3) of the whole file (the prefix included), after its data."""
 
     digest: bytes
     header: FileHeader | None = None
@@ -252,9 +271,14 @@ _HEADER, _START, _DIGEST, _END = b"H", b"S", b"D", b"E"
 _OFFER, _VERDICT, _FINISHED = b"O", b"V", b"F"
 
 
-def encode_hello(version: int = VERSION) -> bytes:
-    """The 8-byte greeting."""
-    return MAGIC + bytes([version]) + b"\0\0\0"
+def encode_hello(version: int = VERSION, digest: str = DIGEST_NAME) -> bytes:
+    """The greeting: the fixed 8 bytes, then the digest's name."""
+    if not 0 <= version <= 255:
+        raise TransferProtocolError(f"version {version} does not fit in a byte")
+    name = digest.encode("ascii", "replace")
+    if not 0 < len(name) <= _MAX_DIGEST_NAME:
+        raise TransferProtocolError(f"a digest name of {len(name)} bytes (from 1 to {_MAX_DIGEST_NAME})")
+    return MAGIC + bytes([version]) + b"\0\0" + bytes([len(name)]) + name
 
 
 def _record(kind: bytes, body: bytes) -> bytes:
@@ -292,16 +316,32 @@ class _Reader:
                 f"the {self._side} does not speak wirecat's transfer protocol"
                 f" (it began {bytes(buffer[:8])!r})"
             )
-        if len(buffer) < HELLO_SIZE:
+        if len(buffer) < 5:
             return None
         version = buffer[4]
-        del buffer[:HELLO_SIZE]
-        self._greeted = True
         if version != VERSION:
+            # Before the rest: a version-1 peer's greeting has no name to wait for.
             raise TransferProtocolError(
-                f"the {self._side} speaks transfer protocol version {version}, this wirecat {VERSION}"
+                f"the {self._side} speaks transfer protocol version {version}, this wirecat {VERSION}:"
+                " use the same wirecat release on both sides"
             )
-        return Hello(version)
+        if len(buffer) < HELLO_SIZE:
+            return None
+        size = buffer[7]
+        if not 0 < size <= _MAX_DIGEST_NAME:
+            raise TransferProtocolError(f"the {self._side}'s greeting names a digest of {size} bytes")
+        if len(buffer) < HELLO_SIZE + size:
+            return None
+        raw = bytes(buffer[HELLO_SIZE : HELLO_SIZE + size])
+        del buffer[: HELLO_SIZE + size]
+        self._greeted = True
+        digest = raw.decode("ascii", "replace")
+        if digest not in DIGESTS:
+            raise TransferProtocolError(
+                f"the {self._side} hashes with {digest!r}, this wirecat with {DIGEST_NAME}:"
+                " use the same wirecat release on both sides"
+            )
+        return Hello(version, digest)
 
     def _next_record(self) -> tuple[int, bytes] | None:
         """(type byte, body) of the next whole record, consumed; None if not all in."""
@@ -493,7 +533,7 @@ class Sender:
             if self._said_hello:
                 raise TransferProtocolError("the greeting is sent once")
             self._said_hello = True
-            return encode_hello(event.version)
+            return encode_hello(event.version, event.digest)
         if not self._said_hello:
             raise TransferProtocolError("the greeting comes first")
         if self._sending is not None and (self._remaining or not isinstance(event, Digest)):
@@ -796,7 +836,7 @@ class Receiver:
             if self._said_hello:
                 raise TransferProtocolError("the greeting is sent once")
             self._said_hello = True
-            return encode_hello(event.version)
+            return encode_hello(event.version, event.digest)
         if not self._said_hello:
             raise TransferProtocolError("the greeting comes first")
         if isinstance(event, Offer):
