@@ -149,6 +149,33 @@ def test_a_large_file(dirs: tuple[Path, Path]) -> None:
     assert (target / "big.bin").read_bytes() == big.read_bytes()
 
 
+def test_a_2_gib_file(dirs: tuple[Path, Path]) -> None:
+    """The issue's size: 2 GiB arrive exact. Sparse with random blocks strewn in, so the
+    source costs no time to write while the bytes that cross still differ everywhere."""
+    source, target = dirs
+    big = source / "big.bin"
+    rng = random.Random(2)
+    with big.open("wb") as f:
+        f.truncate(2 << 30)
+        for _ in range(64):
+            f.seek(rng.randrange(0, (2 << 30) - (1 << 20)))
+            f.write(rng.randbytes(1 << 20))
+    sent, received = transfer_files([big], target)
+    assert sent.ok
+    assert received.ok
+    assert received.bytes == 2 << 30
+    expected = blake3(max_threads=blake3.AUTO)
+    with big.open("rb") as f:
+        while chunk := f.read(64 << 20):
+            expected.update(chunk)
+    assert sent.files[0].digest == expected.hexdigest()
+    got = blake3(max_threads=blake3.AUTO)
+    with (target / "big.bin").open("rb") as f:
+        while chunk := f.read(64 << 20):
+            got.update(chunk)
+    assert got.hexdigest() == expected.hexdigest()
+
+
 def test_many_small_files_and_a_deep_tree(dirs: tuple[Path, Path]) -> None:
     source, target = dirs
     many = source / "many"
@@ -436,6 +463,42 @@ def test_a_killed_sender_then_resume(dirs: tuple[Path, Path], seed: int) -> None
         assert received.bytes == size
     else:
         assert received.bytes == size - held
+
+
+def test_killed_twenty_times_then_whole(dirs: tuple[Path, Path]) -> None:
+    """One file, its sender killed 20 times at random points: each try resumes where the last
+    left off (the receiver's offer), and the file that lands is exact."""
+    source, target = dirs
+    rng = random.Random(20)
+    size = 4_000_000
+    data = rng.randbytes(size)
+    (source / "f.bin").write_bytes(data)
+    part = target / part_name("f.bin")
+    offsets = []
+    for _ in range(20):
+        receiving = Receiving(target)
+        liar = Liar(receiving.address)
+        (offer,) = liar.headers(FileHeader("f.bin", size))
+        assert offer.action == OfferAction.ACCEPT
+        assert offer.offset == (part.stat().st_size if part.exists() else 0)
+        assert offer.prefix_digest == (blake3(data[: offer.offset]).digest() if offer.offset else bytes(32))
+        offsets.append(offer.offset)
+        cut = rng.randrange(offer.offset + 1, size)  # never the whole file
+        liar.sock.sendall(liar.machine.encode(DataStart(offer.offset)) + data[offer.offset : cut])
+        liar.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+        liar.close()  # a reset, as when the sender is killed
+        with pytest.raises((TransferProtocolError, PeerReset)):
+            receiving.wait()
+        assert part.stat().st_size <= cut
+    assert offsets == sorted(offsets)  # what was held is never lost
+    assert offsets[-1] > 0
+    held = part.stat().st_size
+    sent, received = transfer_files([source / "f.bin"], target)
+    assert sent.ok
+    assert received.ok
+    assert received.files[0].resumed_from == held
+    assert (target / "f.bin").read_bytes() == data
+    assert not part.exists()
 
 
 def test_no_resume_starts_over(dirs: tuple[Path, Path]) -> None:
