@@ -13,12 +13,13 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 
 import pytest
 import trustme
 
-from tests.conftest import WIRECAT, Proc, run_wirecat
+from tests.conftest import WIRECAT, Proc, random_payload, run_wirecat, sha256
 from wirecat.testing import read_line_matching
 
 pytestmark = pytest.mark.timeout(60)
@@ -250,3 +251,42 @@ def test_plain_hub_does_not_load_ssl() -> None:
     )
     assert "no client connected" in done.stderr
     assert done.stdout.split()[-1] == "False"
+
+
+def test_a_large_broadcast_reaches_a_slow_and_a_fast_client_whole(
+    spawn: Callable[..., Proc], files: dict[str, str]
+) -> None:
+    """8 MB through the bounded queues and queued ciphertext; the slow reader holds stdin, loses nothing."""
+    payload = random_payload(8 << 20, seed=13)
+    proc, port = hub(spawn, files)
+    assert proc.popen.stdin is not None
+    with client(port, files) as fast, client(port, files) as slow:
+        joined(proc, fast)
+        joined(proc, slow)
+        got: dict[str, bytes] = {}
+
+        def drain(name: str, sock: ssl.SSLSocket, chunk: int) -> None:
+            got[name] = recv_to_close_notify(sock, chunk)
+
+        threads = [
+            threading.Thread(target=drain, args=("fast", fast, 1 << 16)),
+            threading.Thread(target=drain, args=("slow", slow, 1 << 10)),
+        ]
+        for thread in threads:
+            thread.start()
+        proc.popen.stdin.write(payload)
+        proc.popen.stdin.close()
+        for thread in threads:
+            thread.join(TIMEOUT)
+        assert sha256(got["fast"]) == sha256(payload)
+        assert sha256(got["slow"]) == sha256(payload)
+    stop(proc)
+
+
+def recv_to_close_notify(sock: ssl.SSLSocket, chunk: int) -> bytes:
+    parts = []
+    while True:
+        data = sock.recv(chunk)
+        if not data:
+            return b"".join(parts)
+        parts.append(data)
