@@ -418,7 +418,7 @@ class _Hub:
     def _read_unread(self) -> None:
         for client in list(self.unread):
             self.unread.discard(client)
-            if client.sock.fileno() >= 0 and not client.closing and client in self.clients.values():
+            if self.clients.get(client.sock.fileno()) is client and not client.closing:
                 self._receive(client)
 
     def _flush(self, client: _Client) -> None:
