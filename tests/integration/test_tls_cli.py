@@ -386,7 +386,6 @@ def test_config_errors_exit_9(files: dict[str, str], tmp_path: Path) -> None:
         (["connect", "-u", "--tls", "127.0.0.1", "9"], "wirecat: --tls is for streams"),
         (["listen", "-u", "--tls", "0"], "wirecat: --tls is for streams"),
         (["connect", "tls:udp:127.0.0.1:9"], "wirecat: TLS over UDP"),
-        (["listen", "-k", "--tls", "0"], "wirecat: listen -k --tls is not supported yet"),
     ],
 )
 def test_usage_errors(args: list[str], message: str) -> None:

@@ -113,11 +113,6 @@ def handle(args: argparse.Namespace) -> int:
     )
     if args.tls and address.datagram:
         raise UsageError("--tls is for streams: DTLS (TLS over UDP) is not supported", "drop -u or --tls")
-    if args.tls and args.keep_open and program is None:
-        raise UsageError(
-            "listen -k --tls is not supported yet",
-            "serve one client at a time without -k, or give each client a program with -k --exec",
-        )
     session = session_options(args)
     report = reporter(args)
     tls = server_tls_from(args, hosts=[address.host], connect_words=_connect_words(address))
