@@ -48,7 +48,7 @@ from typing import Protocol, runtime_checkable
 from wirecat.address import format_sockaddr
 from wirecat.sockets import abort as abort_socket
 
-__all__ = ["Endpoint", "FdEndpoint", "SocketEndpoint"]
+__all__ = ["Endpoint", "FdEndpoint", "SocketEndpoint", "socket_names"]
 
 #: What bytes are read into, and sent from (``collections.abc.Buffer`` is 3.12+).
 Buffer = bytearray | memoryview
@@ -109,6 +109,20 @@ class Endpoint(Protocol):
         ...
 
 
+def socket_names(sock: socket.socket, peer: str = "") -> tuple[str, str]:
+    """(peer, local) of a socket for messages; ``peer`` given wins; a socket
+    already disconnected says so rather than fail."""
+    try:
+        peer = peer or format_sockaddr(sock.getpeername())
+    except OSError:
+        peer = peer or "(disconnected)"
+    try:
+        local = format_sockaddr(sock.getsockname())
+    except OSError:
+        local = ""
+    return peer, local
+
+
 class SocketEndpoint:
     """A connected stream socket (TCP or Unix) as an endpoint.
 
@@ -123,14 +137,7 @@ class SocketEndpoint:
     def __init__(self, sock: socket.socket, *, pushback: bytes = b"", peer: str = "") -> None:
         self._sock = sock
         self._pushback = pushback
-        try:
-            self.peer = peer or format_sockaddr(sock.getpeername())
-        except OSError:
-            self.peer = peer or "(disconnected)"
-        try:
-            self.local = format_sockaddr(sock.getsockname())
-        except OSError:
-            self.local = ""
+        self.peer, self.local = socket_names(sock, peer)
 
     @property
     def socket(self) -> socket.socket:

@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
-from wirecat.address import format_sockaddr
+from wirecat.endpoint import socket_names
 from wirecat.errors import HandshakeTimeout, TLSError, TLSTruncated, WirecatError
 from wirecat.sockets import abort as abort_socket
 from wirecat.tls import (
@@ -136,14 +136,7 @@ class TLSEndpoint:
         self._info: CertificateInfo | None = None
         #: The ssl error behind the last failed handshake (for a second look at the certificate).
         self.handshake_error: ssl.SSLError | None = None
-        try:
-            self.peer = peer or format_sockaddr(sock.getpeername())
-        except OSError:
-            self.peer = peer or "(disconnected)"
-        try:
-            self.local = format_sockaddr(sock.getsockname())
-        except OSError:
-            self.local = ""
+        self.peer, self.local = socket_names(sock, peer)
 
     # -- what the Endpoint protocol asks -------------------------------------------------------
 
