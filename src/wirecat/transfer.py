@@ -1530,10 +1530,18 @@ def handshake(
     if client:
         name = tls.server_hostname or server_hostname.strip("[]") or None  # type: ignore[union-attr]
     sock.settimeout(timeout)
+    # The handshake apart from the wrap, so that a failed verification still
+    # has the object: the certificate it was sent names the pin that would trust it.
+    wrapped = tls.context.wrap_socket(
+        sock, server_side=not client, server_hostname=name, do_handshake_on_connect=False
+    )
     try:
-        wrapped = tls.context.wrap_socket(sock, server_side=not client, server_hostname=name)
+        wrapped.do_handshake()
     except ssl.SSLError as exc:
-        raise tls_module.translate_ssl_error(exc, peer, server_hostname=name, server_side=not client) from exc
+        leaf = tls_module.unverified_leaf(wrapped) if isinstance(exc, ssl.SSLCertVerificationError) else None
+        raise tls_module.translate_ssl_error(
+            exc, peer, server_hostname=name, server_side=not client, certificate=leaf
+        ) from exc
     except TimeoutError as exc:
         raise HandshakeTimeout(f"the TLS handshake with {peer} took more than {timeout:g} s") from exc
     except OSError as exc:

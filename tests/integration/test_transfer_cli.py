@@ -210,6 +210,23 @@ def test_tls_a_wrong_pin_is_exit_13(spawn, tmp_path: Path) -> None:  # type: ign
     assert list((tmp_path / "out").iterdir()) == []
 
 
+def test_tls_without_a_pin_names_the_one_to_give(spawn, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A one-transfer recv is gone after the failed handshake: the pin comes from that very one."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "a").write_bytes(b"a")
+    recv = spawn(WIRECAT, "recv", "--tls", "--dir", str(tmp_path / "out"), "0")
+    assert recv.popen.stderr is not None
+    port = int(read_line_matching(recv.popen.stderr, r"listening on .*:(\d+)$", timeout=20).group(1))
+    pin = read_line_matching(recv.popen.stderr, r"made for this run: (sha256:[0-9a-f]{64})$", timeout=20)
+    sent = run_wirecat("send", "--tls", str(tmp_path / "a"), f"127.0.0.1:{port}")
+    assert sent.returncode == 13, sent.stderr
+    assert sent.stderr.decode().strip().splitlines()[-1] == (
+        f"wirecat: self-signed certificate for 127.0.0.1:{port}: "
+        f"to trust this one: --pin {pin.group(1)}, or --cafile FILE"
+    )
+    recv.finish()
+
+
 def test_tls_with_a_ca_certificate(spawn, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     trustme = pytest.importorskip("trustme")
     ca = trustme.CA()
