@@ -667,7 +667,10 @@ def translate_ssl_error(
         "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
     ):
         if server_side:
-            error = CertificateError(f"{where} does not trust our certificate")
+            error = CertificateError(
+                f"{where} does not trust our certificate",
+                "the client must trust it: give it our certificate's pin, or the CA that signed it",
+            )
         else:
             error = TLSError(
                 f"{where} refused our client certificate", "give one signed by a CA the server trusts"
