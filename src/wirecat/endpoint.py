@@ -48,7 +48,7 @@ from typing import Protocol, runtime_checkable
 from wirecat.address import format_sockaddr
 from wirecat.sockets import abort as abort_socket
 
-__all__ = ["Endpoint", "FdEndpoint", "SocketEndpoint", "socket_names"]
+__all__ = ["Endpoint", "FdEndpoint", "SocketBacked", "SocketEndpoint", "socket_names"]
 
 #: What bytes are read into, and sent from (``collections.abc.Buffer`` is 3.12+).
 Buffer = bytearray | memoryview
@@ -123,21 +123,13 @@ def socket_names(sock: socket.socket, peer: str = "") -> tuple[str, str]:
     return peer, local
 
 
-class SocketEndpoint:
-    """A connected stream socket (TCP or Unix) as an endpoint.
+class SocketBacked:
+    """What every endpoint over one stream socket has the same way: the socket,
+    its descriptor for readiness both ways, TCP or not, a reset, a close.
+    Subclasses set ``_sock``."""
 
-    Args:
-        sock: the socket; the endpoint owns it from now on.
-        pushback: bytes already read from it that belong to the stream (they
-            come first, from :meth:`take_pushback` or :meth:`recv_into`).
-    """
-
-    __slots__ = ("_pushback", "_sock", "local", "peer")
-
-    def __init__(self, sock: socket.socket, *, pushback: bytes = b"", peer: str = "") -> None:
-        self._sock = sock
-        self._pushback = pushback
-        self.peer, self.local = socket_names(sock, peer)
+    __slots__ = ()
+    _sock: socket.socket
 
     @property
     def socket(self) -> socket.socket:
@@ -155,15 +147,40 @@ class SocketEndpoint:
         return self._sock.fileno()
 
     @property
+    def is_tcp(self) -> bool:
+        """TCP (not a Unix socket): where splice() stops at the urgent mark (wirecat.splice)."""
+        return self._sock.family in (socket.AF_INET, socket.AF_INET6)
+
+    def abort(self) -> None:
+        """A reset, now (:func:`wirecat.sockets.abort`)."""
+        abort_socket(self._sock)
+
+    def close(self) -> None:
+        """Close the socket (a reset if :meth:`abort` came first). Idempotent."""
+        self._sock.close()
+
+
+class SocketEndpoint(SocketBacked):
+    """A connected stream socket (TCP or Unix) as an endpoint.
+
+    Args:
+        sock: the socket; the endpoint owns it from now on.
+        pushback: bytes already read from it that belong to the stream (they
+            come first, from :meth:`take_pushback` or :meth:`recv_into`).
+    """
+
+    __slots__ = ("_pushback", "_sock", "local", "peer")
+
+    def __init__(self, sock: socket.socket, *, pushback: bytes = b"", peer: str = "") -> None:
+        self._sock = sock
+        self._pushback = pushback
+        self.peer, self.local = socket_names(sock, peer)
+
+    @property
     def zero_copy_fds(self) -> tuple[int, int] | None:
         """The socket's descriptor both ways: the kernel splices sockets."""
         fd = self._sock.fileno()
         return (fd, fd)
-
-    @property
-    def is_tcp(self) -> bool:
-        """TCP, where splice() stops at the urgent mark (wirecat.splice)."""
-        return self._sock.family in (socket.AF_INET, socket.AF_INET6)
 
     def recv_into(self, buffer: Buffer) -> int:
         """Pushback first, then the socket."""
@@ -189,14 +206,6 @@ class SocketEndpoint:
             self._sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass  # the other direction will say how it ended
-
-    def abort(self) -> None:
-        """A reset, now (:func:`wirecat.sockets.abort`)."""
-        abort_socket(self._sock)
-
-    def close(self) -> None:
-        """Close the socket (a reset if :meth:`abort` came first)."""
-        self._sock.close()
 
     def take_pushback(self) -> bytes:
         """The bytes read past a header, once."""

@@ -37,9 +37,9 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
-from wirecat.endpoint import socket_names
+from wirecat.endpoint import SocketBacked, socket_names
 from wirecat.errors import HandshakeTimeout, TLSError, TLSTruncated, WirecatError
-from wirecat.sockets import abort as abort_socket
+from wirecat.report import Reporter, quiet
 from wirecat.tls import (
     CertificateInfo,
     ClientTLS,
@@ -62,7 +62,7 @@ RECEIVE_BUFFER = 256 * 1024
 MAX_SEND = 1024 * 1024
 
 
-class TLSEndpoint:
+class TLSEndpoint(SocketBacked):
     """One TLS connection over a non-blocking socket (see the module docstring).
 
     Args:
@@ -141,29 +141,9 @@ class TLSEndpoint:
     # -- what the Endpoint protocol asks -------------------------------------------------------
 
     @property
-    def socket(self) -> socket.socket:
-        """The socket under TLS."""
-        return self._sock
-
-    @property
-    def read_fd(self) -> int:
-        """The socket's descriptor."""
-        return self._sock.fileno()
-
-    @property
-    def write_fd(self) -> int:
-        """The socket's descriptor."""
-        return self._sock.fileno()
-
-    @property
     def zero_copy_fds(self) -> None:
         """None: TLS bytes pass through Python (kTLS would change that: ARCHITECTURE.md)."""
         return None
-
-    @property
-    def is_tcp(self) -> bool:
-        """TCP (not a Unix socket)."""
-        return self._sock.family in (socket.AF_INET, socket.AF_INET6)
 
     def take_pushback(self) -> bytes:
         """Nothing: the pushback given was ciphertext, and went to TLS."""
@@ -508,14 +488,6 @@ class TLSEndpoint:
         except WirecatError:
             pass  # the other direction will say how it ended
 
-    def abort(self) -> None:
-        """Cut off now: a TCP reset (:func:`wirecat.sockets.abort`); no close_notify."""
-        abort_socket(self._sock)
-
-    def close(self) -> None:
-        """Close the socket (a reset if :meth:`abort` came first). Idempotent."""
-        self._sock.close()
-
 
 def fetch_certificate(
     address: socket._Address,
@@ -581,10 +553,13 @@ def secure(
     timeout: float | None,
     server_hostname: str | None = None,
     peer: str = "",
+    report: Reporter = quiet,
 ) -> TLSEndpoint:
     """A :class:`TLSEndpoint` over ``sock`` with its handshake done (blocking, up to ``timeout``).
 
-    The socket is the caller's to close if this raises.
+    The socket is the caller's to close if this raises. ``report`` gets the
+    session's one line (:func:`describe_session`), made only when someone
+    listens (the peer's subject may need ``cryptography``).
 
     Raises:
         HandshakeTimeout: not done in ``timeout`` seconds.
@@ -592,6 +567,8 @@ def secure(
     """
     endpoint = TLSEndpoint(sock, tls, server_side=server_side, server_hostname=server_hostname, peer=peer)
     endpoint.handshake(timeout)
+    if report is not quiet:
+        report(describe_session(endpoint))
     return endpoint
 
 

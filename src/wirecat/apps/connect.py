@@ -63,17 +63,20 @@ def start_tls(
         HandshakeTimeout, CertificateError, TLSError.
     """
     from wirecat import tls as tls_module
-    from wirecat.tls_endpoint import describe_session, secure
+    from wirecat.tls_endpoint import secure
 
     if tls is None:
         tls = tls_module.ClientTLS(tls_module.client_context())
     host = None if target.is_unix else target.host.strip("[]") or None
-    endpoint = secure(
-        sock, tls, server_side=False, server_hostname=host, peer=peer, timeout=handshake_timeout
+    return secure(
+        sock,
+        tls,
+        server_side=False,
+        server_hostname=host,
+        peer=peer,
+        timeout=handshake_timeout,
+        report=report,
     )
-    if report is not quiet:  # -v only (the subject may need cryptography)
-        report(describe_session(endpoint))
-    return endpoint
 
 
 def connect_stdio(

@@ -97,11 +97,11 @@ def listen_stdio(
     with sock:
         emit(Accepted(peer, bound.names[0], 1, "listen"))
         if tls is not None:
-            from wirecat.tls_endpoint import describe_session, secure
+            from wirecat.tls_endpoint import secure
 
-            endpoint = secure(sock, tls, server_side=True, timeout=handshake_timeout, peer=peer)
-            if report is not quiet:  # -v only (the subject may need cryptography)
-                report(describe_session(endpoint))
+            endpoint = secure(
+                sock, tls, server_side=True, timeout=handshake_timeout, peer=peer, report=report
+            )
             result = run_session(endpoint, peer=peer, options=session)
         else:
             result = run_session(sock, peer=peer, options=session)
@@ -335,9 +335,10 @@ class _Hub:
             return
         client.deadline = None
         client.idle.last = time.monotonic()
-        from wirecat.tls_endpoint import describe_session
+        if self.report is not quiet:  # -v only (the subject may need cryptography)
+            from wirecat.tls_endpoint import describe_session
 
-        self.report(describe_session(endpoint))
+            self.report(describe_session(endpoint))
         if self.stdin_done:
             self._flush(client)  # stdin already ended: close_notify at once
         if client.sock.fileno() >= 0 and not client.closing:

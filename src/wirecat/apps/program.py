@@ -401,11 +401,9 @@ def _secured(
     """``sock`` itself, or with ``tls`` a TLS endpoint over it, its handshake done (within ``timeout``)."""
     if tls is None:
         return sock
-    from wirecat.tls_endpoint import describe_session, secure
+    from wirecat.tls_endpoint import secure
 
-    endpoint = secure(sock, tls, server_side=True, timeout=timeout, peer=peer)
-    if report is not quiet:  # -v only (the subject may need cryptography)
-        report(describe_session(endpoint))
+    endpoint = secure(sock, tls, server_side=True, timeout=timeout, peer=peer, report=report)
     return endpoint
 
 
