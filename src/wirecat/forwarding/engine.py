@@ -366,9 +366,9 @@ class Direction:
     def _read_more(self, n: int) -> int:
         """Fill the buffer from what a TLS source holds already (``n`` bytes are in).
 
-        One TLS read gives one record (16 KiB at most) while one recv() may
-        have brought sixteen: reading them all now makes one large send to
-        the destination instead of sixteen small ones.
+        A TLS source may hold more than the first read took (ciphertext
+        past the buffer, or a record half in): reading it now makes one large
+        send to the destination instead of several small ones.
         """
         assert self._view is not None
         assert self._src_tls is not None
