@@ -87,13 +87,10 @@ def handle(args: argparse.Namespace) -> int:
 
     # No host: relay() listens on loopback, in the family. A port may be a service name.
     listen = parse_address(args.listen, service=service_port)
-    target_text, target_is_tls = args.target, args.target[:4].lower() == "tls:"
-    if target_is_tls:
-        target_text = target_text[4:]
-    target = parse_address(target_text, service=service_port)
+    target = parse_address(args.target, service=service_port)  # tls:HOST:PORT sets target.tls
     # Both made before listening: a bad certificate file fails the start, and
     # an ephemeral certificate's pin is said before the first client comes.
-    target_tls = client_tls_from(args, tls=target_is_tls, prefix="target-")
+    target_tls = client_tls_from(args, tls=target.tls, prefix="target-")
     host = "unix:" + listen.host if listen.is_unix else (listen.host or "127.0.0.1")
     tls = server_tls_from(
         args, hosts=[listen.host or "127.0.0.1"], connect_words=f"{host} {listen.port or 'PORT'}"

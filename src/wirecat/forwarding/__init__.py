@@ -141,13 +141,11 @@ async def relay(
         UsageError, BindError, ResolveError, ProgramError.
     """
     listen_at = listen_address(listen, family=family)
-    if isinstance(target, str) and target[:4].lower() == "tls:":
-        target = target[4:]
-        if target_tls is None:
-            from wirecat.tls import ClientTLS, client_context
+    destination = as_address(target)  # `tls:host:port` sets destination.tls (wirecat.address)
+    if destination.tls and target_tls is None:
+        from wirecat.tls import ClientTLS, client_context
 
-            target_tls = ClientTLS(client_context())
-    destination = as_address(target)
+        target_tls = ClientTLS(client_context())
     handshake_timeout = check_seconds(handshake_timeout, "handshake_timeout")
     idle_timeout = check_seconds(idle_timeout, "idle_timeout")
     connect_timeout = check_seconds(connect_timeout, "connect_timeout")
